@@ -1,0 +1,127 @@
+"""The interfaces every channel and sink implements, and the neutral types they exchange.
+
+Adapters know the outside world (a provider's payload, an SMTP server, an HTTP API) and
+nothing of Flask, SQL or queues: the gateway hands them plain values and gets plain values
+back. Errors come from :mod:`adapters.errors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Contact:
+    """How the citizen can be reached, as they gave it (normalized later)."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    messenger_psid: str | None = None
+    telegram_chat_id: str | None = None
+    preferred_channel: str | None = None
+    consent: bool = True
+
+
+@dataclass(frozen=True)
+class Location:
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes | None = None
+    url: str | None = None  # to be fetched by a background job
+
+
+@dataclass(frozen=True)
+class CitizenMessage:
+    """What one inbound payload says, in neutral terms: the channel's parse result."""
+
+    channel: str
+    text: str
+    contact: Contact = field(default_factory=Contact)
+    location: Location = field(default_factory=Location)
+    subject: str | None = None
+    language: str | None = None
+    category: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    # Threading hints: a tracking code the citizen quoted, or the provider's reply reference.
+    reference_code: str | None = None
+    in_reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A message to a citizen (acknowledgement, update, reply) on one channel."""
+
+    to: str
+    text: str
+    language: str
+    subject: str | None = None
+    idempotency_key: str = ""
+    message_id: str | None = None  # e.g. the e-mail Message-ID we assign
+    in_reply_to: str | None = None
+    automatic: bool = True  # an acknowledgement or notice, not a person's reply
+
+
+@dataclass(frozen=True)
+class RequestSummary:
+    """What a department's tool receives about a routed request."""
+
+    code: str
+    category: str | None
+    category_name: str
+    department: str
+    priority: str
+    status: str
+    channel: str
+    language: str
+    description: str
+    address: str | None
+    district: str | None
+    lat: float | None
+    lon: float | None
+    sla_due_at: datetime | None
+    created_at: datetime
+    track_url: str
+    rule: str | None
+    attachments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """What a successful send returns: the provider's id for what it accepted."""
+
+    external_id: str | None = None
+
+
+@runtime_checkable
+class OutboundChannel(Protocol):
+    """A channel that can write to citizens."""
+
+    name: str
+
+    def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """Send one message. Raises TransientDeliveryError or PermanentDeliveryError."""
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A department's existing tool that routed requests are delivered into."""
+
+    type: str
+
+    def deliver(
+        self, request: RequestSummary, target: dict[str, Any], idempotency_key: str
+    ) -> DeliveryReceipt:
+        """Deliver one request to ``target`` (the department's sink settings from config/).
+
+        Raises TransientDeliveryError, PermanentDeliveryError or AdapterMisconfiguredError.
+        """

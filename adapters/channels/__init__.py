@@ -1,0 +1,1 @@
+"""The doors citizens come in by, and the ways back to them."""

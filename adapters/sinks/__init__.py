@@ -1,0 +1,1 @@
+"""Department tools that routed requests are delivered into."""

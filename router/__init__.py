@@ -1,0 +1,8 @@
+"""Routing rules: loading and validating config/, matching, and the decision record."""
+
+from .engine import Decision, Facts, decide
+from .holder import RuleBookHolder
+from .loader import RuleBook, load_rulebook
+from .yamlfile import ConfigError, Problem
+
+__all__ = ["ConfigError", "Decision", "Facts", "Problem", "RuleBook", "RuleBookHolder", "decide", "load_rulebook"]

@@ -1,0 +1,122 @@
+"""The routing decision: category, department, priority, SLA, sinks, and the rule that made it.
+
+Order of precedence, so an agent can always tell why: the category's defaults from the
+catalogue (or the 311 triage queue when no category is recognized), then the FIRST rule of
+rules.yaml whose `when` holds, whose `then` overrides those defaults field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, time
+
+from .categorize import Categorization
+from .loader import RuleBook
+from .schema import Rule, SinkTarget
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the router looks at, all already normalized."""
+
+    text: str
+    language: str
+    channel: str
+    received_at: datetime  # timezone-aware
+    lat: float | None = None
+    lon: float | None = None
+    category: str | None = None  # given explicitly by the submitter or an agent
+
+
+@dataclass
+class Decision:
+    category: str | None
+    category_name: str
+    kind: str
+    department: str
+    priority: str
+    sla_hours: float
+    sinks: list[dict]
+    rule: str | None
+    matched_by: str  # "rule", "category", "explicit_category" or "triage"
+    district: str | None
+    after_hours: bool
+    template: str
+    categorization: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(book: RuleBook, facts: Facts) -> Decision:
+    """Applies the catalogue and the rules to ``facts``. Raises KeyError for an unknown
+    explicit category (callers validate it first)."""
+    if facts.category:
+        book.categories[facts.category]  # noqa: B018 - validates the explicit category
+        found = Categorization(facts.category, 1.0, matched=["(explicit)"])
+    else:
+        found = book.categorizer.categorize(facts.text)
+    district = book.areas.locate(facts.lat, facts.lon)
+    after_hours = _after_hours(book, facts.received_at)
+    rule = _first_rule(book, facts, found.category, district.code if district else None, after_hours)
+    category = (rule.then.category if rule and rule.then.category else None) or found.category
+    base = book.categories.get(category) if category else None
+    then = rule.then if rule else None
+    department = (then and then.department) or (base.department if base else book.city.triage_department)
+    extra_sinks = list(then.sinks) if then else []
+    matched_by = "rule" if rule else ("explicit_category" if facts.category else ("category" if base else "triage"))
+    return Decision(
+        category=category,
+        category_name=book.category_name(category, facts.language),
+        kind=base.kind if base else "service_request",
+        department=department,
+        priority=(then and then.priority) or (base.priority if base else "routine"),
+        sla_hours=(then and then.sla_hours) or (base.sla_hours if base else book.city.triage_sla_hours),
+        sinks=_sinks(book.departments[department].sinks + extra_sinks, book.departments[department].language),
+        rule=rule.name if rule else None,
+        matched_by=matched_by,
+        district=district.code if district else None,
+        after_hours=after_hours,
+        template=(then and then.template) or "acknowledgement",
+        categorization=found.as_dict(),
+    )
+
+
+def _first_rule(book, facts: Facts, category, district, after_hours) -> Rule | None:
+    keyword_hits = {int(m.category) for m in book.rule_keywords.matches(facts.text)}
+    default_priority = book.categories[category].priority if category in book.categories else "routine"
+    for i, rule in enumerate(book.rules):
+        when = rule.when
+        if when.category and category not in when.category:
+            continue
+        if when.keywords and i not in keyword_hits:
+            continue
+        if when.channel and facts.channel not in when.channel:
+            continue
+        if when.district and district not in when.district:
+            continue
+        if when.priority and default_priority not in when.priority:
+            continue
+        if when.after_hours is not None and when.after_hours != after_hours:
+            continue
+        return rule
+    return None
+
+
+def _after_hours(book: RuleBook, moment: datetime) -> bool:
+    local = moment.astimezone(book.timezone)
+    hours = book.city.business_hours
+    start, end = time.fromisoformat(hours.start), time.fromisoformat(hours.end)
+    return WEEKDAYS[local.weekday()] not in hours.days or not (start <= local.time() < end)
+
+
+def _sinks(targets: list[SinkTarget], language: str) -> list[dict]:
+    """Sink settings, deduplicated (a rule may repeat the department's own sink)."""
+    out: list[dict] = []
+    for target in targets:
+        settings = {"language": language, **target.settings()}
+        if settings not in out:
+            out.append(settings)
+    return out
