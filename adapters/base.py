@@ -13,6 +13,15 @@ from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
+class RawInbound:
+    """A payload as stored by the gateway before any parsing."""
+
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
 class Contact:
     """How the citizen can be reached, as they gave it (normalized later)."""
 
@@ -100,6 +109,16 @@ class DeliveryReceipt:
     """What a successful send returns: the provider's id for what it accepted."""
 
     external_id: str | None = None
+
+
+@runtime_checkable
+class InboundChannel(Protocol):
+    """A channel whose stored payloads become citizen messages."""
+
+    name: str
+
+    def parse(self, raw: RawInbound) -> CitizenMessage:
+        """Raises MalformedPayloadError or UnsupportedEventError."""
 
 
 @runtime_checkable

@@ -8,7 +8,6 @@ is permanent (dead letter). See RFC 5321 §4.2.1 for the reply-code classes.
 from __future__ import annotations
 
 import smtplib
-import socket
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -77,7 +76,7 @@ class SmtpTransport:
             raise _classify(next(iter(exc.recipients.values()))[0], "recipient refused") from exc
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc.smtp_code, "SMTP error") from exc
-        except (OSError, socket.timeout, smtplib.SMTPException) as exc:
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             # Refused connection, timeout, dropped session: the server may be back later.
             raise TransientDeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from exc
         return str(message["Message-ID"])

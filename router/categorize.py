@@ -3,9 +3,13 @@
 Both the text and the keywords are folded (case, accents, hyphens, apostrophes), so
 "Nid-de-poule", "nid de poule" and "NIDS DE POULE" meet. Each keyword phrase of k words is
 compared with every k-word window of the text with rapidfuzz's ratio, which forgives typos
-("lampadère", "pothol") without matching unrelated short words: phrases under 5 letters must
-match exactly. A category scores its best phrase, weighted by length (a three-word match is
-stronger evidence than one word), plus a little for each further distinct phrase.
+("lampadère", "pothol"). The window must then match the phrase word by word: words under 5
+letters exactly (give or take a plural s/x: "bac"/"bacs", "feu"/"feux"), longer ones with the
+typo tolerance and at most one letter more or less, so "car in the street" is not "hole in the street" nor "the sidewalk" "broken
+sidewalk". A category scores its best phrase, weighted by length (a three-word match is
+stronger evidence than one word), plus a little for each further phrase found at another place
+of the text (two keywords on the same words, "sidewalk"/"sidewalks", count once). On equal
+scores, the category mentioned first wins: citizens tend to open with their main problem.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ EXACT_ONLY_BELOW = 5  # letters: shorter phrases ("rat", "eau") must match exact
 FUZZY_CUTOFF = 80.0  # rapidfuzz ratio, 0-100, for phrases of LONG_PHRASE letters or more
 SHORT_CUTOFF = 88.0  # for shorter phrases, where one wrong letter weighs more
 LONG_PHRASE = 8
-MIN_SCORE = 0.85  # below this, no category: the request goes to triage
+MIN_SCORE = FUZZY_CUTOFF / 100  # below this, no category: the request goes to triage
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class Match:
     category: str
     score: float
     phrase: str
+    start: int = 0  # word span of the text where the phrase was found
+    end: int = 0
 
 
 @dataclass
@@ -62,24 +68,42 @@ class PhraseIndex:
         self.by_length = {k: {p: sorted(o) for p, o in v.items()} for k, v in by_length.items()}
 
     def matches(self, text: str) -> list[Match]:
-        """Every (owner, phrase) found in ``text`` with its weighted quality."""
+        """Every (owner, phrase) found in ``text`` with its weighted quality and first place."""
         words = fold(text).split()
-        found: dict[tuple[str, str], float] = {}
+        found: dict[tuple[str, str], tuple[float, int, int]] = {}
         for length, phrases in self.by_length.items():
             choices = list(phrases)
-            windows = {" ".join(words[i : i + length]) for i in range(len(words) - length + 1)}
-            for window in windows:
+            windows: dict[str, int] = {}
+            for i in range(len(words) - length + 1):
+                windows.setdefault(" ".join(words[i : i + length]), i)
+            for window, start in windows.items():
                 hits = process.extract(
                     window, choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=None
                 )
                 for phrase, ratio, _ in hits:
-                    if ratio < _cutoff(phrase):
+                    if not _same_words(phrase, window):
                         continue
                     quality = ratio / 100.0 * _weight(length)
                     for owner in phrases[phrase]:
                         key = (owner, phrase)
-                        found[key] = max(found.get(key, 0.0), quality)
-        return [Match(owner, score, phrase) for (owner, phrase), score in found.items()]
+                        if key not in found or quality > found[key][0]:
+                            found[key] = (quality, start, start + length)
+        return [Match(o, q, p, a, b) for (o, p), (q, a, b) in found.items()]
+
+
+def _same_words(phrase: str, window: str) -> bool:
+    """Word by word: short words exactly (but for a plural s/x), longer ones with typos."""
+    for want, got in zip(phrase.split(), window.split(), strict=True):
+        if len(want) < EXACT_ONLY_BELOW:
+            if want != got and _singular(want) != _singular(got):
+                return False
+        elif abs(len(want) - len(got)) > 1 or fuzz.ratio(want, got) < _cutoff(want):
+            return False  # one letter more or less at most: "station" is not "stationné"
+    return True
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 2 and word[-1] in "sx" else word
 
 
 def _cutoff(phrase: str) -> float:
@@ -103,7 +127,7 @@ class Categorizer:
             by_category[match.category].append(match)
         scored = sorted(
             ((_category_score(m), code, m) for code, m in by_category.items()),
-            key=lambda row: (-row[0], row[1]),
+            key=lambda row: (-round(row[0], 6), min(m.start for m in row[2]), row[1]),
         )
         if not scored or scored[0][0] < MIN_SCORE:
             best = scored[0] if scored else None
@@ -120,5 +144,12 @@ class Categorizer:
 
 
 def _category_score(matches: list[Match]) -> float:
-    scores = sorted((m.score for m in matches), reverse=True)
-    return scores[0] + 0.1 * len(scores[1:4])
+    """Best phrase, plus 0.1 for each of up to 3 further phrases on words not yet counted."""
+    ranked = sorted(matches, key=lambda m: (-m.score, m.start))
+    spans = [(ranked[0].start, ranked[0].end)]
+    for m in ranked[1:]:
+        if len(spans) > 3:
+            break
+        if all(m.end <= a or m.start >= b for a, b in spans):
+            spans.append((m.start, m.end))
+    return ranked[0].score + 0.1 * (len(spans) - 1)

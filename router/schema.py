@@ -6,9 +6,7 @@ a category naming a sink type) are checked by the loader with the same file/line
 
 from __future__ import annotations
 
-from typing import Literal
-
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..base import CitizenMessage, Contact, Location
+from ..base import CitizenMessage, Contact, Location, RawInbound
 from ..errors import MalformedPayloadError
 
 MAX_DESCRIPTION = 10_000
@@ -63,9 +63,9 @@ class WebFormChannel:
 
     name = "web_form"
 
-    def parse(self, body: bytes) -> CitizenMessage:
+    def parse(self, raw: RawInbound) -> CitizenMessage:
         """Raises MalformedPayloadError naming the field at fault."""
-        submission = validate(body)
+        submission = validate(raw.body)
         citizen, where = submission.citizen, submission.location
         return CitizenMessage(
             channel=submission.channel,

@@ -1,0 +1,5 @@
+"""Deduplication: one problem, one request."""
+
+from .same_citizen import DedupDecision, same_citizen
+
+__all__ = ["DedupDecision", "same_citizen"]

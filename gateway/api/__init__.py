@@ -1,0 +1,58 @@
+"""The JSON API for the city's other systems: `Authorization: Bearer <GATEWAY_API_TOKEN>`."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import select
+
+from adapters.errors import MalformedPayloadError
+
+from .. import intake
+from ..models import Request
+from ..serialize import request_to_dict
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.before_request
+def _authenticate():
+    expected = current_app.config.get("GATEWAY_API_TOKEN")
+    given = request.headers.get("Authorization", "")
+    token = given[7:] if given.startswith("Bearer ") else ""
+    if not expected or not token or not hmac.compare_digest(token.encode(), str(expected).encode()):
+        return jsonify(error="missing or wrong API token"), 401, {"WWW-Authenticate": "Bearer"}
+    return None
+
+
+@bp.post("/requests")
+def create_request():
+    if request.mimetype != "application/json":
+        return jsonify(error="Content-Type must be application/json", field="body"), 415
+    runtime = current_app.extensions["runtime"]
+    document = request.get_json(silent=True)
+    if not isinstance(document, dict):
+        return jsonify(error="the body must be a JSON object", field="body"), 400
+    try:
+        outcome = intake.submit(runtime, document, request.headers.get("Idempotency-Key"))
+    except MalformedPayloadError as exc:
+        return jsonify(error=str(exc), field=exc.field), 422 if exc.field != "body" else 400
+    with runtime.db.session() as session:
+        found = session.scalar(select(Request).where(Request.code == outcome.code))
+        status = 201 if outcome.created else 200
+        if found is None:  # stored, processing later
+            return jsonify(code=outcome.code, status="received"), 202
+        body = {"code": found.code, "status": found.status, "category": found.category,
+                "department": found.department, "priority": found.priority}
+    return jsonify(body), status, {"Location": f"/api/v1/requests/{outcome.code}"}
+
+
+@bp.get("/requests/<code>")
+def get_request(code: str):
+    runtime = current_app.extensions["runtime"]
+    with runtime.db.session() as session:
+        found = session.scalar(select(Request).where(Request.code == code.upper()))
+        if found is None:
+            return jsonify(error=f"no request {code}"), 404
+        return jsonify(request_to_dict(found, runtime.rules.current))

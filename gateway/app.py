@@ -1,0 +1,91 @@
+"""The application factory: settings → database → rules → jobs → web."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFProtect
+
+from adapters import registry
+from router import RuleBookHolder
+
+from . import logs
+from .db import Database
+from .i18n import babel, select_locale
+from .queue import InlineQueue, RqQueue
+from .runtime import Runtime
+from .settings import load_settings
+
+csrf = CSRFProtect()
+
+
+def create_app(overrides=None) -> Flask:
+    """Raises router.ConfigError when config/ is invalid: the gateway does not start on it."""
+    settings = load_settings(overrides=overrides)
+    logs.configure(str(settings["GATEWAY_LOG_LEVEL"]))
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config.update(
+        SECRET_KEY=settings["GATEWAY_SECRET_KEY"] or secrets.token_hex(32),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=str(settings["GATEWAY_PUBLIC_URL"]).startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+        JSON_SORT_KEYS=False,
+    )
+    database = Database()
+    database.init_app(app)
+    rules = RuleBookHolder(Path(str(settings["GATEWAY_CONFIG_DIR"])), set(registry.SINKS))
+    runtime = Runtime(settings=settings, db=database, rules=rules)
+    if settings.get("REDIS_URL"):
+        runtime.jobs = RqQueue(str(settings["REDIS_URL"]))
+    else:
+        runtime.jobs = InlineQueue(runtime)
+        if settings["GATEWAY_INLINE_JOBS"]:
+            runtime.jobs.start_sweeper(float(settings["GATEWAY_SWEEP_SECONDS"]))
+    app.extensions["runtime"] = runtime
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+    _register_blueprints(app)
+    _register_errors(app)
+    app.context_processor(_template_globals)
+    return app
+
+
+def _template_globals() -> dict:
+    from flask_babel import get_locale
+
+    from . import labels
+
+    return {"labels": labels, "get_locale": get_locale}
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .api import bp as api
+    from .inbox import bp as inbox
+    from .public import bp as public
+
+    csrf.exempt(api)  # token-authenticated JSON, no cookies
+    for blueprint in (public, api, inbox):
+        app.register_blueprint(blueprint)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/api/", "/webhooks/", "/healthz"))
+
+
+def _register_errors(app: Flask) -> None:
+    def handler(status: int, message: str):
+        def handle(_error):
+            if _wants_json():
+                return jsonify(error=message), status
+            return render_template("error.html", status=status), status
+
+        return handle
+
+    app.register_error_handler(404, handler(404, "not found"))
+    app.register_error_handler(405, handler(405, "method not allowed"))
+    app.register_error_handler(413, handler(413, "request body too large (1 MB at most)"))
+    app.register_error_handler(400, handler(400, "bad request"))

@@ -1,0 +1,248 @@
+"""The `gateway` command: serve, worker, scheduler, db, rules, user, deliveries."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from .settings import load_settings
+
+
+@click.group()
+def main():
+    """Citizen request gateway (311)."""
+
+
+# --- processes ---------------------------------------------------------------------------
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8311, show_default=True, type=int)
+@click.option("--workers", default=None, type=int, help="gunicorn workers (default: WEB_CONCURRENCY or 2)")
+def serve(host: str, port: int, workers: int | None):
+    """Apply pending migrations, then serve the gateway with gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    settings = load_settings()
+    _check_config(settings)
+    _upgrade(settings)
+    count = workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", count)
+            self.cfg.set("threads", 4)
+            self.cfg.set("timeout", 30)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("control_socket_disable", True)
+
+        def load(self):
+            from . import create_app
+
+            return create_app()
+
+    click.echo(f"gateway: serving on http://{host}:{port} ({count} workers)", err=True)
+    Server().run()
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="stop when the queue is empty")
+def worker(burst: bool):
+    """Run an RQ worker (needs REDIS_URL), with RQ's scheduler."""
+    settings = load_settings()
+    if not settings.get("REDIS_URL"):
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside `gateway serve`")
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    from .queue import QUEUE_NAME
+
+    connection = Redis.from_url(str(settings["REDIS_URL"]))
+    # SimpleWorker: jobs run in this process, no fork per job; the runtime is built once.
+    SimpleWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection).work(
+        with_scheduler=True, burst=burst
+    )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="one pass, then exit")
+def scheduler(once: bool):
+    """Periodically re-enqueue due work found in the database (the sweeper)."""
+    from . import create_app, jobs
+
+    app = create_app({"GATEWAY_INLINE_JOBS": False})
+    runtime = app.extensions["runtime"]
+    every = float(runtime.settings["GATEWAY_SWEEP_SECONDS"])
+    while True:
+        jobs.sweep(runtime)
+        if once:
+            return
+        time.sleep(every)
+
+
+# --- database ----------------------------------------------------------------------------
+
+@main.group()
+def db():
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Apply pending migrations to DATABASE_URL."""
+    _upgrade(load_settings())
+    click.echo("database is up to date")
+
+
+def _upgrade(settings) -> None:
+    from .db import upgrade
+
+    upgrade(str(settings["DATABASE_URL"]))
+
+
+# --- rules -------------------------------------------------------------------------------
+
+@main.group()
+def rules():
+    """Routing rules in config/."""
+
+
+def _config_dir(path: str | None) -> Path:
+    return Path(path or str(load_settings()["GATEWAY_CONFIG_DIR"]))
+
+
+def _load_book(path: str | None):
+    from adapters import registry
+    from router import load_rulebook
+
+    return load_rulebook(_config_dir(path), set(registry.SINKS))
+
+
+def _check_config(settings) -> None:
+    from router import ConfigError
+
+    try:
+        _load_book(str(settings["GATEWAY_CONFIG_DIR"]))
+    except ConfigError as exc:
+        raise click.ClickException(f"the configuration is invalid:\n{exc}") from exc
+
+
+@rules.command("check")
+@click.argument("path", required=False)
+def rules_check(path: str | None):
+    """Validate the configuration folder (default: GATEWAY_CONFIG_DIR)."""
+    from router import ConfigError
+
+    try:
+        book = _load_book(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    click.echo(f"OK: {len(book.categories)} categories, {len(book.departments)} departments, "
+               f"{len(book.rules)} rules, {len(book.areas.districts)} districts")
+
+
+@rules.command("test")
+@click.argument("text")
+@click.option("--lang", type=click.Choice(["fr", "en"]), default=None, help="detected when absent")
+@click.option("--channel", default="api", show_default=True)
+@click.option("--lat", type=float, default=None)
+@click.option("--lon", type=float, default=None)
+@click.option("--at", "when", default=None, help="ISO time of reception (default: now)")
+@click.option("--config", "path", default=None, help="configuration folder")
+def rules_test(text, lang, channel, lat, lon, when, path):
+    """Show the routing decision for TEXT as JSON, with the rule that made it."""
+    from normalizer.language import detect
+    from router import ConfigError, Facts, decide
+
+    try:
+        book = _load_book(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    language = lang or detect(text, book.city.default_language)
+    received = datetime.fromisoformat(when) if when else datetime.now(UTC)
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=book.timezone)
+    decision = decide(book, Facts(text=text, language=language, channel=channel,
+                                  received_at=received, lat=lat, lon=lon))
+    out = {"language": language, **decision.as_dict()}
+    out["sla"] = f"{decision.sla_hours:g} h"
+    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+# --- accounts and deliveries -----------------------------------------------------------------
+
+@main.group()
+def user():
+    """Staff accounts."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--role", required=True)
+@click.option("--name", default=None)
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def user_add(email, role, name, password_stdin):
+    """Create a staff account."""
+    from . import create_app
+    from .auth import add_user
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    try:
+        created = add_user(runtime, email, role, password, name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"account {created.id} created with role {role}")
+
+
+@main.group()
+def deliveries():
+    """The outbox: dead letters and retries."""
+
+
+@deliveries.command("dead")
+def deliveries_dead():
+    """List dead deliveries."""
+    from sqlalchemy import select
+
+    from . import create_app
+    from .models import Delivery, Request
+
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    with runtime.db.session() as session:
+        rows = session.execute(select(Delivery, Request.code).join(Request)
+                               .where(Delivery.state == "dead").order_by(Delivery.id)).all()
+        for delivery, code in rows:
+            click.echo(f"{delivery.id}\t{code}\t{delivery.purpose}:{delivery.target}\t"
+                       f"{delivery.attempts} attempts\t{delivery.last_error}")
+        click.echo(f"{len(rows)} dead deliveries")
+
+
+@deliveries.command("retry")
+@click.argument("delivery_ids", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True)
+def deliveries_retry(delivery_ids, everything):
+    """Send dead deliveries again."""
+    from sqlalchemy import select
+
+    from . import create_app, outbox
+    from .models import Delivery
+
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    if everything:
+        with runtime.db.session() as session:
+            delivery_ids = session.scalars(select(Delivery.id).where(Delivery.state == "dead")).all()
+    done = sum(outbox.retry_dead(runtime, i, "cli") for i in delivery_ids)
+    if hasattr(runtime.jobs, "shutdown"):
+        runtime.jobs.shutdown()
+    click.echo(f"{done} deliveries queued again")

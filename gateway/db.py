@@ -1,0 +1,91 @@
+"""Engine, sessions and migrations. SQLite (WAL, durable commits) by default, PostgreSQL in
+production; the same Alembic migrations serve both."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .settings import ROOT
+
+MIGRATIONS = ROOT / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        _ensure_sqlite_folder(url)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed intake survives a power cut, not only a crash; the webhook answers after it.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    """Bound to an app with init_app; hands out sessions to requests and jobs."""
+
+    def __init__(self):
+        self.engine: Engine | None = None
+        self.sessions: sessionmaker[Session] | None = None
+        self.url: str | None = None
+
+    def init_app(self, app) -> None:
+        self.url = app.config["DATABASE_URL"]
+        self.engine = make_engine(self.url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        app.extensions["database"] = self
+
+    @contextmanager
+    def session(self):
+        """A session committed on success, rolled back on error."""
+        session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def ping(self) -> bool:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+
+    def upgrade(self) -> None:
+        """Apply pending migrations."""
+        upgrade(self.url)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    _ensure_sqlite_folder(url) if url.startswith("sqlite") else None
+    command.upgrade(alembic_config(url), revision)

@@ -1,0 +1,48 @@
+"""Background entry points. Each takes an id, re-reads the database, and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from . import outbox, pipeline
+
+log = logging.getLogger(__name__)
+_worker_runtime = None
+
+
+def process_inbound(runtime, inbound_id: int) -> None:
+    for delivery_id in pipeline.process_inbound(runtime, inbound_id):
+        runtime.jobs.enqueue("deliver", delivery_id)
+
+
+def deliver(runtime, delivery_id: int) -> None:
+    outbox.run_delivery(runtime, delivery_id)
+
+
+def sweep(runtime, _unused: int = 0) -> None:
+    """Re-enqueue whatever is due in the database: the queue may have lost it."""
+    for inbound_id in pipeline.pending_inbound(runtime):
+        runtime.jobs.enqueue("process_inbound", inbound_id)
+    for delivery_id in outbox.due_deliveries(runtime):
+        runtime.jobs.enqueue("deliver", delivery_id)
+
+
+JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep}
+
+
+def run_logged(runtime, job: str, item_id: int) -> None:
+    """Run one job in a background thread; a failure is logged, the sweeper retries it."""
+    try:
+        JOBS[job](runtime, item_id)
+    except Exception:
+        log.exception("job %s(%s) failed; it will be retried by the sweeper", job, item_id)
+
+
+def rq_entry(job: str, item_id: int) -> None:
+    """What RQ workers run: the worker process builds its runtime once."""
+    global _worker_runtime
+    if _worker_runtime is None:
+        from .app import create_app
+
+        _worker_runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    JOBS[job](_worker_runtime, item_id)

@@ -1,0 +1,63 @@
+"""Messages to citizens: which channel, in which language, from which template.
+
+Templates live in config/templates.yaml (FR and EN, Jinja2 sandboxed) so an administrator
+can edit them. The channel is the one the citizen wrote on when it can answer, otherwise
+their preferred one, otherwise any contact point that can be written to. Nothing is sent to
+a contact point that opted out or bounced.
+"""
+
+from __future__ import annotations
+
+from jinja2.sandbox import SandboxedEnvironment
+
+from .models import Citizen, Event, Request
+from .outbox import add_delivery
+
+CONTACT_FOR_CHANNEL = {"email": "email", "sms": "phone", "messenger": "messenger", "telegram": "telegram"}
+_env = SandboxedEnvironment(autoescape=False)
+
+
+def choose_channel(runtime, request: Request, citizen: Citizen | None) -> tuple[str, str] | None:
+    """(channel, address) to write to, or None when the citizen cannot be reached."""
+    if citizen is None or not citizen.consent:
+        return None
+    order = [request.channel, citizen.preferred_channel, "email", "sms", "messenger", "telegram"]
+    for channel in dict.fromkeys(c for c in order if c in CONTACT_FOR_CHANNEL):
+        point = citizen.contact(CONTACT_FOR_CHANNEL[channel])
+        if point is not None and not point.opted_out and runtime.outbound(channel) is not None:
+            return channel, point.value
+    return None
+
+
+def render(runtime, template: str, request: Request, extra: dict | None = None) -> tuple[str | None, str]:
+    book = runtime.rules.current
+    language = request.language if request.language in ("fr", "en") else book.city.default_language
+    version = book.templates.get(template, book.templates["acknowledgement"])[language]
+    due = request.sla_due_at.astimezone(book.timezone).strftime("%Y-%m-%d %H:%M") if request.sla_due_at else ""
+    values = {
+        "code": request.code,
+        "category": book.category_name(request.category, language),
+        "city": book.city.name.get(language),
+        "track_url": runtime.public_url(f"/track/{request.code}"),
+        "sla_due": due,
+        "priority": request.priority,
+        "status": request.status,
+        **(extra or {}),
+    }
+    subject = _env.from_string(version.subject).render(values).strip() if version.subject else None
+    return subject, _env.from_string(version.body).render(values)
+
+
+def notify(session, runtime, request: Request, citizen: Citizen | None, kind: str, template: str,
+           key: str, extra: dict | None = None):
+    """Queue one message to the citizen; records why when it cannot be sent."""
+    target = choose_channel(runtime, request, citizen)
+    if target is None:
+        reason = "no reachable contact point" if citizen is not None else "no contact given"
+        session.add(Event(request_id=request.id, actor="system:notify", type="notification_skipped",
+                          data={"kind": kind, "reason": reason}))
+        return None
+    channel, address = target
+    subject, text = render(runtime, template, request, extra)
+    message = {"to": address, "text": text, "subject": subject, "language": request.language}
+    return add_delivery(session, request, "notify", channel, {"kind": kind, "message": message}, key)

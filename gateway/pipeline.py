@@ -1,0 +1,199 @@
+"""The flow after intake: normalizer → dedup → router → outbox, for one stored inbound message.
+
+Runs as a background job (or inline for the gateway's own forms and API, which answer with
+the decision). The whole of it is one database transaction that starts by claiming the
+inbound message: two workers given the same message cannot both process it, and a crash
+half-way leaves nothing behind but the message, which the sweeper hands out again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from adapters.base import RawInbound
+from adapters.errors import MalformedPayloadError, UnsupportedEventError
+from dedup import same_citizen
+from normalizer import find_conversation, normalize, resolve_citizen
+from normalizer.codes import new_code
+from router import Facts, decide
+
+from .models import Event, InboundMessage, Message, Request, utcnow
+from .notify import notify
+from .outbox import add_delivery
+
+log = logging.getLogger(__name__)
+MAX_PROCESSING_ATTEMPTS = 5
+SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone")  # the code is in the answer itself
+
+
+def process_inbound(runtime, inbound_id: int) -> list[int]:
+    """Turns one stored message into a request (or adds it to one). Returns the ids of the
+    deliveries to send. Safe to call twice: the second call finds nothing to do."""
+    now = utcnow()
+    lease = timedelta(seconds=runtime.settings["GATEWAY_LEASE_SECONDS"])
+    try:
+        with runtime.db.session() as session:
+            claimed = session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == inbound_id, _processable(now))
+                .values(state="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1)
+            ).rowcount
+            if claimed != 1:
+                return []
+            inbound = session.get(InboundMessage, inbound_id)
+            return _process(runtime, session, inbound)
+    except (MalformedPayloadError, UnsupportedEventError) as exc:
+        _set_outcome(runtime, inbound_id, "ignored" if isinstance(exc, UnsupportedEventError) else "failed", str(exc))
+        return []
+    except Exception as exc:
+        _record_failure(runtime, inbound_id, exc)
+        raise
+
+
+def _processable(now):
+    return or_(
+        (InboundMessage.state == "received") & (InboundMessage.attempts < MAX_PROCESSING_ATTEMPTS),
+        (InboundMessage.state == "processing") & (InboundMessage.lease_until < now),
+    )
+
+
+def _process(runtime, session, inbound: InboundMessage) -> list[int]:
+    book = runtime.rules.current
+    parser = runtime.inbound_parser(inbound.channel)
+    parsed = parser.parse(RawInbound(inbound.body, dict(inbound.headers or {}), inbound.content_type))
+    message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+    citizen, identity_notes = resolve_citizen(session, message)
+
+    existing = find_conversation(session, message, citizen)
+    if existing is not None:
+        _add_to_conversation(session, existing, message, inbound)
+        return []
+    decision = decide(book, _facts(book, message, inbound))
+    dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
+                         inbound.received_at)
+    if dedup.action == "join":
+        existing = session.get(Request, dedup.request_id)
+        session.add(Event(request_id=existing.id, actor="system:dedup", type="dedup_joined", data=dedup.as_dict()))
+        _add_to_conversation(session, existing, message, inbound)
+        return []
+
+    request = _create_request(session, book, message, inbound, decision, citizen)
+    session.add_all([
+        Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
+              at=inbound.received_at, data={"channel": message.channel}),
+        Event(request_id=request.id, actor="system:normalizer", type="normalized",
+              data={"language": message.language, "language_detected": message.language_detected,
+                    "citizen": citizen.id if citizen else None, "notes": identity_notes}),
+        Event(request_id=request.id, actor="system:dedup", type="dedup", data=dedup.as_dict()),
+        Event(request_id=request.id, actor="system:router", type="routed", public=True,
+              data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
+                    "category": decision.category, "priority": decision.priority, "sla_hours": decision.sla_hours,
+                    "district": decision.district, "after_hours": decision.after_hours,
+                    "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
+    ])
+    deliveries = [
+        add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
+        for i, sink in enumerate(decision.sinks)
+    ]
+    ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
+                 f"{request.code}:notify:acknowledgement")
+    if ack is not None:
+        deliveries.append(ack)
+    _mark_processed(inbound, request)
+    log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
+             decision.category, decision.department, decision.rule or decision.matched_by)
+    return [d.id for d in deliveries if d.state == "pending"]
+
+
+def _facts(book, message, inbound) -> Facts:
+    category = message.category if message.category in book.categories else None
+    return Facts(text=" ".join(filter(None, [message.subject, message.text])), language=message.language,
+                 channel=message.channel, received_at=inbound.received_at, lat=message.lat,
+                 lon=message.lon, category=category)
+
+
+def _create_request(session, book, message, inbound, decision, citizen) -> Request:
+    now = utcnow()
+    request = Request(
+        code=_unused_code(session, book, inbound),
+        status="routed",
+        kind=decision.kind,
+        priority=decision.priority,
+        category=decision.category,
+        department=decision.department,
+        channel=message.channel,
+        language=message.language,
+        citizen_id=citizen.id if citizen else None,
+        subject=message.subject,
+        description=message.text,
+        address=message.address,
+        lat=message.lat,
+        lon=message.lon,
+        district=decision.district,
+        rule=decision.rule,
+        decision=decision.as_dict(),
+        sla_due_at=inbound.received_at + timedelta(hours=decision.sla_hours),
+        created_at=inbound.received_at,
+        acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS else None,
+        routed_at=now,
+    )
+    session.add(request)
+    session.flush()
+    session.add(Message(request_id=request.id, direction="in", channel=message.channel,
+                        body=message.text, subject=message.subject, inbound_id=inbound.id,
+                        created_at=inbound.received_at))
+    return request
+
+
+def _unused_code(session, book, inbound: InboundMessage) -> str:
+    code = inbound.reserved_code
+    while code is None or session.scalar(select(Request.id).where(Request.code == code)) is not None:
+        code = new_code(book.city.code_prefix, inbound.received_at.year)
+    return code
+
+
+def _add_to_conversation(session, request: Request, message, inbound: InboundMessage) -> None:
+    session.add(Message(request_id=request.id, direction="in", channel=message.channel,
+                        body=message.text, subject=message.subject, inbound_id=inbound.id,
+                        created_at=inbound.received_at))
+    session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="message_added",
+                      data={"inbound": inbound.id}))
+    _mark_processed(inbound, request)
+    log.info("inbound %s added to request %s", inbound.id, request.code)
+
+
+def _mark_processed(inbound: InboundMessage, request: Request) -> None:
+    inbound.state = "processed"
+    inbound.request_id = request.id
+    inbound.processed_at = utcnow()
+    inbound.lease_until = None
+
+
+def _set_outcome(runtime, inbound_id: int, state: str, error: str) -> None:
+    with runtime.db.session() as session:
+        session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
+                        .values(state=state, error=error[:2000], lease_until=None))
+    log.warning("inbound %s %s: %s", inbound_id, state, error)
+
+
+def _record_failure(runtime, inbound_id: int, exc: Exception) -> None:
+    """Count the failed attempt; after MAX_PROCESSING_ATTEMPTS the message waits for an agent."""
+    with runtime.db.session() as session:
+        inbound = session.get(InboundMessage, inbound_id)
+        if inbound is None:
+            return
+        inbound.attempts += 1
+        inbound.error = f"{type(exc).__name__}: {exc}"[:2000]
+        inbound.state = "failed" if inbound.attempts >= MAX_PROCESSING_ATTEMPTS else "received"
+        inbound.lease_until = None
+
+
+def pending_inbound(runtime, limit: int = 500) -> list[int]:
+    now = utcnow()
+    with runtime.db.session() as session:
+        return list(session.scalars(
+            select(InboundMessage.id).where(_processable(now)).order_by(InboundMessage.id).limit(limit)
+        ))

@@ -1,0 +1,56 @@
+"""Everything a request handler or a job needs, built once per process by create_app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters import registry
+from adapters.errors import AdapterMisconfiguredError
+from router import RuleBookHolder
+
+from .db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: dict[str, Any]
+    db: Database
+    rules: RuleBookHolder
+    jobs: Any = None  # gateway.queue.InlineQueue or RqQueue
+    _adapters: dict[tuple[str, str], Any] = field(default_factory=dict)
+    health: dict[str, dict] = field(default_factory=dict)  # adapter -> last success/error
+
+    def public_url(self, path: str) -> str:
+        return str(self.settings["GATEWAY_PUBLIC_URL"]).rstrip("/") + path
+
+    def inbound_parser(self, name: str):
+        return self._adapter("inbound", name, registry.INBOUND)
+
+    def sink(self, sink_type: str):
+        return self._adapter("sink", sink_type, registry.SINKS)
+
+    def outbound(self, channel: str):
+        """The adapter that writes to citizens on ``channel``, or None if there is none."""
+        if channel not in registry.OUTBOUND:
+            return None
+        return self._adapter("outbound", channel, registry.OUTBOUND)
+
+    def _adapter(self, kind: str, name: str, table: dict):
+        key = (kind, name)
+        if key not in self._adapters:
+            if name not in table:
+                raise AdapterMisconfiguredError(f"no {kind} adapter named {name!r}")
+            self._adapters[key] = table[name](self.settings)
+        return self._adapters[key]
+
+    def record_health(self, name: str, ok: bool, detail: str = "") -> None:
+        from .models import utcnow
+
+        row = self.health.setdefault(name, {})
+        row["last_success" if ok else "last_error"] = utcnow().isoformat()
+        if not ok:
+            row["error"] = detail

@@ -1,0 +1,67 @@
+"""Settings, layered: defaults → environment → overrides (tests). Read when an app is made,
+never at import time. Secrets come only from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, object] = {
+    "DATABASE_URL": f"sqlite:///{ROOT / 'var' / 'gateway.db'}",
+    "REDIS_URL": None,  # unset: background jobs run in-process
+    "GATEWAY_CONFIG_DIR": str(ROOT / "config"),
+    "GATEWAY_DATA_DIR": str(ROOT / "var"),
+    "GATEWAY_API_TOKEN": None,  # unset: the JSON API refuses every call
+    "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311",
+    "GATEWAY_SECRET_KEY": None,  # unset: a random key per process (sessions do not survive)
+    "GATEWAY_REPLY_TO": None,
+    "GATEWAY_LOG_LEVEL": "INFO",
+    "GATEWAY_SWEEP_SECONDS": 5.0,  # how often pending work is looked for in the database
+    "GATEWAY_MAX_ATTEMPTS": 8,  # delivery attempts before the dead letters
+    "GATEWAY_BACKOFF_SECONDS": 30.0,  # first retry delay, doubled each attempt, with jitter
+    "GATEWAY_LEASE_SECONDS": 120.0,  # a claimed job not finished by then is taken up again
+    "GATEWAY_INLINE_JOBS": True,  # with no REDIS_URL, run jobs in background threads
+    "SMTP_HOST": "127.0.0.1",
+    "SMTP_PORT": 25,
+    "SMTP_FROM": "311@bellerive.example.org",
+    "SMTP_USER": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_STARTTLS": False,
+    "MAX_CONTENT_LENGTH": 1024 * 1024,  # 1 MB per HTTP request body
+}
+
+_INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH"}
+_FLOATS = {"GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS"}
+_BOOLS = {"SMTP_STARTTLS", "GATEWAY_INLINE_JOBS"}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """The effective settings. Raises ValueError naming a badly typed variable."""
+    environ = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    for key in DEFAULTS:
+        if environ.get(key) not in (None, ""):
+            settings[key] = _convert(key, environ[key])
+    for key, value in environ.items():  # adapters' own variables (TWILIO_*, SLACK_*, …)
+        if key not in settings and key.isupper() and not key.startswith("_"):
+            settings.setdefault(key, value)
+    settings.update(overrides or {})
+    return settings
+
+
+def _convert(key: str, raw: str):
+    try:
+        if key in _INTS:
+            return int(raw)
+        if key in _FLOATS:
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{key} must be a number, got {raw!r}") from exc
+    if key in _BOOLS:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw

@@ -1,0 +1,80 @@
+"""From a channel's neutral message to the canonical request fields (SPEC: the normalizer).
+
+Pure functions: no database here. Identity and conversation threading, which need the
+database, are in identity.py and conversation.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from adapters.base import Attachment, CitizenMessage
+
+from . import language as language_detection
+from .codes import find_codes
+from .phone import to_e164
+from .text import clean
+
+
+@dataclass(frozen=True)
+class Normalized:
+    channel: str
+    text: str
+    language: str
+    language_detected: bool
+    subject: str | None
+    name: str | None
+    email: str | None
+    phone: str | None  # E.164
+    messenger_psid: str | None
+    telegram_chat_id: str | None
+    preferred_channel: str | None
+    consent: bool
+    lat: float | None
+    lon: float | None
+    address: str | None
+    category: str | None
+    reference_codes: tuple[str, ...] = ()
+    in_reply_to: str | None = None
+    attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+
+    def contact_points(self) -> list[tuple[str, str]]:
+        points = [
+            ("email", self.email),
+            ("phone", self.phone),
+            ("messenger", self.messenger_psid),
+            ("telegram", self.telegram_chat_id),
+        ]
+        return [(kind, value) for kind, value in points if value]
+
+
+def normalize(message: CitizenMessage, default_language: str, region: str, code_prefix: str) -> Normalized:
+    text = clean(message.text)
+    subject = clean(message.subject) if message.subject else None
+    detected = message.language is None
+    language = message.language or language_detection.detect(
+        " ".join(filter(None, [subject, text])), default_language
+    )
+    contact, where = message.contact, message.location
+    codes = find_codes(" ".join(filter(None, [subject, text, message.reference_code])), code_prefix)
+    return Normalized(
+        channel=message.channel,
+        text=text,
+        language=language,
+        language_detected=detected,
+        subject=subject,
+        name=clean(contact.name) if contact.name else None,
+        email=contact.email.strip().lower() if contact.email else None,
+        phone=to_e164(contact.phone, region),
+        messenger_psid=contact.messenger_psid,
+        telegram_chat_id=contact.telegram_chat_id,
+        preferred_channel=contact.preferred_channel,
+        consent=contact.consent,
+        lat=where.lat,
+        lon=where.lon,
+        address=clean(where.address) if where.address else None,
+        category=message.category,
+        reference_codes=tuple(codes),
+        in_reply_to=message.in_reply_to,
+        attachments=message.attachments,
+    )

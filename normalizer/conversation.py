@@ -1,0 +1,40 @@
+"""Does this message continue an existing conversation?
+
+Quoting a tracking code of one's own request (an e-mail reply with the code in the subject,
+an SMS "STATUT R-…") or replying to one of our messages (In-Reply-To) adds the message to that
+request instead of opening a new one. A code quoted by someone else does not attach their
+words to a stranger's request.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.models import Citizen, Follower, Message, Request
+
+from .canonical import Normalized
+
+
+def find_conversation(session: Session, message: Normalized, citizen: Citizen | None) -> Request | None:
+    if citizen is None:
+        return None
+    if message.in_reply_to:
+        request = session.scalar(
+            select(Request).join(Message).where(Message.external_id == message.in_reply_to)
+        )
+        if request is not None and _concerns(session, request, citizen):
+            return request
+    for code in message.reference_codes:
+        request = session.scalar(select(Request).where(Request.code == code))
+        if request is not None and _concerns(session, request, citizen):
+            return request
+    return None
+
+
+def _concerns(session: Session, request: Request, citizen: Citizen) -> bool:
+    if request.citizen_id == citizen.id:
+        return True
+    return session.scalar(
+        select(Follower.id).where(Follower.request_id == request.id, Follower.citizen_id == citizen.id)
+    ) is not None

@@ -1,0 +1,54 @@
+"""One citizen across channels: the same e-mail, phone, PSID or chat id is the same person.
+
+Contact points given together (a form with an e-mail and a phone) are linked to one
+citizen. When they already belong to two different citizens, the gateway does not merge
+people on its own: it keeps the first match and records the conflict for an agent.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.models import Citizen, ContactPoint
+
+from .canonical import Normalized
+
+
+def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | None, list[str]]:
+    """The citizen behind ``message`` (created if new) and notes about conflicts.
+
+    Returns (None, []) when the message carries no contact point at all (an anonymous
+    counter or web request)."""
+    points = message.contact_points()
+    if not points:
+        return None, []
+    known = _known_points(session, points)
+    owners = {point.citizen_id for point in known.values()}
+    notes = []
+    if owners:
+        citizen = session.get(Citizen, sorted(owners)[0])
+        if len(owners) > 1:
+            notes.append("contact points belong to several citizens; not merged automatically")
+    else:
+        citizen = Citizen(consent=message.consent)
+        session.add(citizen)
+        session.flush()
+    for kind, value in points:
+        if (kind, value) not in known:
+            session.add(ContactPoint(citizen_id=citizen.id, kind=kind, value=value))
+    if message.name and not citizen.name:
+        citizen.name = message.name
+    if message.preferred_channel:
+        citizen.preferred_channel = message.preferred_channel
+    citizen.language = message.language
+    session.flush()
+    session.refresh(citizen)
+    return citizen, notes
+
+
+def _known_points(session: Session, points: list[tuple[str, str]]) -> dict[tuple[str, str], ContactPoint]:
+    values = [value for _, value in points]
+    rows = session.scalars(select(ContactPoint).where(ContactPoint.value.in_(values))).all()
+    wanted = set(points)
+    return {(row.kind, row.value): row for row in rows if (row.kind, row.value) in wanted}
