@@ -7,7 +7,7 @@ compared with every k-word window of the text with rapidfuzz's ratio, which forg
 letters exactly (give or take a plural s/x: "bac"/"bacs", "feu"/"feux"), longer ones with the
 typo tolerance and at most one letter more or less, so "car in the street" is not "hole in the street" nor "the sidewalk" "broken
 sidewalk". A category scores its best phrase, weighted by length (a three-word match is
-stronger evidence than one word), plus a little for each further phrase found at another place
+stronger evidence than one word; articles and prepositions do not count), plus a little for each further phrase found at another place
 of the text (two keywords on the same words, "sidewalk"/"sidewalks", count once). On equal
 scores, the category mentioned first wins: citizens tend to open with their main problem.
 """
@@ -25,6 +25,9 @@ EXACT_ONLY_BELOW = 5  # letters: shorter phrases ("rat", "eau") must match exact
 FUZZY_CUTOFF = 80.0  # rapidfuzz ratio, 0-100, for phrases of LONG_PHRASE letters or more
 SHORT_CUTOFF = 88.0  # for shorter phrases, where one wrong letter weighs more
 LONG_PHRASE = 8
+# Articles, prepositions and elisions, which folding splits off ("d'autobus" -> "d autobus"):
+# they must match but do not make a phrase more specific.
+FILLER_WORDS = frozenset("a an the of in on at to for d l de du des la le les un une au aux en".split())
 MIN_SCORE = FUZZY_CUTOFF / 100  # below this, no category: the request goes to triage
 
 
@@ -83,7 +86,7 @@ class PhraseIndex:
                 for phrase, ratio, _ in hits:
                     if not _same_words(phrase, window):
                         continue
-                    quality = ratio / 100.0 * _weight(length)
+                    quality = ratio / 100.0 * _weight(phrase)
                     for owner in phrases[phrase]:
                         key = (owner, phrase)
                         if key not in found or quality > found[key][0]:
@@ -113,8 +116,10 @@ def _cutoff(phrase: str) -> float:
     return FUZZY_CUTOFF if letters >= LONG_PHRASE else SHORT_CUTOFF
 
 
-def _weight(words: int) -> float:
-    return 1.0 + 0.25 * (min(words, 4) - 1)
+def _weight(phrase: str) -> float:
+    """Longer phrases weigh more, counting content words only: "arret d autobus" is two."""
+    words = sum(1 for w in phrase.split() if w not in FILLER_WORDS)
+    return 1.0 + 0.25 * (min(max(words, 1), 4) - 1)
 
 
 class Categorizer:

@@ -39,8 +39,8 @@ class EmailChannel:
         if message.in_reply_to:
             email["In-Reply-To"] = message.in_reply_to
             email["References"] = message.in_reply_to
-        email["Content-Language"] = message.language
         if message.automatic:
             email["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not answer
         email.set_content(message.text)
+        email["Content-Language"] = message.language  # after set_content, which resets Content-*
         return DeliveryReceipt(external_id=self.transport.send(email))

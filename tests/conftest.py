@@ -1,0 +1,112 @@
+"""Shared fixtures: a migrated database per test, the app, and real servers on loopback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gateway import create_app
+from gateway.db import upgrade
+
+from .support.servers import LiveServer, PostgresServer, RedisServer, SmtpServer
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+API_TOKEN = "test-api-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """One migrated SQLite file, copied for each test (migrating takes longer than copying)."""
+    path = tmp_path_factory.mktemp("schema") / "gateway.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def smtp_server():
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path, migrated_sqlite, smtp_server) -> dict:
+    """Test overrides: a fresh database, the test SMTP server, fast retries."""
+    database = tmp_path / "gateway.db"
+    shutil.copy(migrated_sqlite, database)
+    return {
+        "DATABASE_URL": f"sqlite:///{database}",
+        "GATEWAY_CONFIG_DIR": str(ROOT / "config"),
+        "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+        "GATEWAY_API_TOKEN": API_TOKEN,
+        "GATEWAY_SECRET_KEY": "test-secret",
+        "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": smtp_server.port,
+        "SMTP_FROM": "311@bellerive.example.org",
+        "GATEWAY_SWEEP_SECONDS": 0.2,
+        "GATEWAY_BACKOFF_SECONDS": 0.2,
+        "GATEWAY_LEASE_SECONDS": 5.0,
+        "REDIS_URL": None,
+    }
+
+
+@pytest.fixture
+def make_app(settings):
+    """Build an app with extra overrides; every app built is shut down after the test."""
+    apps = []
+
+    def build(**overrides):
+        app = create_app({**settings, **overrides})
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["runtime"].jobs.shutdown()
+        app.extensions["database"].engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def runtime(app):
+    return app.extensions["runtime"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def auth() -> dict:
+    return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def live_server(app):
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
+    yield server
+    server.stop()

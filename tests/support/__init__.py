@@ -1,0 +1,1 @@
+"""Real servers for the tests, each started on a free loopback port and stopped after."""
