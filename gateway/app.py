@@ -66,9 +66,11 @@ def _register_blueprints(app: Flask) -> None:
     from .api import bp as api
     from .inbox import bp as inbox
     from .public import bp as public
+    from .webhooks import bp as webhooks
 
     csrf.exempt(api)  # token-authenticated JSON, no cookies
-    for blueprint in (public, api, inbox):
+    csrf.exempt(webhooks)  # providers sign their payloads instead
+    for blueprint in (public, api, inbox, webhooks):
         app.register_blueprint(blueprint)
 
 

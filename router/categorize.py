@@ -5,7 +5,7 @@ Both the text and the keywords are folded (case, accents, hyphens, apostrophes),
 compared with every k-word window of the text with rapidfuzz's ratio, which forgives typos
 ("lampadère", "pothol"). The window must then match the phrase word by word: words under 5
 letters exactly (give or take a plural s/x: "bac"/"bacs", "feu"/"feux"), longer ones with the
-typo tolerance and at most one letter more or less, so "car in the street" is not "hole in the street" nor "the sidewalk" "broken
+typo tolerance and one letter more or less at most (a lone short word may not lose one), so "car in the street" is not "hole in the street" nor "the sidewalk" "broken
 sidewalk". A category scores its best phrase, weighted by length (a three-word match is
 stronger evidence than one word; articles and prepositions do not count), plus a little for each further phrase found at another place
 of the text (two keywords on the same words, "sidewalk"/"sidewalks", count once). On equal
@@ -96,12 +96,17 @@ class PhraseIndex:
 
 def _same_words(phrase: str, window: str) -> bool:
     """Word by word: short words exactly (but for a plural s/x), longer ones with typos."""
-    for want, got in zip(phrase.split(), window.split(), strict=True):
+    wanted = phrase.split()
+    for want, got in zip(wanted, window.split(), strict=True):
         if len(want) < EXACT_ONLY_BELOW:
             if want != got and _singular(want) != _singular(got):
                 return False
-        elif abs(len(want) - len(got)) > 1 or fuzz.ratio(want, got) < _cutoff(want):
-            return False  # one letter more or less at most: "station" is not "stationné"
+            continue
+        # One letter more or less at most ("station" is not "stationne"); a lone word under
+        # LONG_PHRASE letters may not lose one ("party" is not "part", "drain" not "rain").
+        fewest = -1 if len(wanted) > 1 or len(want) >= LONG_PHRASE else 0
+        if not fewest <= len(got) - len(want) <= 1 or fuzz.ratio(want, got) < _cutoff(want):
+            return False
     return True
 
 

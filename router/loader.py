@@ -24,7 +24,7 @@ from .yamlfile import ConfigError, LocatedDocument, Problem, load
 
 FILES = ("city.yaml", "catalogue.yaml", "departments.yaml", "rules.yaml", "templates.yaml")
 AREAS_FILE = "districts.geojson"
-REQUIRED_TEMPLATES = ("acknowledgement",)
+REQUIRED_TEMPLATES = ("acknowledgement", "status_update")
 
 
 @dataclass

@@ -76,3 +76,28 @@ def test_anonymous_walk_in_is_routed_without_acknowledgement(client, smtp_server
     skipped = [e for e in detail["events"] if e["type"] == "notification_skipped"]
     assert skipped and skipped[0]["data"]["reason"] == "no contact given"
     assert len(smtp_server.messages) == 1  # the department only
+
+
+def test_status_change_by_city_system_reaches_citizen_in_their_language(client, smtp_server, auth):
+    created = client.post("/api/v1/requests", json=load("request__pothole_fr"), headers=auth).get_json()
+    wait_until(lambda: smtp_server.to("marie.tremblay@example.org"))
+
+    response = client.post(f"/api/v1/requests/{created['code']}/status", headers=auth,
+                           json={"status": "resolved", "note": "Le trou a été rebouché ce matin."})
+
+    assert response.status_code == 200 and response.get_json()["status"] == "resolved"
+    mails = wait_until(lambda: [m for m in smtp_server.to("marie.tremblay@example.org") if "résolue" in m["Subject"]])
+    assert "Le trou a été rebouché ce matin." in mails[0].get_content()
+    page = client.get(f"/track/{created['code']}?lang=fr").get_data(as_text=True)
+    assert "Résolue" in page
+
+
+def test_illegal_status_transition_is_refused_and_changes_nothing(client, auth):
+    created = client.post("/api/v1/requests", json=load("request__pothole_fr"), headers=auth).get_json()
+    client.post(f"/api/v1/requests/{created['code']}/status", headers=auth, json={"status": "resolved"})
+    client.post(f"/api/v1/requests/{created['code']}/status", headers=auth, json={"status": "closed"})
+
+    response = client.post(f"/api/v1/requests/{created['code']}/status", headers=auth, json={"status": "new"})
+
+    assert response.status_code == 409
+    assert client.get(f"/api/v1/requests/{created['code']}", headers=auth).get_json()["status"] == "closed"

@@ -12,6 +12,7 @@ from adapters.errors import MalformedPayloadError
 from .. import intake
 from ..models import Request
 from ..serialize import request_to_dict
+from ..status import StatusError, change_status
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -56,3 +57,29 @@ def get_request(code: str):
         if found is None:
             return jsonify(error=f"no request {code}"), 404
         return jsonify(request_to_dict(found, runtime.rules.current))
+
+
+@bp.post("/requests/<code>/status")
+def set_status(code: str):
+    """A department's system reports progress: {"status", "note", "external_status_code"}."""
+    runtime = current_app.extensions["runtime"]
+    document = request.get_json(silent=True)
+    if not isinstance(document, dict) or not isinstance(document.get("status"), str):
+        return jsonify(error="a JSON object with a 'status' string is required", field="status"), 400
+    note = document.get("note")
+    if note is not None and not isinstance(note, str):
+        return jsonify(error="note must be a string", field="note"), 400
+    external = {"external_status_code": str(document["external_status_code"])} if document.get("external_status_code") else None
+    with runtime.db.session() as session:
+        found = session.scalar(select(Request).where(Request.code == code.upper()))
+        if found is None:
+            return jsonify(error=f"no request {code}"), 404
+        try:
+            notifications = change_status(session, runtime, found, document["status"], "api", note, external)
+        except StatusError as exc:
+            session.rollback()
+            return jsonify(error=str(exc), field="status"), 409
+        body = {"code": found.code, "status": found.status}
+    for delivery_id in notifications:
+        runtime.jobs.enqueue("deliver", delivery_id)
+    return jsonify(body)

@@ -1,0 +1,33 @@
+"""Provider webhooks. Each does three things: verify, store raw, answer (STYLE §3).
+
+One module per provider, registered below; each route verifies the provider's signature
+(SignatureError → 403, nothing stored), calls ``accept`` to store the payload, and answers.
+Parsing and everything after it happen in the background job.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app
+
+from ..intake import store_inbound
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def accept(channel: str, provider_id: str, body: bytes, content_type: str, headers: dict | None = None,
+           reserve_code: bool = False) -> tuple[int, bool]:
+    """Store one provider message and enqueue its processing. (inbound id, created).
+
+    A provider's retry (same channel + provider id) is found, not stored twice, and not
+    processed twice."""
+    runtime = current_app.extensions["runtime"]
+    inbound_id, created = store_inbound(runtime, channel, provider_id, body, content_type, headers, reserve_code)
+    if created:
+        runtime.jobs.enqueue("process_inbound", inbound_id)
+    return inbound_id, created
+
+
+# Provider modules register their routes on `bp` when imported (one line each):
