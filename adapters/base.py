@@ -47,6 +47,7 @@ class Attachment:
     content_type: str
     data: bytes | None = None
     url: str | None = None  # to be fetched by a background job
+    refused: str | None = None  # why the file is not kept (too large, executable…); data is None
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,18 @@ class CitizenMessage:
     # Threading hints: a tracking code the citizen quoted, or the provider's reply reference.
     reference_code: str | None = None
     in_reply_to: str | None = None
+    external_id: str | None = None  # the provider's id for this message (e-mail: its Message-ID)
+
+
+@dataclass(frozen=True)
+class BounceReport:
+    """A delivery failure notice about mail we sent (RFC 3464), in neutral terms."""
+
+    recipients: tuple[str, ...]  # the addresses that could not be reached
+    original_message_ids: tuple[str, ...]  # Message-IDs of the returned message(s)
+    permanent: bool  # False for "delayed, still trying" notices
+    reason: str
+    text: str = ""  # the notice's text, to find a tracking code when no Message-ID came back
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ class OutboundMessage:
     idempotency_key: str = ""
     message_id: str | None = None  # e.g. the e-mail Message-ID we assign
     in_reply_to: str | None = None
+    references: tuple[str, ...] = ()  # earlier Message-IDs of the thread, oldest first
     automatic: bool = True  # an acknowledgement or notice, not a person's reply
 
 

@@ -7,12 +7,14 @@ Each entry is a factory taking the gateway's settings mapping.
 from __future__ import annotations
 
 from .channels.email import EmailChannel
+from .channels.email_imap import EmailImapChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
 
 # Inbound parsers, by the name stored on each inbound message.
 INBOUND = {
     "web_form": lambda settings: WebFormChannel(),
+    "email": EmailImapChannel.from_settings,
 }
 
 # Channels that can write back to a citizen, by channel name.

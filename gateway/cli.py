@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, worker, scheduler, db, rules, user, deliveries."""
+"""The `gateway` command: serve, worker, scheduler, poll-email, db, rules, user, deliveries."""
 
 from __future__ import annotations
 
@@ -85,6 +85,15 @@ def scheduler(once: bool):
         if once:
             return
         time.sleep(every)
+
+
+@main.command("poll-email")
+@click.option("--once", is_flag=True, help="process what is in the mailboxes now, then exit")
+def poll_email(once: bool):
+    """Read the mailboxes (IMAP_* and config/mailboxes.yaml); each e-mail becomes a request."""
+    from .poller_cli import poll_email as run
+
+    run(once)
 
 
 # --- database ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -272,3 +273,38 @@ class User(Base):
 
 
 ROLES = ("agent", "supervisor", "admin", "department", "manager", "readonly")
+
+
+class EmailReceipt(Base):
+    """One message read from a mailbox: the IMAP bookkeeping that makes re-reading harmless.
+
+    Unique on (mailbox, UIDVALIDITY, UID) and on (mailbox, Message-ID): a message read again
+    after a crash, or after the server renumbered the mailbox, finds its receipt."""
+
+    __tablename__ = "email_receipts"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_email_receipt_uid"),
+        UniqueConstraint("mailbox", "message_key", name="uq_email_receipt_message"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_key: Mapped[str] = mapped_column(String(255))  # the Message-ID, or sha256 of the bytes
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    marked_at: Mapped[datetime | None]  # flagged or moved on the server
+
+
+class MailboxState(Base):
+    """What the poller last knew of a mailbox: its UIDVALIDITY and how far it has read."""
+
+    __tablename__ = "mailbox_states"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

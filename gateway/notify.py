@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from jinja2.sandbox import SandboxedEnvironment
 
+from .mail_thread import thread_fields
 from .models import Citizen, Event, Request
 from .outbox import add_delivery
 
@@ -60,4 +61,6 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
     channel, address = target
     subject, text = render(runtime, template, request, extra)
     message = {"to": address, "text": text, "subject": subject, "language": request.language}
+    if channel == "email":
+        message.update(thread_fields(session, request, subject))
     return add_delivery(session, request, "notify", channel, {"kind": kind, "message": message}, key)

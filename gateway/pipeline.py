@@ -20,6 +20,8 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
+from .attachments import save_attachments
+from .bounces import record_bounce
 from .models import Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
@@ -47,6 +49,8 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
             return _process(runtime, session, inbound)
     except (MalformedPayloadError, UnsupportedEventError) as exc:
         _set_outcome(runtime, inbound_id, "ignored" if isinstance(exc, UnsupportedEventError) else "failed", str(exc))
+        if getattr(exc, "bounce", None) is not None:
+            record_bounce(runtime, inbound_id, exc.bounce)
         return []
     except Exception as exc:
         _record_failure(runtime, inbound_id, exc)
@@ -69,7 +73,7 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
 
     existing = find_conversation(session, message, citizen)
     if existing is not None:
-        _add_to_conversation(session, existing, message, inbound)
+        _add_to_conversation(session, runtime, existing, message, inbound)
         return []
     decision = decide(book, _facts(book, message, inbound))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
@@ -77,10 +81,10 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     if dedup.action == "join":
         existing = session.get(Request, dedup.request_id)
         session.add(Event(request_id=existing.id, actor="system:dedup", type="dedup_joined", data=dedup.as_dict()))
-        _add_to_conversation(session, existing, message, inbound)
+        _add_to_conversation(session, runtime, existing, message, inbound)
         return []
 
-    request = _create_request(session, book, message, inbound, decision, citizen)
+    request = _create_request(session, runtime, book, message, inbound, decision, citizen)
     session.add_all([
         Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
               at=inbound.received_at, data={"channel": message.channel}),
@@ -115,7 +119,7 @@ def _facts(book, message, inbound) -> Facts:
                  lon=message.lon, category=category)
 
 
-def _create_request(session, book, message, inbound, decision, citizen) -> Request:
+def _create_request(session, runtime, book, message, inbound, decision, citizen) -> Request:
     now = utcnow()
     request = Request(
         code=_unused_code(session, book, inbound),
@@ -142,9 +146,7 @@ def _create_request(session, book, message, inbound, decision, citizen) -> Reque
     )
     session.add(request)
     session.flush()
-    session.add(Message(request_id=request.id, direction="in", channel=message.channel,
-                        body=message.text, subject=message.subject, inbound_id=inbound.id,
-                        created_at=inbound.received_at))
+    _add_message(session, runtime, request, message, inbound)
     return request
 
 
@@ -155,10 +157,18 @@ def _unused_code(session, book, inbound: InboundMessage) -> str:
     return code
 
 
-def _add_to_conversation(session, request: Request, message, inbound: InboundMessage) -> None:
-    session.add(Message(request_id=request.id, direction="in", channel=message.channel,
-                        body=message.text, subject=message.subject, inbound_id=inbound.id,
-                        created_at=inbound.received_at))
+def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
+    row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
+                  subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
+                  created_at=inbound.received_at)
+    session.add(row)
+    if message.attachments:
+        session.flush()
+        save_attachments(session, runtime, request.id, row.id, message.attachments)
+
+
+def _add_to_conversation(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
+    _add_message(session, runtime, request, message, inbound)
     session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="message_added",
                       data={"inbound": inbound.id}))
     _mark_processed(inbound, request)

@@ -72,3 +72,19 @@ class RqQueue:
 
     def shutdown(self) -> None:
         self.redis.close()
+
+
+class ImmediateQueue:
+    """Runs each job at once in the caller's thread: for one-shot commands (`poll-email --once`)
+    that must finish their work before exiting, without Redis."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def enqueue(self, job: str, item_id: int) -> None:
+        from . import jobs
+
+        jobs.run_logged(self.runtime, job, item_id)
+
+    def shutdown(self) -> None:
+        pass
