@@ -73,14 +73,21 @@ def _first_marker(lines: list[str]) -> int:
 
 
 def _attribution_at(lines: list[str], i: int) -> bool:
-    """An attribution line, possibly wrapped over up to three lines."""
+    """An attribution line, possibly wrapped over up to three lines.
+
+    A wrapped one starts with "Le/On …" and a date (a digit), with no blank line inside:
+    a citizen's sentence starting with "Le" is not taken for one."""
     if not lines[i].strip():
         return False
-    for span in (1, 2, 3):
-        joined = " ".join(part.strip().lstrip(">").strip() for part in lines[i:i + span])
-        if _ATTRIBUTION.match(joined) and re.match(r"^\s*>?\s*(le|on|am|el|il)\b", lines[i], re.IGNORECASE):
-            return True
-        if span == 1 and _ATTRIBUTION.match(joined):
+    if _ATTRIBUTION.match(lines[i]):
+        return True
+    if not (re.match(r"^\s*>?\s*(le|on|am|el|il)\b", lines[i], re.IGNORECASE) and re.search(r"\d", lines[i])):
+        return False
+    for span in (2, 3):
+        part = lines[i:i + span]
+        if len(part) < span or not all(line.strip() for line in part):
+            return False
+        if _ATTRIBUTION.match(" ".join(line.strip().lstrip(">").strip() for line in part)):
             return True
     return False
 
