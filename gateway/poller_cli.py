@@ -9,6 +9,7 @@ import click
 
 from router import ConfigError
 
+from . import jobs
 from .mailboxes import load_mailboxes
 from .poller import poll_all_once, run_all
 from .queue import ImmediateQueue, InlineQueue
@@ -36,6 +37,7 @@ def _once(runtime, mailboxes) -> None:
         runtime.jobs.shutdown()
         runtime.jobs = ImmediateQueue(runtime)
     outcome = poll_all_once(runtime, mailboxes)
+    jobs.sweep(runtime)  # and what an earlier, interrupted run left stored but unprocessed
     failed = False
     for name, result in outcome.items():
         if isinstance(result, Exception):

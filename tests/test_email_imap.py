@@ -17,11 +17,9 @@ from adapters.errors import MalformedPayloadError, UnsupportedEventError
 from .conftest import FIXTURES
 
 EMAIL = FIXTURES / "email"
-USED: set[str] = set()
 
 
 def fixture(name: str) -> bytes:
-    USED.add(name)
     return (EMAIL / name).read_bytes()
 
 
@@ -132,9 +130,13 @@ def test_french_and_outlook_quotes_are_stripped(name):
         assert leftover not in text
 
 
-@pytest.mark.parametrize("name", ["gmail", "hotmail", "outlook_2003", "outlook_2010", "thunderbird", "windows_mail"])
+HTML_REPLIES = [f"reply_html__{n}.html" for n in ("gmail", "hotmail", "outlook_2003", "outlook_2010", "thunderbird",
+                                                  "windows_mail")]
+
+
+@pytest.mark.parametrize("name", HTML_REPLIES)
 def test_html_only_replies_become_text_without_the_quote(name):
-    text = strip_reply(html_to_text(fixture(f"reply_html__{name}.html").decode("utf-8")))
+    text = strip_reply(html_to_text(fixture(name).decode("utf-8")))
 
     assert text.startswith("Hi. I am fine.")
     assert text.rstrip().endswith("Alex")
@@ -214,11 +216,14 @@ def test_bounce_report_names_the_failed_address_and_our_message(name, recipient,
     assert report.permanent is permanent
 
 
-@pytest.mark.parametrize("name,field", [
+MALFORMED = [
     ("malformed__no_from.eml", "From"),
     ("malformed__broken_header_block.eml", "From"),
     ("malformed__headers_only_no_from.eml", "From"),
-])
+]
+
+
+@pytest.mark.parametrize("name,field", MALFORMED)
 def test_mail_without_a_sender_is_malformed(name, field):
     with pytest.raises(MalformedPayloadError) as caught:
         parse(name)
@@ -290,11 +295,11 @@ def test_threading_headers_and_message_id_are_read():
     assert message.external_id and message.external_id.startswith("<")
 
 
-def test_every_fixture_is_used():
-    """Runs last in this file: each fixture must appear in one of the tables above."""
-    for name in (EMAIL.iterdir()):
-        if name.name != "README.md":
-            assert name.name in USED or name.name in _USED_ELSEWHERE, f"unused fixture {name.name}"
-
-
-_USED_ELSEWHERE: set[str] = set()  # fixtures used by tests/test_email_poller.py only
+def test_every_fixture_is_in_a_table_and_every_table_row_has_its_fixture():
+    tables = ({m[0] for m in MESSAGES} | set(REPLIES) | set(FRENCH_AND_OUTLOOK_BODIES) | set(HTML_REPLIES)
+              | {a[0] for a in AUTOMATIC} | {b[0] for b in BOUNCES} | {m[0] for m in MALFORMED}
+              | {"reply__share_block.eml", "reply__android_ru.eml"})
+    files = {p.name for p in EMAIL.iterdir() if p.name != "README.md"}
+    assert files == tables
+    readme = (EMAIL / "README.md").read_text(encoding="utf-8")
+    assert all(f"| {name} |" in readme for name in files)  # each one's source is noted

@@ -90,8 +90,22 @@ class DovecotServer:
             raise RuntimeError(f"dovecot did not start: {self.log()}") from exc
         return self
 
+    def drop_connections(self) -> None:
+        """Kill this server's IMAP session processes: its clients see the connection drop.
+        (Stopping the master alone leaves established sessions running.)"""
+        if self.process is None:
+            return
+        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        for pid in map(int, children.split()):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "imap":
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+
     def stop(self) -> None:
         if self.process is not None:
+            self.drop_connections()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
