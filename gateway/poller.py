@@ -61,6 +61,8 @@ class MailboxPoller:
         self.max_bytes = int(runtime.settings.get("EMAIL_MAX_MESSAGE_BYTES") or 25 * 1024 * 1024)
         self.keep_oversized = str(runtime.settings.get("EMAIL_OVERSIZE_POLICY") or "reject") == "strip"
         self._folder_ready = False
+        # imapclient logs the whole protocol at DEBUG, message bodies included: never ours to log.
+        logging.getLogger("imapclient").setLevel(max(logging.INFO, logging.getLogger("imapclient").level))
 
     # --- connection ------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from gateway.models import (
 )
 from gateway.poller import MailboxPoller
 from gateway.queue import ImmediateQueue
+from gateway.status import change_status
 from router import ConfigError
 
 from . import test_email_imap
@@ -130,7 +131,9 @@ POTHOLE = ("Bonjour,\n\nIl y a un gros nid-de-poule devant le 145, rue Wellingto
            "font des écarts dangereux.\n\nMarie\n\nEnvoyé de mon iPhone")
 
 
-def test_citizen_email_becomes_request_and_gets_threaded_acknowledgement(runtime, dovecot, smtp_server):
+def test_citizen_email_becomes_request_and_gets_threaded_acknowledgement(runtime, dovecot, smtp_server, caplog):
+    caplog.set_level("DEBUG", logger="gateway")
+    caplog.set_level("DEBUG", logger="imapclient")
     raw, message_id = citizen_mail(POTHOLE, "Nid-de-poule rue Wellington")
     dovecot.deliver(raw)
 
@@ -154,6 +157,8 @@ def test_citizen_email_becomes_request_and_gets_threaded_acknowledgement(runtime
     again = poller(runtime).poll_once()  # the next pass finds nothing new
     assert (again.stored, again.already) == (0, 0)
     assert len(requests(runtime)) == 1 and len(smtp_server.messages) == 2  # department + citizen
+    logged = caplog.text.lower()
+    assert "marie" not in logged and "wellington" not in logged and PASSWORD not in logged  # privacy
 
 
 def test_reply_lands_in_the_right_request_with_quotes_stripped(runtime, dovecot, smtp_server):
@@ -185,6 +190,18 @@ def test_reply_lands_in_the_right_request_with_quotes_stripped(runtime, dovecot,
         assert (photo.filename, photo.content_type, photo.size) == ("trou.jpg", "image/jpeg", 4004)
         assert open(photo.storage_path, "rb").read(4) == b"\xff\xd8\xff\xe0"
     assert len(smtp_server.to("marie.tremblay@example.org")) == 1  # replies are not acknowledged again
+
+    # The department's update answers the citizen's last e-mail, in the same thread.
+    with runtime.db.session() as session:
+        ids = change_status(session, runtime, session.get(Request, pothole.id), "in_progress", "agent:1",
+                            note="Une équipe passera jeudi.")
+    for delivery_id in ids:
+        runtime.jobs.enqueue("deliver", delivery_id)
+    update = smtp_server.to("marie.tremblay@example.org")[-1]
+    citizen_ids = [m.external_id for m in conversation]
+    assert pothole.code in update["Subject"] and "Une équipe passera jeudi." in update.get_body(("plain",)).get_content()
+    assert update["In-Reply-To"] == citizen_ids[-1]
+    assert update["References"].split() == [citizen_ids[0], ack["Message-ID"], *citizen_ids[1:]]
 
 
 def test_auto_replies_and_bounces_create_no_request_and_get_no_answer(runtime, dovecot, smtp_server):
