@@ -31,8 +31,8 @@ def test_deliveries_run_on_rq_worker_through_real_redis(make_app, settings, redi
     try:
         created = app.test_client().post("/api/v1/requests", json=SUBMISSION, headers=auth).get_json()
         assert created["department"] == "parcs"
-        wait_until(lambda: smtp_server.to("parcs@bellerive.example.org"), timeout=20)
-        wait_until(lambda: smtp_server.to("paul@example.org"), timeout=20)
+        wait_until(lambda: smtp_server.to("parcs@bellerive.example.org"), timeout=45)
+        wait_until(lambda: smtp_server.to("paul@example.org"), timeout=45)
         assert all(d.state == "delivered" for d in deliveries(app.extensions["runtime"]))
     finally:
         worker.terminate()
@@ -56,7 +56,7 @@ def test_redis_down_loses_nothing_the_sweeper_sends_it_later(make_app, settings,
         from gateway import jobs
 
         jobs.sweep(runtime)  # what `gateway scheduler` does every few seconds
-        wait_until(lambda: all(d.state == "delivered" for d in deliveries(runtime)), timeout=20)
+        wait_until(lambda: all(d.state == "delivered" for d in deliveries(runtime)), timeout=45)
     finally:
         worker.terminate()
         worker.wait(timeout=10)
