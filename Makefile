@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 translations: $(STAMP)
-	$(BIN)/pybabel compile -q -d gateway/translations
+	$(BIN)/pybabel compile -d gateway/translations 2>/dev/null
 
 # System packages the tests start for real (Redis, Dovecot, Chromium, PostgreSQL, wrk).
 system-deps:
