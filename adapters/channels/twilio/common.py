@@ -22,7 +22,7 @@ import httpx
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 
-from ..errors import (
+from ...errors import (
     AdapterMisconfiguredError,
     MalformedPayloadError,
     PermanentDeliveryError,
