@@ -229,7 +229,7 @@ VOICE_PATH = "/webhooks/twilio/voice"
 
 def _voices() -> dict[str, str]:
     settings = _runtime().settings
-    return {"fr": settings.get("TWILIO_VOICE_FR") or "Polly.Chantal", "en": settings.get("TWILIO_VOICE_EN") or ""}
+    return {"fr": settings.get("TWILIO_VOICE_FR") or "Polly.Chantal", "en": settings.get("TWILIO_VOICE_EN") or "alice"}
 
 
 def _texts(language: str) -> tuple[dict, str]:
