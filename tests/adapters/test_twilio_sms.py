@@ -240,7 +240,7 @@ def test_opt_out_word_stops_every_further_message_to_that_number(twilio_client, 
         with twilio_runtime.db.session() as session:
             return session.scalar(select(ContactPoint.opted_out).where(ContactPoint.value == MARIE))
     wait_until(opted_out)
-    with twilio_runtime.db.begin() if hasattr(twilio_runtime.db, "begin") else twilio_runtime.db.session() as session:
+    with twilio_runtime.db.session() as session:
         request = session.scalar(select(Request).where(Request.code == code))
         assert change_status(session, twilio_runtime, request, "in_progress", "agent:test") == []
         skipped = session.scalars(select(Event).where(Event.type == "notification_skipped")).all()
@@ -424,3 +424,17 @@ def test_logs_carry_no_phone_numbers_or_message_bodies(twilio_client, twilio_run
     ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail."))  # not the test SMTP server
     assert "5550142" not in ours and "+1514" not in ours
     assert "nid de poule" not in ours.lower() and "Équipe en route" not in ours
+
+
+def test_outbound_through_a_messaging_service_names_the_service_not_a_number(twilio):
+    settings = {**twilio_settings(twilio), "TWILIO_FROM_NUMBER": None, "TWILIO_MESSAGING_SERVICE_SID": "MG" + "1" * 32}
+    TwilioSmsChannel.from_settings(settings).send(OutboundMessage(to=MARIE, text="x", language="fr"))
+    sent = twilio.sent()[0]
+    assert sent["MessagingServiceSid"] == "MG" + "1" * 32 and "From" not in sent
+
+
+def test_sms_from_a_sender_that_is_not_a_phone_number_is_a_request_without_contact(twilio_client, twilio_runtime, twilio):
+    fixture = sms("sms__pothole_fr")
+    fixture["params"]["From"] = "BELLERIVE"  # an alphanumeric sender id
+    code = code_in(post(twilio_client, fixture).get_data(as_text=True))
+    assert request_by_code(twilio_runtime, code).citizen_id is None
