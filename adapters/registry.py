@@ -7,17 +7,21 @@ Each entry is a factory taking the gateway's settings mapping.
 from __future__ import annotations
 
 from .channels.email import EmailChannel
+from .channels.twilio import TwilioSmsChannel, TwilioVoiceChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
 
 # Inbound parsers, by the name stored on each inbound message.
 INBOUND = {
     "web_form": lambda settings: WebFormChannel(),
+    "twilio_sms": TwilioSmsChannel.for_inbound,
+    "twilio_voice": TwilioVoiceChannel.for_inbound,
 }
 
 # Channels that can write back to a citizen, by channel name.
 OUTBOUND = {
     "email": EmailChannel.from_settings,
+    "sms": TwilioSmsChannel.from_settings,
 }
 
 # Department tools, by the sink `type` used in config/departments.yaml.
