@@ -65,6 +65,14 @@ class CitizenMessage:
     # Threading hints: a tracking code the citizen quoted, or the provider's reply reference.
     reference_code: str | None = None
     in_reply_to: str | None = None
+    # Channel outcomes decided before parsing (see twilio/): a STOP/START word (True/False),
+    # the tracking code already given in the channel's own answer, a request to be created as
+    # needs_info (a voicemail without a transcript), a text that fills in the referenced
+    # request's missing description (the transcript arriving after the call).
+    opt_out: bool | None = None
+    acknowledged: bool = False
+    needs_info: bool = False
+    fills_description: bool = False
     external_id: str | None = None  # the provider's id for this message (e-mail: its Message-ID)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .channels.email import EmailChannel
 from .channels.email_imap import EmailImapChannel
+from .channels.twilio import TwilioSmsChannel, TwilioVoiceChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
 
@@ -15,11 +16,14 @@ from .sinks.email_smtp import EmailSmtpSink
 INBOUND = {
     "web_form": lambda settings: WebFormChannel(),
     "email": EmailImapChannel.from_settings,
+    "twilio_sms": TwilioSmsChannel.for_inbound,
+    "twilio_voice": TwilioVoiceChannel.for_inbound,
 }
 
 # Channels that can write back to a citizen, by channel name.
 OUTBOUND = {
     "email": EmailChannel.from_settings,
+    "sms": TwilioSmsChannel.from_settings,
 }
 
 # Department tools, by the sink `type` used in config/departments.yaml.

@@ -255,3 +255,5 @@ def deliveries_retry(delivery_ids, everything):
     if hasattr(runtime.jobs, "shutdown"):
         runtime.jobs.shutdown()
     click.echo(f"{done} deliveries queued again")
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from . import outbox, pipeline
+from . import attachments, outbox, pipeline
 
 log = logging.getLogger(__name__)
 _worker_runtime = None
@@ -13,6 +13,8 @@ _worker_runtime = None
 def process_inbound(runtime, inbound_id: int) -> None:
     for delivery_id in pipeline.process_inbound(runtime, inbound_id):
         runtime.jobs.enqueue("deliver", delivery_id)
+    for attachment_id in attachments.pending_for_inbound(runtime, inbound_id):
+        runtime.jobs.enqueue("fetch_attachment", attachment_id)
 
 
 def deliver(runtime, delivery_id: int) -> None:
@@ -25,9 +27,16 @@ def sweep(runtime, _unused: int = 0) -> None:
         runtime.jobs.enqueue("process_inbound", inbound_id)
     for delivery_id in outbox.due_deliveries(runtime):
         runtime.jobs.enqueue("deliver", delivery_id)
+    for attachment_id in attachments.pending_attachments(runtime):
+        runtime.jobs.enqueue("fetch_attachment", attachment_id)
 
 
-JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep}
+def fetch_attachment(runtime, attachment_id: int) -> None:
+    attachments.fetch_attachment(runtime, attachment_id)
+
+
+JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep,
+        "fetch_attachment": fetch_attachment}
 
 
 def run_logged(runtime, job: str, item_id: int) -> None:

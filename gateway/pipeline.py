@@ -20,9 +20,9 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
-from .attachments import save_attachments
+from . import attachments
 from .bounces import record_bounce
-from .models import Event, InboundMessage, Message, Request, utcnow
+from .models import ContactPoint, Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
 
@@ -70,10 +70,15 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     parsed = parser.parse(RawInbound(inbound.body, dict(inbound.headers or {}), inbound.content_type))
     message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
     citizen, identity_notes = resolve_citizen(session, message)
+    if parsed.opt_out is not None:
+        _record_opt_out(session, citizen, message, inbound, parsed.opt_out)
+        return []
 
     existing = find_conversation(session, message, citizen)
     if existing is not None:
         _add_to_conversation(session, runtime, existing, message, inbound)
+        if parsed.fills_description:
+            return _fill_description(session, runtime, book, existing, message, inbound)
         return []
     decision = decide(book, _facts(book, message, inbound))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
@@ -85,6 +90,8 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         return []
 
     request = _create_request(session, runtime, book, message, inbound, decision, citizen)
+    if parsed.needs_info:
+        request.status = "needs_info"
     session.add_all([
         Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
               at=inbound.received_at, data={"channel": message.channel}),
@@ -102,10 +109,15 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
         for i, sink in enumerate(decision.sinks)
     ]
-    ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                 f"{request.code}:notify:acknowledgement")
-    if ack is not None:
-        deliveries.append(ack)
+    if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
+        request.acknowledged_at = inbound.received_at
+        session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
+                          public=True, data={"via": "reply"}))
+    else:
+        ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
+                     f"{request.code}:notify:acknowledgement")
+        if ack is not None:
+            deliveries.append(ack)
     _mark_processed(inbound, request)
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
@@ -162,9 +174,9 @@ def _add_message(session, runtime, request: Request, message, inbound: InboundMe
                   subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
                   created_at=inbound.received_at)
     session.add(row)
-    if message.attachments:
-        session.flush()
-        save_attachments(session, runtime, request.id, row.id, message.attachments)
+    session.flush()
+    attachments.add_pending(session, request.id, row.id, message.attachments)  # files given by URL
+    attachments.add_received(session, runtime, request.id, row.id, message.attachments)  # files in the message
 
 
 def _add_to_conversation(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
@@ -173,6 +185,43 @@ def _add_to_conversation(session, runtime, request: Request, message, inbound: I
                       data={"inbound": inbound.id}))
     _mark_processed(inbound, request)
     log.info("inbound %s added to request %s", inbound.id, request.code)
+
+
+def _fill_description(session, runtime, book, request: Request, message, inbound: InboundMessage) -> list[int]:
+    """A request created without words (a voicemail) gets them late (its transcript): the text
+    becomes its description and it is routed again on it. Only while it still has none."""
+    if request.description or request.status != "needs_info":
+        return []
+    request.description = message.text
+    decision = decide(book, _facts(book, message, inbound))
+    before = request.department
+    request.category, request.department, request.priority = decision.category, decision.department, decision.priority
+    request.kind, request.rule, request.decision = decision.kind, decision.rule, decision.as_dict()
+    request.sla_due_at = inbound.received_at + timedelta(hours=decision.sla_hours)
+    request.status, request.routed_at = "routed", utcnow()
+    session.add(Event(request_id=request.id, actor="system:router", type="routed", public=True,
+                      data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
+                            "category": decision.category, "from_department": before, "reason": "description filled in"}))
+    session.add(Event(request_id=request.id, actor="system:pipeline", type="status_changed", public=True,
+                      data={"from": "needs_info", "to": "routed", "note": "transcription received"}))
+    deliveries = [
+        add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route2:{i}:{sink['type']}")
+        for i, sink in enumerate(decision.sinks)
+    ]
+    log.info("request %s described by a later message and routed to %s", request.code, decision.department)
+    return [d.id for d in deliveries if d.state == "pending"]
+
+
+def _record_opt_out(session, citizen, message, inbound: InboundMessage, opted_out: bool) -> None:
+    """STOP / START: recorded on the sender's contact point for this channel; nothing else sent."""
+    kind = "phone" if message.phone else None
+    point = session.scalar(select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == message.phone)) \
+        if kind else None
+    if point is not None:
+        point.opted_out = opted_out
+    inbound.state, inbound.processed_at, inbound.lease_until = "processed", utcnow(), None
+    log.info("inbound %s: citizen %s %s", inbound.id, citizen.id if citizen else "-",
+             "opted out" if opted_out else "opted in again")
 
 
 def _mark_processed(inbound: InboundMessage, request: Request) -> None:

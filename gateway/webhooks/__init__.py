@@ -31,3 +31,4 @@ def accept(channel: str, provider_id: str, body: bytes, content_type: str, heade
 
 
 # Provider modules register their routes on `bp` when imported (one line each):
+from . import twilio  # noqa: E402,F401

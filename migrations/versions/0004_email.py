@@ -1,7 +1,7 @@
 """e-mail intake: IMAP receipts (mailbox, UIDVALIDITY, UID, Message-ID) and mailbox state
 
 Revision ID: 0004_email
-Revises: 0001
+Revises: 0003_twilio
 Create Date: 2026-11-22 04:40:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0004_email'
-down_revision = '0001'
+down_revision = '0003_twilio'  # chained after main's 0003 when main was merged in
 branch_labels = None
 depends_on = None
 
