@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 FETCH_BATCH = 25
 IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
 MAX_BACKOFF_SECONDS = 300.0
-CONNECTION_ERRORS = (IMAPClientError, OSError, EOFError)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -67,7 +65,7 @@ class MailboxPoller:
     # --- connection ------------------------------------------------------------------------
 
     def connect(self) -> IMAPClient:
-        """A logged-in client with the folder selected. Raises IMAPClientError or OSError."""
+        """A logged-in client. Raises IMAPClientError (LoginError…) or OSError."""
         box = self.mailbox
         context = ssl.create_default_context()
         client = IMAPClient(box.host, port=box.port, ssl=box.tls == "tls", ssl_context=context, timeout=30)
@@ -81,7 +79,10 @@ class MailboxPoller:
         return client
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Read, wait for news (IDLE or polling), read again; reconnect with backoff on failure."""
+        """Read, wait for news (IDLE or polling), read again; reconnect with backoff on failure.
+
+        Any failure (the server, the network, the database) ends the session and is retried:
+        nothing was marked processed that was not stored, so starting over loses nothing."""
         failures = 0
         while not stop.is_set():
             client = None
@@ -93,7 +94,7 @@ class MailboxPoller:
                     self._wait_for_news(client, stop)
                     if not stop.is_set():
                         self.sync(client)
-            except CONNECTION_ERRORS as exc:
+            except Exception as exc:  # IMAP, network or database: retry, never die
                 failures += 1
                 delay = backoff_delay(failures)
                 self._record_error(exc)
@@ -290,7 +291,7 @@ def poll_all_once(runtime, mailboxes: list[Mailbox]) -> dict[str, PassResult | E
         poller = MailboxPoller(runtime, mailbox)
         try:
             outcome[mailbox.name] = poller.poll_once()
-        except CONNECTION_ERRORS as exc:
+        except Exception as exc:  # reported per mailbox; the others still run
             poller._record_error(exc)
             outcome[mailbox.name] = exc
     return outcome

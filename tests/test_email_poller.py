@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from gateway.mailboxes import load_mailboxes
 from gateway.models import (
@@ -401,6 +402,29 @@ def test_idle_picks_up_new_mail_and_poller_reconnects_after_server_restart(runti
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert runtime.health["mailbox:default"]["last_error"]  # the outage was recorded
+
+
+def test_database_failure_in_the_poller_is_retried_not_fatal(runtime, dovecot, monkeypatch):
+    original, calls = MailboxPoller.store, []
+
+    def flaky(self, *args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return original(self, *args)
+
+    monkeypatch.setattr(MailboxPoller, "store", flaky)
+    dovecot.deliver(citizen_mail(POTHOLE, "Nid-de-poule")[0])
+    stop = threading.Event()
+    thread = threading.Thread(target=poller(runtime).run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(requests(runtime)) == 1, timeout=10)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert "OperationalError" in runtime.health["mailbox:default"]["error"]
+    assert FLAG in dovecot.flags()[1] and count(runtime, InboundMessage) == 1
 
 
 def test_mailboxes_from_config_name_their_password_variable(tmp_path, settings):
