@@ -3,7 +3,8 @@
 Quoting a tracking code of one's own request (an e-mail reply with the code in the subject,
 an SMS "STATUT R-…") or replying to one of our messages (In-Reply-To) adds the message to that
 request instead of opening a new one. A code quoted by someone else does not attach their
-words to a stranger's request.
+words to a stranger's request; a reply to a message we sent (its Message-ID is known only to
+those who received it: the citizen, or the department the request was routed to) does.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.models import Citizen, Follower, Message, Request
+from gateway.models import Citizen, Delivery, Follower, Message, Request
 
 from .canonical import Normalized
 
@@ -25,11 +26,22 @@ def find_conversation(session: Session, message: Normalized, citizen: Citizen | 
         )
         if request is not None and _concerns(session, request, citizen):
             return request
+        ours = _request_of_our_message(session, message.in_reply_to)
+        if ours is not None:
+            return ours
     for code in message.reference_codes:
         request = session.scalar(select(Request).where(Request.code == code))
         if request is not None and _concerns(session, request, citizen):
             return request
     return None
+
+
+def _request_of_our_message(session: Session, message_id: str) -> Request | None:
+    sent = session.scalar(select(Request).join(Message).where(
+        Message.external_id == message_id, Message.direction == "out"))
+    if sent is not None:
+        return sent
+    return session.scalar(select(Request).join(Delivery).where(Delivery.external_id == message_id))
 
 
 def _concerns(session: Session, request: Request, citizen: Citizen) -> bool:

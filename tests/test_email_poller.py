@@ -205,6 +205,22 @@ def test_reply_lands_in_the_right_request_with_quotes_stripped(runtime, dovecot,
     assert update["References"].split() == [citizen_ids[0], ack["Message-ID"], *citizen_ids[1:]]
 
 
+def test_department_reply_to_the_routed_mail_joins_the_request(runtime, dovecot, smtp_server):
+    dovecot.deliver(citizen_mail(POTHOLE, "Nid-de-poule rue Wellington")[0])
+    poller(runtime).poll_once()
+    [request] = requests(runtime)
+    [routed] = smtp_server.to("travaux.publics@bellerive.example.org")
+    answer, _ = citizen_mail("Équipe envoyée demain matin.\n\n-----Message d'origine-----\nDe : 311",
+                             f"RE: {routed['Subject']}", sender="contremaitre@bellerive.example.org",
+                             name="Contremaître", in_reply_to=routed["Message-ID"])
+    dovecot.deliver(answer)
+
+    poller(runtime).poll_once()
+
+    assert [r.code for r in requests(runtime)] == [request.code]
+    assert messages_of(runtime, request.code)[-1].body == "Équipe envoyée demain matin."
+
+
 def test_auto_replies_and_bounces_create_no_request_and_get_no_answer(runtime, dovecot, smtp_server):
     names = [name for name, _ in test_email_imap.AUTOMATIC]
     for name in names:

@@ -75,6 +75,9 @@ class DovecotServer:
         if not os.path.exists(binary):
             raise RuntimeError("dovecot is not installed: run `make test`, which installs dovecot-imapd")
         d = self.directory
+        closed = [p for p in d.resolve().parents if p.exists() and not os.stat(p).st_mode & 0o001]
+        if closed:  # Dovecot's auth (user dovecot) and mail (nobody) processes must get through
+            raise RuntimeError(f"{closed[0]} is not traversable by other users: put the server elsewhere")
         for sub in ("run", "state", "mail"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o755)
