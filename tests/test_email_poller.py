@@ -359,7 +359,7 @@ def test_poller_process_killed_mid_run_then_restarted_loses_and_doubles_nothing(
     done = subprocess.run(gateway + ["--once"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0, done.stderr
-    assert stored_at_kill >= 3
+    assert 3 <= stored_at_kill < total  # the kill landed mid-run
     assert count(runtime, InboundMessage) == total and count(runtime, EmailReceipt) == total
     assert count(runtime, InboundMessage, InboundMessage.state != "processed") == 0
     assert len(requests(runtime)) == total
