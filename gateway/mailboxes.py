@@ -1,8 +1,9 @@
 """The mailboxes the poller reads: the first from the environment, more from config/mailboxes.yaml.
 
 Environment (one mailbox, named ``default``): IMAP_HOST, IMAP_PORT, IMAP_USER, IMAP_PASSWORD,
-IMAP_FOLDER (INBOX), IMAP_TLS (none | starttls | tls; default tls), IMAP_PROCESSED (flag |
-move), IMAP_PROCESSED_FOLDER, IMAP_PROCESSED_FLAG. In config/mailboxes.yaml, each mailbox
+IMAP_FOLDER (INBOX), IMAP_TLS (none | starttls | tls; default tls), IMAP_TLS_CA_FILE (a
+private CA's certificates, else the system's), IMAP_PROCESSED (flag | move),
+IMAP_PROCESSED_FOLDER, IMAP_PROCESSED_FLAG, IMAP_IDLE (default yes), IMAP_POLL_SECONDS. In config/mailboxes.yaml, each mailbox
 names the environment variable that holds its password (``password_env``): no secret is
 ever written in config/. Errors carry file, line and field.
 """
@@ -36,6 +37,7 @@ class MailboxConfig(BaseModel):
     processed_folder: str = "Traités"
     idle: bool = True  # use IDLE when the server offers it
     poll_seconds: float = Field(60.0, gt=0)
+    tls_ca_file: str | None = None  # a private CA's certificates; default: the system's
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Mailbox:
     processed_folder: str = "Traités"
     idle: bool = True
     poll_seconds: float = 60.0
+    tls_ca_file: str | None = None
 
     def __repr__(self) -> str:  # no password, no address in logs
         return f"<Mailbox {self.name} {self.host}:{self.port}/{self.folder}>"
@@ -98,6 +101,8 @@ def _from_environment(settings) -> Mailbox:
         processed_flag=str(settings.get("IMAP_PROCESSED_FLAG") or DEFAULT_FLAG),
         processed_folder=str(settings.get("IMAP_PROCESSED_FOLDER") or "Traités"),
         poll_seconds=float(settings.get("IMAP_POLL_SECONDS") or 60.0),
+        idle=str(settings.get("IMAP_IDLE") or "yes").strip().lower() not in ("0", "no", "false", "off"),
+        tls_ca_file=settings.get("IMAP_TLS_CA_FILE") or None,
     )
 
 

@@ -67,7 +67,7 @@ class MailboxPoller:
     def connect(self) -> IMAPClient:
         """A logged-in client. Raises IMAPClientError (LoginError…) or OSError."""
         box = self.mailbox
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=box.tls_ca_file)
         client = IMAPClient(box.host, port=box.port, ssl=box.tls == "tls", ssl_context=context, timeout=30)
         try:
             if box.tls == "starttls":

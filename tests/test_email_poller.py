@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -418,6 +419,44 @@ def test_idle_picks_up_new_mail_and_poller_reconnects_after_server_restart(runti
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert runtime.health["mailbox:default"]["last_error"]  # the outage was recorded
+
+
+def test_without_idle_the_poller_polls(make_mail_runtime, dovecot):
+    runtime = make_mail_runtime(IMAP_IDLE="no", IMAP_POLL_SECONDS="0.3")
+    stop = threading.Event()
+    thread = threading.Thread(target=poller(runtime).run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        dovecot.deliver(citizen_mail(POTHOLE, "Nid-de-poule")[0])
+        wait_until(lambda: len(requests(runtime)) == 1, timeout=5)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("mode", ["tls", "starttls"])
+def test_tls_and_starttls_check_the_certificate(make_app, mode):
+    directory = Path(tempfile.mkdtemp(prefix="gateway-dovecot-"))
+    server = DovecotServer(directory, {"requetes": PASSWORD}, tls=True).start()
+    try:
+        server.wait_ready()
+        server.deliver(citizen_mail(POTHOLE, "Nid-de-poule")[0])
+        port = server.tls_port if mode == "tls" else server.port
+        runtime = make_app(**imap_settings(server, IMAP_TLS=mode, IMAP_PORT=str(port),
+                                           IMAP_TLS_CA_FILE=str(server.ca_file))).extensions["runtime"]
+        runtime.jobs.shutdown()
+        runtime.jobs = ImmediateQueue(runtime)
+
+        assert poller(runtime).poll_once().stored == 1
+
+        untrusted = make_app(**imap_settings(server, IMAP_TLS=mode, IMAP_PORT=str(port))).extensions["runtime"]
+        with pytest.raises(ssl.SSLCertVerificationError):
+            poller(untrusted).poll_once()  # a certificate nobody vouches for is refused
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_database_failure_in_the_poller_is_retried_not_fatal(runtime, dovecot, monkeypatch):

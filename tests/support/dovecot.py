@@ -25,7 +25,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_uid = nobody
@@ -47,7 +47,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service stats {{
@@ -62,13 +63,32 @@ service stats {{
 
 
 class DovecotServer:
-    """Dovecot with one or more users; ``client(user)`` gives a logged-in IMAPClient."""
+    """Dovecot with one or more users; ``client(user)`` gives a logged-in IMAPClient.
 
-    def __init__(self, directory: Path, users: dict[str, str] | None = None):
+    With ``tls=True`` it has a self-signed certificate for 127.0.0.1 (``ca_file``), offers
+    STARTTLS on ``port`` and implicit TLS on ``tls_port``."""
+
+    def __init__(self, directory: Path, users: dict[str, str] | None = None, tls: bool = False):
         self.directory = Path(directory)
         self.port = free_port()
+        self.tls_port = free_port() if tls else 0
         self.users = users or {"requetes": "secret-imap-password"}
         self.process: subprocess.Popen | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "cert.pem"
+
+    def _ssl_settings(self) -> str:
+        if not self.tls_port:
+            return "ssl = no"
+        if not self.ca_file.exists():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-keyout", str(self.directory / "key.pem"), "-out", str(self.ca_file),
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+        return (f"ssl = yes\nssl_cert = <{self.ca_file}\nssl_key = <{self.directory / 'key.pem'}\n"
+                "ssl_min_protocol = TLSv1.2")
 
     def start(self) -> DovecotServer:
         binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -84,7 +104,8 @@ class DovecotServer:
         if os.geteuid() == 0:
             shutil.chown(d / "mail", "nobody", "nogroup")
         (d / "users").write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
-        (d / "dovecot.conf").write_text(CONFIG.format(d=d, port=self.port))
+        (d / "dovecot.conf").write_text(CONFIG.format(d=d, port=self.port, tls_port=self.tls_port,
+                                                      ssl=self._ssl_settings()))
         self.process = subprocess.Popen([binary, "-F", "-c", str(d / "dovecot.conf")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
