@@ -7,17 +7,23 @@ Each entry is a factory taking the gateway's settings mapping.
 from __future__ import annotations
 
 from .channels.email import EmailChannel
+from .channels.messenger import MessengerChannel
+from .channels.telegram import TelegramChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
 
 # Inbound parsers, by the name stored on each inbound message.
 INBOUND = {
     "web_form": lambda settings: WebFormChannel(),
+    "messenger": MessengerChannel.from_settings,
+    "telegram": TelegramChannel.from_settings,
 }
 
 # Channels that can write back to a citizen, by channel name.
 OUTBOUND = {
     "email": EmailChannel.from_settings,
+    "messenger": MessengerChannel.from_settings,
+    "telegram": TelegramChannel.from_settings,
 }
 
 # Department tools, by the sink `type` used in config/departments.yaml.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from . import outbox, pipeline
+from . import attachments, outbox, pipeline
 
 log = logging.getLogger(__name__)
 _worker_runtime = None
@@ -13,6 +13,11 @@ _worker_runtime = None
 def process_inbound(runtime, inbound_id: int) -> None:
     for delivery_id in pipeline.process_inbound(runtime, inbound_id):
         runtime.jobs.enqueue("deliver", delivery_id)
+    runtime.jobs.enqueue("fetch_attachments", inbound_id)
+
+
+def fetch_attachments(runtime, inbound_id: int) -> None:
+    attachments.fetch_for_inbound(runtime, inbound_id)
 
 
 def deliver(runtime, delivery_id: int) -> None:
@@ -25,9 +30,12 @@ def sweep(runtime, _unused: int = 0) -> None:
         runtime.jobs.enqueue("process_inbound", inbound_id)
     for delivery_id in outbox.due_deliveries(runtime):
         runtime.jobs.enqueue("deliver", delivery_id)
+    for inbound_id in attachments.pending(runtime):
+        runtime.jobs.enqueue("fetch_attachments", inbound_id)
 
 
-JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep}
+JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep,
+        "fetch_attachments": fetch_attachments}
 
 
 def run_logged(runtime, job: str, item_id: int) -> None:

@@ -20,6 +20,7 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
+from . import chat
 from .models import Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
@@ -65,11 +66,16 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     parser = runtime.inbound_parser(inbound.channel)
     parsed = parser.parse(RawInbound(inbound.body, dict(inbound.headers or {}), inbound.content_type))
     message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+    if message.command or message.edit_of:  # chat commands and edits are not requests
+        return chat.handle(runtime, session, inbound, message)
     citizen, identity_notes = resolve_citizen(session, message)
+    chat.heard_from(session, citizen, message, inbound.received_at)
 
-    existing = find_conversation(session, message, citizen)
+    chat_window = timedelta(minutes=float(runtime.settings.get("GATEWAY_CHAT_THREAD_MINUTES") or 0))
+    existing = find_conversation(session, message, citizen, inbound.received_at, chat_window)
     if existing is not None:
         _add_to_conversation(session, existing, message, inbound)
+        chat.add_location(session, runtime, existing, message)
         return []
     decision = decide(book, _facts(book, message, inbound))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
@@ -142,9 +148,12 @@ def _create_request(session, book, message, inbound, decision, citizen) -> Reque
     )
     session.add(request)
     session.flush()
-    session.add(Message(request_id=request.id, direction="in", channel=message.channel,
-                        body=message.text, subject=message.subject, inbound_id=inbound.id,
-                        created_at=inbound.received_at))
+    row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
+                  subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
+                  created_at=inbound.received_at)
+    session.add(row)
+    session.flush()
+    chat.record_attachments(session, request, row, message)
     return request
 
 
@@ -156,9 +165,12 @@ def _unused_code(session, book, inbound: InboundMessage) -> str:
 
 
 def _add_to_conversation(session, request: Request, message, inbound: InboundMessage) -> None:
-    session.add(Message(request_id=request.id, direction="in", channel=message.channel,
-                        body=message.text, subject=message.subject, inbound_id=inbound.id,
-                        created_at=inbound.received_at))
+    row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
+                  subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
+                  created_at=inbound.received_at)
+    session.add(row)
+    session.flush()
+    chat.record_attachments(session, request, row, message)
     session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="message_added",
                       data={"inbound": inbound.id}))
     _mark_processed(inbound, request)

@@ -31,3 +31,5 @@ def accept(channel: str, provider_id: str, body: bytes, content_type: str, heade
 
 
 # Provider modules register their routes on `bp` when imported (one line each):
+from . import messenger  # noqa: E402,F401,I001
+from . import telegram  # noqa: E402,F401,I001
