@@ -115,10 +115,9 @@ def _citizen(session, message: Normalized) -> Citizen | None:
 
 
 def _language(message: Normalized, citizen: Citizen | None) -> str:
+    """A language command, else the citizen's own (they may have chosen it), else the hint."""
     if message.command and message.command.startswith("language:"):
         return message.command.split(":", 1)[1]
-    if not message.language_detected:
-        return message.language
     return (citizen.language if citizen and citizen.language in ("fr", "en") else None) or message.language
 
 

@@ -27,6 +27,7 @@ import asyncio
 import hmac
 import json
 import mimetypes
+import warnings
 from datetime import timedelta
 
 from telegram import Bot, Update
@@ -38,6 +39,7 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
+from telegram.warnings import PTBDeprecationWarning
 
 from ..base import (
     Attachment,
@@ -161,7 +163,9 @@ class TelegramChannel:
         try:
             return asyncio.run(coroutine_function())
         except RetryAfter as exc:
-            wait = exc.retry_after
+            with warnings.catch_warnings():  # PTB 22.2+ warns that this becomes a timedelta; both are handled
+                warnings.simplefilter("ignore", PTBDeprecationWarning)
+                wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
             raise TransientDeliveryError("Telegram asks to slow down", retry_after=seconds) from exc
         except InvalidToken as exc:

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass
@@ -74,11 +74,11 @@ class StandIn:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         parts = urlsplit(handler.path)
-        recorded = Recorded(method, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
+        recorded = Recorded(method, unquote(parts.path), {k: v[0] for k, v in parse_qs(parts.query).items()},
                             dict(handler.headers), body, handler.client_address, _fields(handler.headers, body))
         with self._lock:
             self.requests.append(recorded)
-            queued = self.failures.get(parts.path.rsplit("/", 1)[-1])
+            queued = self.failures.get(recorded.path.rsplit("/", 1)[-1])
             failure = queued.pop(0) if queued else None
         if failure is not None:
             status, payload, headers = failure
@@ -144,7 +144,7 @@ class BotApiStandIn(StandIn):
     def __init__(self, token: str):
         super().__init__()
         self.token = token
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}  # file id -> (bytes, file_path)
         self._next_message = 100
 
     def messages_to(self, chat_id) -> list[str]:
@@ -153,8 +153,8 @@ class BotApiStandIn(StandIn):
     def handle(self, recorded: Recorded):
         prefix, file_prefix = f"/bot{self.token}/", f"/file/bot{self.token}/"
         if recorded.path.startswith(file_prefix):
-            file_id = recorded.path.removeprefix(file_prefix).split("/")[-1].rsplit(".", 1)[0]
-            data = self.files.get(file_id)
+            wanted = recorded.path.removeprefix(file_prefix)
+            data = next((data for data, path in self.files.values() if path == wanted), None)
             return (200, data, "application/octet-stream", {}) if data is not None else _json(404, {"ok": False})
         if not recorded.path.startswith(prefix):
             return _json(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
@@ -173,10 +173,9 @@ class BotApiStandIn(StandIn):
             return {"message_id": number, "date": int(time.time()), "text": data.get("text", ""),
                     "chat": {"id": int(data["chat_id"]), "type": "private"}}
         if method == "getFile":
-            file_id = data["file_id"]
-            size = len(self.files.get(file_id, b""))
-            return {"file_id": file_id, "file_unique_id": file_id[-8:], "file_size": size,
-                    "file_path": f"photos/{file_id}.jpg"}
+            content, path = self.files[data["file_id"]]
+            return {"file_id": data["file_id"], "file_unique_id": data["file_id"][-8:], "file_size": len(content),
+                    "file_path": path}
         if method in ("setWebhook", "deleteWebhook"):
             return True
         return None
