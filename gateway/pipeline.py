@@ -148,13 +148,18 @@ def _create_request(session, book, message, inbound, decision, citizen) -> Reque
     )
     session.add(request)
     session.flush()
+    _record_message(session, request, message, inbound)
+    return request
+
+
+def _record_message(session, request: Request, message, inbound: InboundMessage) -> None:
+    """The citizen's message on the conversation, with the files it carried (fetched later)."""
     row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
                   subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
                   created_at=inbound.received_at)
     session.add(row)
     session.flush()
     chat.record_attachments(session, request, row, message)
-    return request
 
 
 def _unused_code(session, book, inbound: InboundMessage) -> str:
@@ -165,12 +170,7 @@ def _unused_code(session, book, inbound: InboundMessage) -> str:
 
 
 def _add_to_conversation(session, request: Request, message, inbound: InboundMessage) -> None:
-    row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
-                  subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
-                  created_at=inbound.received_at)
-    session.add(row)
-    session.flush()
-    chat.record_attachments(session, request, row, message)
+    _record_message(session, request, message, inbound)
     session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="message_added",
                       data={"inbound": inbound.id}))
     _mark_processed(inbound, request)

@@ -51,6 +51,7 @@ from ..errors import (
     TransientDeliveryError,
     UnsupportedEventError,
 )
+from ..payload import json_object
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,7 @@ class Batch:
 def split_batch(body: bytes) -> Batch:
     """One item per storable event (messages, postbacks, edits). Raises MalformedPayloadError
     when the envelope itself cannot be read, UnsupportedEventError for other objects."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayloadError("the body is not valid JSON", field="body") from exc
-    if not isinstance(document, dict):
-        raise MalformedPayloadError("the body must be a JSON object", field="body")
+    document = json_object(body)
     if document.get("object") != "page":
         raise UnsupportedEventError(f"object type {str(document.get('object'))[:40]!r} is not handled")
     entries = document.get("entry")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import mimetypes
 import warnings
 from datetime import timedelta
@@ -58,6 +57,7 @@ from ..errors import (
     TransientDeliveryError,
     UnsupportedEventError,
 )
+from ..payload import json_object
 
 DEFAULT_API_BASE = "https://api.telegram.org"
 MAX_TEXT = 4096
@@ -79,7 +79,7 @@ def check_secret(expected: str | None, header: str | None) -> None:
 
 def update_id(body: bytes) -> str:
     """The idempotency key of an update. Raises MalformedPayloadError."""
-    document = _document(body)
+    document = json_object(body)
     value = document.get("update_id")
     if not isinstance(value, int) or isinstance(value, bool):
         raise MalformedPayloadError("update_id must be an integer", field="update_id")
@@ -103,7 +103,7 @@ class TelegramChannel:
 
     def parse(self, raw: RawInbound) -> CitizenMessage:
         """Raises MalformedPayloadError or UnsupportedEventError."""
-        document = _modernize(_document(raw.body))
+        document = _modernize(json_object(raw.body))
         try:
             update = Update.de_json(document, None)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
@@ -176,16 +176,6 @@ class TelegramChannel:
             raise TransientDeliveryError(f"Telegram unreachable: {type(exc).__name__}") from exc
         except TelegramError as exc:
             raise PermanentDeliveryError(f"Telegram error: {str(exc)[:200]}") from exc
-
-
-def _document(body: bytes) -> dict:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayloadError("the body is not valid JSON", field="body") from exc
-    if not isinstance(document, dict):
-        raise MalformedPayloadError("the body must be a JSON object", field="body")
-    return document
 
 
 def _modernize(node):

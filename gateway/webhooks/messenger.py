@@ -20,7 +20,7 @@ from adapters.errors import (
     UnsupportedEventError,
 )
 
-from . import accept, bp
+from . import accept, bp, refuse
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,8 @@ def messenger_events():
     body = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
     try:
         verify_signature(settings.get("MESSENGER_APP_SECRET"), body, request.headers.get("X-Hub-Signature-256"))
-    except AdapterMisconfiguredError as exc:
-        log.error("messenger webhook disabled: %s", exc)
-        return jsonify(error="the Messenger channel is not configured"), 503
-    except SignatureError as exc:
-        log.warning("messenger webhook refused: %s", exc)
-        return jsonify(error="invalid signature"), 403
+    except (AdapterMisconfiguredError, SignatureError) as exc:
+        return refuse("messenger", exc)
     try:
         batch = split_batch(body)
     except MalformedPayloadError as exc:

@@ -13,7 +13,7 @@ from flask import current_app, jsonify, request
 from adapters.channels.telegram import check_secret, update_id
 from adapters.errors import AdapterMisconfiguredError, MalformedPayloadError, SignatureError
 
-from . import accept, bp
+from . import accept, bp, refuse
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,8 @@ def telegram_update():
     settings = current_app.extensions["runtime"].settings
     try:
         check_secret(settings.get("TELEGRAM_SECRET_TOKEN"), request.headers.get("X-Telegram-Bot-Api-Secret-Token"))
-    except AdapterMisconfiguredError as exc:
-        log.error("telegram webhook disabled: %s", exc)
-        return jsonify(error="the Telegram channel is not configured"), 503
-    except SignatureError as exc:
-        log.warning("telegram webhook refused: %s", exc)
-        return jsonify(error="invalid secret token"), 403
+    except (AdapterMisconfiguredError, SignatureError) as exc:
+        return refuse("telegram", exc)
     body = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
     try:
         key = update_id(body)
