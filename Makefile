@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := redis-server dovecot-imapd chromium postgresql wrk
+SYSTEM_PACKAGES := redis-server dovecot-imapd chromium postgresql wrk hey
 HOST ?= 127.0.0.1
 PORT ?= 8311
 
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 translations: $(STAMP)
-	$(BIN)/pybabel compile -q -d gateway/translations
+	$(BIN)/pybabel compile -d gateway/translations 2>/dev/null
 
 # System packages the tests start for real (Redis, Dovecot, Chromium, PostgreSQL, wrk).
 system-deps:
@@ -41,6 +41,7 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v hey >/dev/null || missing="$$missing hey"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -71,6 +71,14 @@ class CitizenMessage:
     # the external id of the message this one edits.
     command: str | None = None
     edit_of: str | None = None
+    # Channel outcomes decided before parsing (see twilio/): a STOP/START word (True/False),
+    # the tracking code already given in the channel's own answer, a request to be created as
+    # needs_info (a voicemail without a transcript), a text that fills in the referenced
+    # request's missing description (the transcript arriving after the call).
+    opt_out: bool | None = None
+    acknowledged: bool = False
+    needs_info: bool = False
+    fills_description: bool = False
 
 
 @dataclass(frozen=True)

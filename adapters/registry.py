@@ -9,6 +9,7 @@ from __future__ import annotations
 from .channels.email import EmailChannel
 from .channels.messenger import MessengerChannel
 from .channels.telegram import TelegramChannel
+from .channels.twilio import TwilioSmsChannel, TwilioVoiceChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
 
@@ -17,6 +18,8 @@ INBOUND = {
     "web_form": lambda settings: WebFormChannel(),
     "messenger": MessengerChannel.from_settings,
     "telegram": TelegramChannel.from_settings,
+    "twilio_sms": TwilioSmsChannel.for_inbound,
+    "twilio_voice": TwilioVoiceChannel.for_inbound,
 }
 
 # Channels that can write back to a citizen, by channel name.
@@ -24,6 +27,7 @@ OUTBOUND = {
     "email": EmailChannel.from_settings,
     "messenger": MessengerChannel.from_settings,
     "telegram": TelegramChannel.from_settings,
+    "sms": TwilioSmsChannel.from_settings,
 }
 
 # Department tools, by the sink `type` used in config/departments.yaml.

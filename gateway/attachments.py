@@ -1,9 +1,10 @@
-"""Citizens' photos, voice notes and files: fetched from the provider by a background job.
+"""Files that arrive by URL (MMS photos, call recordings): fetched by a job, stored, size-limited.
 
-A channel's parser only names where a file is (a Messenger CDN URL, a Telegram file id); the
-pipeline records an Attachment row without the file; this job asks the channel's adapter for
-the bytes and stores them under GATEWAY_DATA_DIR/attachments/<request id>/. A transient
-failure is tried again by the sweeper with backoff, up to MAX_FETCH_ATTEMPTS.
+The pipeline records each one as a pending Attachment; the `fetch_attachment` job downloads it
+with the adapter of the channel it came by (which holds the provider's credentials) into
+GATEWAY_DATA_DIR/attachments/<request id>/, then records size, type and SHA-256. A transient
+failure leaves it pending for the sweeper (up to MAX_ATTEMPTS); a permanent one (too large,
+refused, not the provider's host) marks it failed, recorded on the request for an agent.
 """
 
 from __future__ import annotations
@@ -12,98 +13,100 @@ import hashlib
 import logging
 import os
 import re
-from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from adapters.base import Attachment as IncomingFile
 from adapters.errors import (
     AdapterMisconfiguredError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
 
-from .models import Attachment, Message, utcnow
+from .models import Attachment, Event, InboundMessage, Message
 
 log = logging.getLogger(__name__)
-MAX_FETCH_ATTEMPTS = 5
-MAX_BYTES = 25 * 1024 * 1024  # Messenger's own limit; Telegram bots may fetch 20 MB
+MAX_ATTEMPTS = 5
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
-def fetch_for_inbound(runtime, inbound_id: int) -> int:
-    """Fetch every file the inbound message carried; returns how many were stored."""
+def add_pending(session, request_id: int, message_id: int | None, files: tuple[IncomingFile, ...]) -> list[int]:
+    """One pending Attachment per file given by URL; returns their ids."""
+    rows = [Attachment(request_id=request_id, message_id=message_id, filename=_safe_name(f.filename),
+                       content_type=f.content_type[:100], source_url=f.url[:1000], fetch_state="pending")
+            for f in files if f.url]
+    session.add_all(rows)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def pending_for_inbound(runtime, inbound_id: int) -> list[int]:
     with runtime.db.session() as session:
-        ids = list(session.scalars(
+        return list(session.scalars(
             select(Attachment.id).join(Message, Attachment.message_id == Message.id)
-            .where(Message.inbound_id == inbound_id, Attachment.storage_path.is_(None),
-                   Attachment.source_url.is_not(None), Attachment.fetch_attempts < MAX_FETCH_ATTEMPTS)
-        ))
-    return sum(fetch_one(runtime, attachment_id) for attachment_id in ids)
+            .where(Message.inbound_id == inbound_id, Attachment.fetch_state == "pending")))
 
 
-def fetch_one(runtime, attachment_id: int) -> bool:
+def pending_attachments(runtime, limit: int = 200) -> list[int]:
+    with runtime.db.session() as session:
+        return list(session.scalars(select(Attachment.id).where(Attachment.fetch_state == "pending")
+                                    .order_by(Attachment.id).limit(limit)))
+
+
+def fetch_attachment(runtime, attachment_id: int) -> str | None:
+    """Download one pending attachment. Returns its new state, None if it was not pending."""
     with runtime.db.session() as session:
         row = session.get(Attachment, attachment_id)
-        if row is None or row.storage_path or not row.source_url or row.fetch_attempts >= MAX_FETCH_ATTEMPTS:
-            return False
+        if row is None or row.fetch_state != "pending":
+            return None
+        url, request_id, filename = row.source_url, row.request_id, row.filename
+        channel = session.scalar(select(InboundMessage.channel).join(Message, Message.inbound_id == InboundMessage.id)
+                                 .where(Message.id == row.message_id))
         row.fetch_attempts += 1
-        channel = session.scalar(select(Message.channel).where(Message.id == row.message_id))
-        source, request_id, filename = row.source_url, row.request_id, row.filename
+        attempts = row.fetch_attempts
+    limit = int(runtime.settings.get("GATEWAY_ATTACHMENT_MAX_BYTES") or DEFAULT_MAX_BYTES)
     try:
-        adapter = runtime.outbound(channel)
-        if adapter is None or not hasattr(adapter, "fetch"):
-            raise AdapterMisconfiguredError(f"no adapter can fetch files for {channel}")
-        data, content_type = adapter.fetch(source)
-        if len(data) > MAX_BYTES:
-            raise PermanentDeliveryError(f"file larger than {MAX_BYTES // (1024 * 1024)} MB")
+        data, content_type = runtime.inbound_parser(channel).fetch(url, limit)
     except TransientDeliveryError as exc:
-        return _failed(runtime, attachment_id, str(exc), give_up=False)
+        if attempts < MAX_ATTEMPTS:
+            log.warning("attachment %s not fetched yet (attempt %s): %s", attachment_id, attempts, exc)
+            return "pending"
+        return _failed(runtime, attachment_id, f"gave up after {attempts} attempts: {exc}")
     except (PermanentDeliveryError, AdapterMisconfiguredError) as exc:
-        return _failed(runtime, attachment_id, str(exc), give_up=True)
-    path = _write(Path(str(runtime.settings["GATEWAY_DATA_DIR"])), request_id, attachment_id, filename, data)
+        return _failed(runtime, attachment_id, f"{type(exc).__name__}: {exc}")
+    path = _write(Path(str(runtime.settings["GATEWAY_DATA_DIR"])) / "attachments" / str(request_id),
+                  f"{attachment_id}-{filename}", data)
+    with runtime.db.session() as session:
+        session.execute(update(Attachment).where(Attachment.id == attachment_id, Attachment.fetch_state == "pending")
+                        .values(fetch_state="stored", size=len(data), content_type=content_type[:100],
+                                sha256=hashlib.sha256(data).hexdigest(), storage_path=str(path), fetch_error=None))
+        session.add(Event(request_id=request_id, actor="system:attachments", type="attachment_stored",
+                          data={"attachment": attachment_id, "size": len(data), "content_type": content_type}))
+    log.info("attachment %s stored (%s bytes)", attachment_id, len(data))
+    return "stored"
+
+
+def _failed(runtime, attachment_id: int, error: str) -> str:
     with runtime.db.session() as session:
         row = session.get(Attachment, attachment_id)
-        row.storage_path, row.size, row.fetch_error = str(path), len(data), None
-        row.sha256 = hashlib.sha256(data).hexdigest()
-        if content_type and content_type.split(";")[0].strip() not in ("", "application/octet-stream"):
-            row.content_type = content_type.split(";")[0].strip()[:100]
-    log.info("attachment %s of request id %s stored (%s bytes)", attachment_id, request_id, len(data))
-    return True
+        row.fetch_state, row.fetch_error = "failed", error[:2000]
+        session.add(Event(request_id=row.request_id, actor="system:attachments", type="attachment_failed",
+                          data={"attachment": attachment_id, "error": error[:500]}))
+    log.error("attachment %s failed: %s", attachment_id, error)
+    return "failed"
 
 
-def pending(runtime, limit: int = 500) -> list[int]:
-    """Inbound ids whose files are still to fetch and whose backoff has passed."""
-    base = float(runtime.settings["GATEWAY_BACKOFF_SECONDS"])
-    now = utcnow()
-    with runtime.db.session() as session:
-        rows = session.execute(
-            select(Message.inbound_id, Attachment.fetch_attempts, Attachment.created_at)
-            .join(Message, Attachment.message_id == Message.id)
-            .where(Attachment.storage_path.is_(None), Attachment.source_url.is_not(None),
-                   Attachment.fetch_attempts < MAX_FETCH_ATTEMPTS, Message.inbound_id.is_not(None))
-            .limit(limit)
-        ).all()
-    due = {inbound for inbound, attempts, created in rows
-           if now - created >= timedelta(seconds=base * 2 ** attempts)}
-    return sorted(due)
-
-
-def _failed(runtime, attachment_id: int, error: str, give_up: bool) -> bool:
-    with runtime.db.session() as session:
-        row = session.get(Attachment, attachment_id)
-        row.fetch_error = error[:2000]
-        if give_up:
-            row.fetch_attempts = MAX_FETCH_ATTEMPTS
-    log.warning("attachment %s not fetched%s: %s", attachment_id, " (given up)" if give_up else "", error)
-    return False
-
-
-def _write(root: Path, request_id: int, attachment_id: int, filename: str, data: bytes) -> Path:
-    folder = root / "attachments" / str(request_id)
+def _write(folder: Path, name: str, data: bytes) -> Path:
+    """Written under a temporary name then renamed: a reader never sees half a file."""
     folder.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("._") or "file"
-    path = folder / f"{attachment_id}-{safe[:120]}"
-    temporary = path.with_suffix(path.suffix + ".part")
+    path = folder / name
+    temporary = folder / f".{name}.part"
     temporary.write_bytes(data)
-    os.replace(temporary, path)  # a reader never sees half a file
+    os.replace(temporary, path)
     return path
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "file"
+    return cleaned[:120]

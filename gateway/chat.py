@@ -22,7 +22,6 @@ from normalizer.canonical import Normalized
 
 from .models import (
     OPEN_STATUSES,
-    Attachment,
     Citizen,
     ContactPoint,
     Event,
@@ -81,14 +80,6 @@ def handle(runtime, session, inbound, message: Normalized) -> list[int]:
     _processed(inbound, request)
     log.info("inbound %s: %s command answered", inbound.id, command.split(":")[0])
     return [delivery.id] if delivery is not None and delivery.state == "pending" else []
-
-
-def record_attachments(session, request: Request, row: Message, message: Normalized) -> None:
-    """Attachment rows for what the message carried; the files are fetched by a background job."""
-    for item in message.attachments:
-        session.add(Attachment(request_id=request.id, message_id=row.id, filename=item.filename[:255],
-                               content_type=item.content_type[:100], source_url=item.url,
-                               size=len(item.data) if item.data else 0))
 
 
 def add_location(session, runtime, request: Request, message: Normalized) -> None:

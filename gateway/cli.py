@@ -274,3 +274,7 @@ def telegram_set_webhook(url: str | None):
     except AdapterError as exc:
         raise click.ClickException(f"Telegram refused the webhook: {exc}") from exc
     click.echo(f"Telegram webhook set to {url}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,11 +13,8 @@ _worker_runtime = None
 def process_inbound(runtime, inbound_id: int) -> None:
     for delivery_id in pipeline.process_inbound(runtime, inbound_id):
         runtime.jobs.enqueue("deliver", delivery_id)
-    runtime.jobs.enqueue("fetch_attachments", inbound_id)
-
-
-def fetch_attachments(runtime, inbound_id: int) -> None:
-    attachments.fetch_for_inbound(runtime, inbound_id)
+    for attachment_id in attachments.pending_for_inbound(runtime, inbound_id):
+        runtime.jobs.enqueue("fetch_attachment", attachment_id)
 
 
 def deliver(runtime, delivery_id: int) -> None:
@@ -30,12 +27,16 @@ def sweep(runtime, _unused: int = 0) -> None:
         runtime.jobs.enqueue("process_inbound", inbound_id)
     for delivery_id in outbox.due_deliveries(runtime):
         runtime.jobs.enqueue("deliver", delivery_id)
-    for inbound_id in attachments.pending(runtime):
-        runtime.jobs.enqueue("fetch_attachments", inbound_id)
+    for attachment_id in attachments.pending_attachments(runtime):
+        runtime.jobs.enqueue("fetch_attachment", attachment_id)
+
+
+def fetch_attachment(runtime, attachment_id: int) -> None:
+    attachments.fetch_attachment(runtime, attachment_id)
 
 
 JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep,
-        "fetch_attachments": fetch_attachments}
+        "fetch_attachment": fetch_attachment}
 
 
 def run_logged(runtime, job: str, item_id: int) -> None:

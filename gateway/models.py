@@ -225,7 +225,9 @@ class Attachment(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     storage_path: Mapped[str | None] = mapped_column(String(500))
     source_url: Mapped[str | None] = mapped_column(String(1000))
-    fetch_attempts: Mapped[int] = mapped_column(Integer, default=0)  # by the fetch_attachments job
+    # Files given by URL (MMS media, call recordings) are fetched by a job: pending → stored | failed.
+    fetch_state: Mapped[str] = mapped_column(String(12), default="stored", server_default="stored", index=True)
+    fetch_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     fetch_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -1,7 +1,8 @@
 """Messages to citizens: which channel, in which language, from which template.
 
 Templates live in config/templates.yaml (FR and EN, Jinja2 sandboxed) so an administrator
-can edit them. The channel is the one the citizen wrote on when it can answer, otherwise
+can edit them; `<name>_<channel>` (e.g. `status_update_sms`) is used on that channel when it
+exists. The channel is the one the citizen wrote on when it can answer, otherwise
 their preferred one, otherwise any contact point that can be written to. Nothing is sent to
 a contact point that opted out or bounced.
 """
@@ -83,6 +84,9 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
                           data={"kind": kind, "reason": reason}))
         return None
     channel, address = target
+    short = f"{template}_{channel}"  # e.g. status_update_sms: a text message is not an e-mail
+    if short in runtime.rules.current.templates:
+        template = short
     subject, text = render(runtime, template, request, extra)
     message = {"to": address, "text": text, "subject": subject, "language": request.language}
     return add_delivery(session, request, "notify", channel, {"kind": kind, "message": message}, key)

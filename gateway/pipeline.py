@@ -20,8 +20,8 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
-from . import chat
-from .models import Event, InboundMessage, Message, Request, utcnow
+from . import attachments, chat
+from .models import ContactPoint, Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
 
@@ -70,12 +70,17 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         return chat.handle(runtime, session, inbound, message)
     citizen, identity_notes = resolve_citizen(session, message)
     chat.heard_from(session, citizen, message, inbound.received_at)
+    if parsed.opt_out is not None:
+        _record_opt_out(session, citizen, message, inbound, parsed.opt_out)
+        return []
 
     chat_window = timedelta(minutes=float(runtime.settings.get("GATEWAY_CHAT_THREAD_MINUTES") or 0))
     existing = find_conversation(session, message, citizen, inbound.received_at, chat_window)
     if existing is not None:
         _add_to_conversation(session, existing, message, inbound)
         chat.add_location(session, runtime, existing, message)
+        if parsed.fills_description:
+            return _fill_description(session, runtime, book, existing, message, inbound)
         return []
     decision = decide(book, _facts(book, message, inbound))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
@@ -87,6 +92,8 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         return []
 
     request = _create_request(session, book, message, inbound, decision, citizen)
+    if parsed.needs_info:
+        request.status = "needs_info"
     session.add_all([
         Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
               at=inbound.received_at, data={"channel": message.channel}),
@@ -104,10 +111,15 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
         for i, sink in enumerate(decision.sinks)
     ]
-    ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                 f"{request.code}:notify:acknowledgement")
-    if ack is not None:
-        deliveries.append(ack)
+    if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
+        request.acknowledged_at = inbound.received_at
+        session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
+                          public=True, data={"via": "reply"}))
+    else:
+        ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
+                     f"{request.code}:notify:acknowledgement")
+        if ack is not None:
+            deliveries.append(ack)
     _mark_processed(inbound, request)
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
@@ -159,7 +171,7 @@ def _record_message(session, request: Request, message, inbound: InboundMessage)
                   created_at=inbound.received_at)
     session.add(row)
     session.flush()
-    chat.record_attachments(session, request, row, message)
+    attachments.add_pending(session, request.id, row.id, message.attachments)
 
 
 def _unused_code(session, book, inbound: InboundMessage) -> str:
@@ -175,6 +187,43 @@ def _add_to_conversation(session, request: Request, message, inbound: InboundMes
                       data={"inbound": inbound.id}))
     _mark_processed(inbound, request)
     log.info("inbound %s added to request %s", inbound.id, request.code)
+
+
+def _fill_description(session, runtime, book, request: Request, message, inbound: InboundMessage) -> list[int]:
+    """A request created without words (a voicemail) gets them late (its transcript): the text
+    becomes its description and it is routed again on it. Only while it still has none."""
+    if request.description or request.status != "needs_info":
+        return []
+    request.description = message.text
+    decision = decide(book, _facts(book, message, inbound))
+    before = request.department
+    request.category, request.department, request.priority = decision.category, decision.department, decision.priority
+    request.kind, request.rule, request.decision = decision.kind, decision.rule, decision.as_dict()
+    request.sla_due_at = inbound.received_at + timedelta(hours=decision.sla_hours)
+    request.status, request.routed_at = "routed", utcnow()
+    session.add(Event(request_id=request.id, actor="system:router", type="routed", public=True,
+                      data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
+                            "category": decision.category, "from_department": before, "reason": "description filled in"}))
+    session.add(Event(request_id=request.id, actor="system:pipeline", type="status_changed", public=True,
+                      data={"from": "needs_info", "to": "routed", "note": "transcription received"}))
+    deliveries = [
+        add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route2:{i}:{sink['type']}")
+        for i, sink in enumerate(decision.sinks)
+    ]
+    log.info("request %s described by a later message and routed to %s", request.code, decision.department)
+    return [d.id for d in deliveries if d.state == "pending"]
+
+
+def _record_opt_out(session, citizen, message, inbound: InboundMessage, opted_out: bool) -> None:
+    """STOP / START: recorded on the sender's contact point for this channel; nothing else sent."""
+    kind = "phone" if message.phone else None
+    point = session.scalar(select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == message.phone)) \
+        if kind else None
+    if point is not None:
+        point.opted_out = opted_out
+    inbound.state, inbound.processed_at, inbound.lease_until = "processed", utcnow(), None
+    log.info("inbound %s: citizen %s %s", inbound.id, citizen.id if citizen else "-",
+             "opted out" if opted_out else "opted in again")
 
 
 def _mark_processed(inbound: InboundMessage, request: Request) -> None:

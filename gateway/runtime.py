@@ -37,7 +37,11 @@ class Runtime:
         """The adapter that writes to citizens on ``channel``, or None if there is none."""
         if channel not in registry.OUTBOUND:
             return None
-        return self._adapter("outbound", channel, registry.OUTBOUND)
+        try:
+            return self._adapter("outbound", channel, registry.OUTBOUND)
+        except AdapterMisconfiguredError as exc:  # disabled, shown in health; others still work
+            self.record_health(f"notify:{channel}", ok=False, detail=str(exc))
+            return None
 
     def _adapter(self, kind: str, name: str, table: dict):
         key = (kind, name)

@@ -5,11 +5,14 @@ Both the text and the keywords are folded (case, accents, hyphens, apostrophes),
 compared with every k-word window of the text with rapidfuzz's ratio, which forgives typos
 ("lampadère", "pothol"). The window must then match the phrase word by word: words under 5
 letters exactly (give or take a plural s/x: "bac"/"bacs", "feu"/"feux"), longer ones with the
-typo tolerance and one letter more or less at most (a lone short word may not lose one), so "car in the street" is not "hole in the street" nor "the sidewalk" "broken
-sidewalk". A category scores its best phrase, weighted by length (a three-word match is
-stronger evidence than one word; articles and prepositions do not count), plus a little for each further phrase found at another place
-of the text (two keywords on the same words, "sidewalk"/"sidewalks", count once). On equal
-scores, the category mentioned first wins: citizens tend to open with their main problem.
+typo tolerance and one letter more or less at most (a lone word under 8 letters may only
+lose its last one). So "car in the street" is not "hole in the street", "the sidewalk" is
+not "broken sidewalk", "station" is not "stationné" and "part" is not "party".
+
+A category scores its best phrase, weighted by length (a three-word match is stronger evidence
+than one word; articles and prepositions do not count), plus a little for each further phrase
+found on other words of the text ("sidewalk" and "sidewalks" on the same word count once). On
+equal scores, the category mentioned first wins: citizens tend to open with their main problem.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ from rapidfuzz import fuzz, process
 
 from normalizer.text import fold
 
-EXACT_ONLY_BELOW = 5  # letters: shorter phrases ("rat", "eau") must match exactly
-FUZZY_CUTOFF = 80.0  # rapidfuzz ratio, 0-100, for phrases of LONG_PHRASE letters or more
-SHORT_CUTOFF = 88.0  # for shorter phrases, where one wrong letter weighs more
+EXACT_ONLY_BELOW = 5  # letters: shorter words ("rat", "eau") must match exactly
+FUZZY_CUTOFF = 80.0  # rapidfuzz ratio, 0-100, for words of LONG_PHRASE letters or more
+SHORT_CUTOFF = 88.0  # for shorter words, where one wrong letter weighs more
 LONG_PHRASE = 8
 # Articles, prepositions and elisions, which folding splits off ("d'autobus" -> "d autobus"):
 # they must match but do not make a phrase more specific.
-FILLER_WORDS = frozenset("a an the of in on at to for d l de du des la le les un une au aux en".split())
-MIN_SCORE = FUZZY_CUTOFF / 100  # below this, no category: the request goes to triage
+FILLER_WORDS = frozenset(
+    "a an the of in on at to for my our d l de du des la le les un une au aux en mon ma mes".split()
+)
+# Below this, no category: the request goes to triage. Every match that passes the word checks
+# scores at least FUZZY_CUTOFF / 100, so one typo-tolerant word (lampadere) is enough.
+MIN_SCORE = FUZZY_CUTOFF / 100
 
 
 @dataclass(frozen=True)
@@ -102,9 +109,12 @@ def _same_words(phrase: str, window: str) -> bool:
             if want != got and _singular(want) != _singular(got):
                 return False
             continue
-        # One letter more or less at most ("station" is not "stationne"); a lone word under
-        # LONG_PHRASE letters may not lose one ("party" is not "part", "drain" not "rain").
-        fewest = -1 if len(wanted) > 1 or len(want) >= LONG_PHRASE else 0
+        # One letter more or less at most ("station" is not "stationne"). A lone word under
+        # LONG_PHRASE letters may only lose its last one, keeping EXACT_ONLY_BELOW letters:
+        # "pothol" is "pothole", but "part" is not "party", "rain" not "drain", "garage" not
+        # "garbage"; inside a phrase, the other words vouch for it ("nid de poul").
+        truncated = got == want[:-1] and len(got) >= EXACT_ONLY_BELOW
+        fewest = -1 if len(wanted) > 1 or len(want) >= LONG_PHRASE or truncated else 0
         if not fewest <= len(got) - len(want) <= 1 or fuzz.ratio(want, got) < _cutoff(want):
             return False
     return True

@@ -274,7 +274,7 @@ def test_consecutive_sends_each_open_a_fresh_bot_over_keep_alive(bot):
 
     first = channel.send(message())
     second = channel.send(message(text="Deuxième message"))
-    data, content_type = channel.fetch(f"telegram:{PHOTO_ID}")
+    data, content_type = channel.fetch(f"telegram:{PHOTO_ID}", 1024)
 
     assert (first.external_id, second.external_id) == (f"{CHAT}:101", f"{CHAT}:102")
     assert bot.messages_to(CHAT) == ["Votre numéro de suivi est R-2026-1234567", "Deuxième message"]
@@ -309,7 +309,7 @@ def test_a_rejected_token_unreachable_api_or_missing_token_are_told_apart(bot):
     with pytest.raises(AdapterMisconfiguredError):
         TelegramChannel(None, bot.url).send(message())
     with pytest.raises(PermanentDeliveryError):
-        TelegramChannel(TOKEN, bot.url).fetch("telegram:no-such-file")
+        TelegramChannel(TOKEN, bot.url).fetch("telegram:no-such-file", 1024)
 
 
 # --- through the whole gateway -------------------------------------------------------------

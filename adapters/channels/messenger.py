@@ -231,17 +231,24 @@ class MessengerChannel:
             raise TransientDeliveryError(f"Graph API unreachable: {type(exc).__name__}") from exc
         return _receipt(response)
 
-    def fetch(self, source: str) -> tuple[bytes, str | None]:
-        """An attachment's bytes from its CDN URL. Raises Transient/PermanentDeliveryError."""
+    def fetch(self, url: str, max_bytes: int) -> tuple[bytes, str]:
+        """An attachment from its CDN URL: (content, content type). Raises
+        TransientDeliveryError (network, 429, 5xx) or PermanentDeliveryError (4xx, too large)."""
         try:
-            response = self._http().get(source, follow_redirects=True)
+            with self._http().stream("GET", url, follow_redirects=True) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise TransientDeliveryError(f"attachment fetch answered {response.status_code}")
+                if response.status_code != 200:
+                    raise PermanentDeliveryError(f"attachment fetch answered {response.status_code}")
+                data = bytearray()
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise PermanentDeliveryError(f"attachment is over the {max_bytes} bytes limit")
+                kind = response.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
+                return bytes(data), kind
         except httpx.TransportError as exc:
             raise TransientDeliveryError(f"attachment unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TransientDeliveryError(f"attachment fetch answered {response.status_code}")
-        if response.status_code != 200:
-            raise PermanentDeliveryError(f"attachment fetch answered {response.status_code}")
-        return response.content, response.headers.get("content-type")
 
     def _http(self) -> httpx.Client:
         if self._client is None:

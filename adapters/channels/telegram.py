@@ -133,17 +133,23 @@ class TelegramChannel:
         sent = self._run(send_once)
         return DeliveryReceipt(external_id=f"{chat_id}:{sent.message_id}")
 
-    def fetch(self, source: str) -> tuple[bytes, str | None]:
-        """A file's bytes from ``telegram:<file_id>`` (getFile, then download)."""
-        file_id = source.removeprefix("telegram:")
+    def fetch(self, url: str, max_bytes: int) -> tuple[bytes, str]:
+        """A file from ``telegram:<file_id>`` (getFile, then download): (content, content type).
+        Raises TransientDeliveryError, PermanentDeliveryError (unknown file, too large) or
+        AdapterMisconfiguredError."""
+        file_id = url.removeprefix("telegram:")
 
         async def download():
             async with self._bot() as bot:
                 found = await bot.get_file(file_id)
+                if found.file_size and found.file_size > max_bytes:
+                    raise PermanentDeliveryError(f"file is {found.file_size} bytes, over the {max_bytes} limit")
                 return bytes(await found.download_as_bytearray()), found.file_path
 
         data, path = self._run(download)
-        return data, mimetypes.guess_type(path or "")[0]
+        if len(data) > max_bytes:
+            raise PermanentDeliveryError(f"file is over the {max_bytes} bytes limit")
+        return data, _content_type(path or "")
 
     def set_webhook(self, url: str, secret_token: str) -> bool:
         async def register():
@@ -255,6 +261,12 @@ def _attachments(message) -> tuple[Attachment, ...]:
             name = getattr(item, "file_name", None) or f"{kind}-{item.file_unique_id}{_extension(content_type)}"
             found.append(Attachment(filename=name, content_type=content_type, url=f"telegram:{item.file_id}"))
     return tuple(found)
+
+
+def _content_type(path: str) -> str:
+    if path.endswith((".oga", ".ogg")):  # voice notes; not in every mimetypes table
+        return "audio/ogg"
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
 def _extension(content_type: str) -> str:

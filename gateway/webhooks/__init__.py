@@ -45,3 +45,4 @@ def refuse(channel: str, exc: AdapterError):
 # Provider modules register their routes on `bp` when imported (one line each):
 from . import messenger  # noqa: E402,F401,I001
 from . import telegram  # noqa: E402,F401,I001
+from . import twilio  # noqa: E402,F401

@@ -1,0 +1,114 @@
+"""The `gateway` command line, as an administrator uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import httpx
+from click.testing import CliRunner
+
+from gateway.cli import main
+from tests.conftest import API_TOKEN, ROOT
+from tests.support.servers import free_port, wait_until
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_rules_check_accepts_the_sample_city():
+    result = run("rules", "check", str(ROOT / "config"))
+    assert result.exit_code == 0
+    assert "28 categories" in result.output or "categories" in result.output
+
+
+def test_rules_check_reports_file_line_field_and_fails(tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    text = (config / "rules.yaml").read_text()
+    (config / "rules.yaml").write_text(text.replace("priority: urgent", "priority: whenever", 1))
+
+    result = CliRunner().invoke(main, ["rules", "check", str(config)])
+
+    assert result.exit_code == 1
+    assert "rules.yaml:" in result.output and "rules[0].then.priority" in result.output
+
+
+def test_rules_test_prints_the_decision_and_the_rule_as_json():
+    result = run("rules", "test", "Ça sent le gaz très fort devant l'école", "--lat", "45.44", "--lon", "-75.72")
+
+    decision = json.loads(result.output)
+    assert decision["category"] == "danger_public"
+    assert decision["rule"] == "danger-gaz-fils"
+    assert decision["priority"] == "urgent"
+    assert decision["department"] == "securite_civile"
+    assert decision["district"] == "centre"
+    assert decision["sla"] == "1 h"
+    assert decision["sinks"][0]["to"] == "securite.civile@bellerive.example.org"
+    assert decision["language"] == "fr"
+
+
+def test_rules_test_after_hours_rule_depends_on_the_time():
+    night = run("rules", "test", "water main break on Elm street", "--at", "2026-11-21T02:00:00")
+    day = run("rules", "test", "water main break on Elm street", "--at", "2026-11-23T10:00:00")
+
+    assert json.loads(night.output)["after_hours"] is True
+    assert json.loads(day.output)["after_hours"] is False
+
+
+def test_user_add_reads_password_from_stdin(settings):
+    env = {k: str(v) for k, v in settings.items() if v is not None}
+    result = CliRunner().invoke(main, ["user", "add", "agent@bellerive.example.org", "--role", "agent",
+                                       "--password-stdin"], input="correct horse battery\n", env=env)
+    assert result.exit_code == 0, result.output
+    again = CliRunner().invoke(main, ["user", "add", "agent@bellerive.example.org", "--role", "agent",
+                                      "--password-stdin"], input="correct horse battery\n", env=env)
+    assert again.exit_code != 0 and "already exists" in again.output
+    bad_role = CliRunner().invoke(main, ["user", "add", "x@bellerive.example.org", "--role", "mayor",
+                                         "--password-stdin"], input="correct horse battery\n", env=env)
+    assert bad_role.exit_code != 0 and "unknown role" in bad_role.output
+
+
+def test_serve_migrates_a_new_database_and_answers_over_gunicorn(tmp_path, smtp_server):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "GATEWAY_API_TOKEN": API_TOKEN,
+           "SMTP_PORT": str(smtp_server.port), "GATEWAY_DATA_DIR": str(tmp_path)}
+    server = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", "1"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(base + "/healthz"), timeout=30)
+        created = httpx.post(f"{base}/api/v1/requests", headers={"Authorization": f"Bearer {API_TOKEN}"},
+                             json={"description": "Déneigement: ma rue n'a pas été déblayée",
+                                   "citizen": {"email": "neige@example.org"}})
+        assert created.status_code == 201
+        assert created.json()["category"] == "snow_removal"
+        wait_until(lambda: smtp_server.to("neige@example.org"), timeout=15)
+        assert httpx.get(f"{base}/track/{created.json()['code']}").status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_serve_refuses_to_start_on_a_broken_configuration(tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    (config / "catalogue.yaml").write_text("categories: [\n")
+    env = {**os.environ, "GATEWAY_CONFIG_DIR": str(config), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port())],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode != 0
+    assert "catalogue.yaml:" in done.stderr and "YAML syntax error" in done.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,109 @@
+"""Normalizer tables: language, phone numbers, tracking codes, text, identity."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.base import CitizenMessage, Contact
+from normalizer import normalize, resolve_citizen
+from normalizer.codes import find_codes, is_valid, new_code, spoken
+from normalizer.language import detect
+from normalizer.phone import to_e164
+from normalizer.text import clean, fold
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Il y a un nid de poule devant chez moi", "fr"),
+        ("lampadaire brise rue principale", "fr"),  # no accents
+        ("la poubelle na pas ete ramassee", "fr"),
+        ("chien qui jappe toute la nuit", "fr"),
+        ("STATUT", "fr"),
+        ("ok merci", "fr"),
+        ("Fuite d eau", "fr"),
+        ("pothole on main st", "en"),
+        ("trash not picked up", "en"),
+        ("Water main break on Elm", "en"),
+        ("dead raccoon in my backyard", "en"),
+        ("STATUS", "en"),
+        ("thanks", "en"),
+        ("The street light near 22 rue Wellington is out", "en"),  # English with a French street name
+        ("Bonjour, le lampadaire de la rue Maple est brûlé", "fr"),  # French with an English street name
+    ],
+)
+def test_language_detection_on_short_accentless_and_mixed_messages(text, expected):
+    assert detect(text, default="fr") == expected
+
+
+@pytest.mark.parametrize("text", ["", "👍", "???", "R-2026-4821735"])
+def test_language_without_evidence_falls_back_to_city_default(text):
+    assert detect(text, default="fr") == "fr"
+    assert detect(text, default="en") == "en"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("(514) 555-0142", "+15145550142"),
+        ("514.555.0142", "+15145550142"),
+        ("1-819-555-0177", "+18195550177"),
+        ("+1 613 555 0110", "+16135550110"),
+        ("+33 1 23 45 67 89", "+33123456789"),
+        ("555-0142", None),  # too short to be a number
+        ("call me", None),
+        ("", None),
+    ],
+)
+def test_phone_numbers_become_e164(raw, expected):
+    assert to_e164(raw, "CA") == expected
+
+
+def test_tracking_codes_have_check_digit_and_survive_sloppy_typing():
+    code = new_code("R", 2026)
+    assert is_valid(code) and code.startswith("R-2026-") and len(code) == 14
+    assert find_codes(f"STATUT {code.lower()}", "R") == [code]
+    assert find_codes("statut " + code.replace("-", " "), "R") == [code]
+    assert find_codes("status " + code.replace("0", "O"), "R") == [code]  # letter O typed for zero
+    wrong_digit = code[:-1] + str((int(code[-1]) + 1) % 10)
+    assert not is_valid(wrong_digit) and find_codes(wrong_digit, "R") == []
+    swapped = code[:8] + code[9] + code[8] + code[10:]
+    if swapped != code:
+        assert find_codes(swapped, "R") == []  # adjacent digits swapped: caught
+    assert spoken("R-2026-4821735") == "R, 2 0 2 6, 4 8 2 1 7 3 5"
+
+
+def test_codes_are_unique_enough():
+    codes = {new_code("R", 2026) for _ in range(2000)}
+    assert len(codes) > 1990  # random, not sequential; collisions are retried at creation
+
+
+def test_text_cleaning_and_folding():
+    assert clean("  Bonjour\r\n\r\n\r\n\r\nIl y a\u200b un  trou\x00 ") == "Bonjour\n\nIl y a un trou"
+    assert fold("Nid-de-poule sur l'Avenue Saint-Édouard!") == "nid de poule sur l avenue saint edouard"
+    assert fold("ŒUVRE") == "oeuvre"
+
+
+def _message(**contact) -> CitizenMessage:
+    return CitizenMessage(channel="api", text="Lampadaire brûlé", contact=Contact(**contact))
+
+
+def test_same_email_or_phone_is_the_same_citizen_across_channels(runtime):
+    def resolve(**contact):
+        with runtime.db.session() as session:
+            citizen, notes = resolve_citizen(session, normalize(_message(**contact), "fr", "CA", "R"))
+            return citizen.id, notes, sorted((c.kind, c.value) for c in citizen.contacts)
+
+    first, _, _ = resolve(email="Marie@Example.org")
+    by_email_with_phone, _, points = resolve(email="marie@example.org", phone="514 555 0142")
+    by_phone_alone, _, _ = resolve(phone="+1 (514) 555-0142")
+    other, _, _ = resolve(email="someone.else@example.org")
+
+    assert first == by_email_with_phone == by_phone_alone
+    assert points == [("email", "marie@example.org"), ("phone", "+15145550142")]
+    assert other != first
+
+
+def test_anonymous_message_has_no_citizen(runtime):
+    with runtime.db.session() as session:
+        assert resolve_citizen(session, normalize(_message(), "fr", "CA", "R")) == (None, [])
