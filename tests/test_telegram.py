@@ -394,3 +394,21 @@ def test_every_fixture_is_used():
     source = open(__file__, encoding="utf-8").read()
     unused = [p.stem for p in (FIXTURES / "telegram").glob("*.json") if f'"{p.stem}"' not in source]
     assert unused == []
+
+
+def test_a_location_then_words_make_one_request_routed_on_the_words(client, runtime, bot, smtp_server):
+    post(client, raw("message__location"))
+    waiting = wait_until(lambda: requests(runtime))[0]
+    assert waiting.status == "needs_info" and waiting.description == "" and waiting.district == "centre"
+    words = doc("message__photo_caption")
+    words["message"].pop("photo")
+    words["message"]["text"] = words["message"].pop("caption")
+
+    post(client, words)
+
+    wait_until(lambda: requests(runtime)[0].status == "routed")
+    request = requests(runtime)[0]
+    assert len(requests(runtime)) == 1
+    assert (request.category, request.department, request.lat) == ("pothole", "travaux_publics", 45.4401)
+    assert "Nid-de-poule" in request.description
+    assert wait_until(lambda: smtp_server.to("travaux.publics@bellerive.example.org"))

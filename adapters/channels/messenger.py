@@ -278,10 +278,13 @@ def _message(message: dict, contact: Contact) -> CitizenMessage:
     quick = message.get("quick_reply") if isinstance(message.get("quick_reply"), dict) else {}
     reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
     command = _command(quick.get("payload"))
+    words = "\n".join(filter(None, [text, *links]))
     return CitizenMessage(
-        channel="messenger", text="\n".join(filter(None, [text, *links])), contact=contact,
+        channel="messenger", text=words, contact=contact,
         location=location, attachments=tuple(attachments), external_id=str(message["mid"]),
         in_reply_to=str(reply_to["mid"]) if reply_to.get("mid") else None, command=command,
+        # A photo alone waits for words (needs_info); the first words describe and route it.
+        needs_info=not words.strip(), fills_description=bool(words.strip()),
     )
 
 

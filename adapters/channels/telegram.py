@@ -230,6 +230,9 @@ def _message(message, edited: bool) -> CitizenMessage:
         channel="telegram", text=text, contact=_contact(message), location=location,
         attachments=attachments, external_id=key, command=command, language=language,
         in_reply_to=f"{message.chat.id}:{reply.message_id}" if reply else None,
+        # Words may come after a photo, a voice note or a location: until then the request
+        # waits for them (needs_info), and the first words describe it and route it.
+        needs_info=not text.strip(), fills_description=bool(text.strip()),
     )
 
 
