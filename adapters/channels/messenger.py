@@ -43,6 +43,7 @@ from ..base import (
     OutboundMessage,
     RawInbound,
 )
+from ..download import read_limited
 from ..errors import (
     AdapterMisconfiguredError,
     MalformedPayloadError,
@@ -240,13 +241,7 @@ class MessengerChannel:
                     raise TransientDeliveryError(f"attachment fetch answered {response.status_code}")
                 if response.status_code != 200:
                     raise PermanentDeliveryError(f"attachment fetch answered {response.status_code}")
-                data = bytearray()
-                for chunk in response.iter_bytes():
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise PermanentDeliveryError(f"attachment is over the {max_bytes} bytes limit")
-                kind = response.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
-                return bytes(data), kind
+                return read_limited(response, max_bytes)
         except httpx.TransportError as exc:
             raise TransientDeliveryError(f"attachment unreachable: {type(exc).__name__}") from exc
 

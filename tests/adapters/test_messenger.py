@@ -32,9 +32,9 @@ from gateway.models import (
     utcnow,
 )
 
-from .conftest import FIXTURES
-from .support.providers import GraphApiStandIn
-from .support.servers import free_port, wait_until
+from ..conftest import FIXTURES
+from ..support.chat_apis import GraphApiStandIn
+from ..support.servers import free_port, wait_until
 
 SECRET = "test-messenger-app-secret"
 VERIFY = "test-verify-token"
@@ -524,3 +524,11 @@ def test_every_fixture_is_used():
     unused = [p.stem for p in (FIXTURES / "messenger").glob("*.json") if f'"{p.stem}"' not in source]
     assert unused == []
 
+
+
+def test_an_attachment_over_the_size_limit_is_refused_while_downloading(graph):
+    graph.files["big.jpg"] = (b"x" * 5000, "image/jpeg")
+
+    with pytest.raises(PermanentDeliveryError, match="over the 1024"):
+        MessengerChannel(PAGE_TOKEN, graph.url).fetch(f"{graph.url}/cdn/big.jpg", 1024)
+    assert MessengerChannel(PAGE_TOKEN, graph.url).fetch(f"{graph.url}/cdn/big.jpg", 5000) == (b"x" * 5000, "image/jpeg")

@@ -22,9 +22,9 @@ from gateway.cli import main
 from gateway.models import Attachment, Citizen, Delivery, Event, InboundMessage, Message, Request
 from normalizer.codes import new_code
 
-from .conftest import FIXTURES
-from .support.providers import BotApiStandIn
-from .support.servers import free_port, wait_until
+from ..conftest import FIXTURES
+from ..support.chat_apis import BotApiStandIn
+from ..support.servers import free_port, wait_until
 
 TOKEN = "5550199:TEST-bot-token_abcdefghijklmnop"
 SECRET = "test-telegram-secret_0123"
