@@ -65,6 +65,13 @@ class CitizenMessage:
     # Threading hints: a tracking code the citizen quoted, or the provider's reply reference.
     reference_code: str | None = None
     in_reply_to: str | None = None
+    # The provider's id for this message (Messenger mid, Telegram chat:message), kept on the
+    # conversation so replies and edits find it.
+    external_id: str | None = None
+    # Chat channels: a command ("start", "status", "language:fr") instead of a request, or
+    # the external id of the message this one edits.
+    command: str | None = None
+    edit_of: str | None = None
     # Channel outcomes decided before parsing (see twilio/): a STOP/START word (True/False),
     # the tracking code already given in the channel's own answer, a request to be created as
     # needs_info (a voicemail without a transcript), a text that fills in the referenced

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .channels.email import EmailChannel
 from .channels.email_imap import EmailImapChannel
+from .channels.messenger import MessengerChannel
+from .channels.telegram import TelegramChannel
 from .channels.twilio import TwilioSmsChannel, TwilioVoiceChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
@@ -16,6 +18,8 @@ from .sinks.email_smtp import EmailSmtpSink
 INBOUND = {
     "web_form": lambda settings: WebFormChannel(),
     "email": EmailImapChannel.from_settings,
+    "messenger": MessengerChannel.from_settings,
+    "telegram": TelegramChannel.from_settings,
     "twilio_sms": TwilioSmsChannel.for_inbound,
     "twilio_voice": TwilioVoiceChannel.for_inbound,
 }
@@ -23,6 +27,8 @@ INBOUND = {
 # Channels that can write back to a citizen, by channel name.
 OUTBOUND = {
     "email": EmailChannel.from_settings,
+    "messenger": MessengerChannel.from_settings,
+    "telegram": TelegramChannel.from_settings,
     "sms": TwilioSmsChannel.from_settings,
 }
 

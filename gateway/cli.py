@@ -255,5 +255,35 @@ def deliveries_retry(delivery_ids, everything):
     if hasattr(runtime.jobs, "shutdown"):
         runtime.jobs.shutdown()
     click.echo(f"{done} deliveries queued again")
+
+
+# --- chat channels -----------------------------------------------------------------------------
+
+@main.group()
+def telegram():
+    """The Telegram bot."""
+
+
+@telegram.command("set-webhook")
+@click.option("--url", default=None, help="public webhook URL (default: GATEWAY_PUBLIC_URL/webhooks/telegram)")
+def telegram_set_webhook(url: str | None):
+    """Register the webhook with Telegram, with TELEGRAM_SECRET_TOKEN as its secret token."""
+    import re
+
+    from adapters.channels.telegram import TelegramChannel
+    from adapters.errors import AdapterError
+
+    settings = load_settings()
+    secret = str(settings.get("TELEGRAM_SECRET_TOKEN") or "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise click.ClickException("TELEGRAM_SECRET_TOKEN must be 1-256 characters among A-Z a-z 0-9 _ -")
+    url = url or str(settings["GATEWAY_PUBLIC_URL"]).rstrip("/") + "/webhooks/telegram"
+    try:
+        TelegramChannel.from_settings(settings).set_webhook(url, secret)
+    except AdapterError as exc:
+        raise click.ClickException(f"Telegram refused the webhook: {exc}") from exc
+    click.echo(f"Telegram webhook set to {url}")
+
+
 if __name__ == "__main__":
     main()

@@ -114,6 +114,7 @@ class ContactPoint(Base):
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_inbound_at: Mapped[datetime | None]  # the citizen's last message from here (Messenger's 24 h)
     citizen: Mapped[Citizen] = relationship(back_populates="contacts")
 
     def __repr__(self) -> str:
@@ -239,7 +240,8 @@ class Delivery(Base):
     __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    # None for a chat reply that concerns no request (a /start welcome, "you have no request")
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
     purpose: Mapped[str] = mapped_column(String(16))  # "sink" or "notify"
     target: Mapped[str] = mapped_column(String(64))  # sink type or citizen channel
     settings: Mapped[dict] = mapped_column(default=dict)  # sink settings / message to send

@@ -9,13 +9,18 @@ a contact point that opted out or bounced.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from jinja2.sandbox import SandboxedEnvironment
 
 from .mail_thread import thread_fields
-from .models import Citizen, Event, Request
+from .models import Citizen, ContactPoint, Event, Request, utcnow
 from .outbox import add_delivery
 
 CONTACT_FOR_CHANNEL = {"email": "email", "sms": "phone", "messenger": "messenger", "telegram": "telegram"}
+# Channels that may only write within a while of the citizen's last message (Messenger: 24 h
+# without a message tag); outside it the provider refuses, so another contact point is used.
+WINDOWS = {"messenger": timedelta(hours=24)}
 _env = SandboxedEnvironment(autoescape=False)
 
 
@@ -26,9 +31,22 @@ def choose_channel(runtime, request: Request, citizen: Citizen | None) -> tuple[
     order = [request.channel, citizen.preferred_channel, "email", "sms", "messenger", "telegram"]
     for channel in dict.fromkeys(c for c in order if c in CONTACT_FOR_CHANNEL):
         point = citizen.contact(CONTACT_FOR_CHANNEL[channel])
-        if point is not None and not point.opted_out and runtime.outbound(channel) is not None:
+        if point is not None and not point.opted_out and runtime.outbound(channel) is not None \
+                and within_window(point, channel):
             return channel, point.value
     return None
+
+
+def within_window(point: ContactPoint, channel: str) -> bool:
+    window = WINDOWS.get(channel)
+    if window is None:
+        return True
+    return point.last_inbound_at is not None and utcnow() - point.last_inbound_at < window
+
+
+def _window_closed(citizen: Citizen | None, channel: str) -> bool:
+    point = citizen.contact(CONTACT_FOR_CHANNEL[channel]) if citizen and channel in WINDOWS else None
+    return point is not None and not point.opted_out and not within_window(point, channel)
 
 
 def render(runtime, template: str, request: Request, extra: dict | None = None) -> tuple[str | None, str]:
@@ -54,8 +72,15 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
            key: str, extra: dict | None = None):
     """Queue one message to the citizen; records why when it cannot be sent."""
     target = choose_channel(runtime, request, citizen)
+    closed = _window_closed(citizen, request.channel)
+    if closed:
+        session.add(Event(request_id=request.id, actor="system:notify", type="not_deliverable_on_channel",
+                          data={"kind": kind, "channel": request.channel, "reason": "messaging window closed",
+                                "instead": target[0] if target else None}))
     if target is None:
         reason = "no reachable contact point" if citizen is not None else "no contact given"
+        if closed:
+            reason = f"{request.channel} messaging window closed and no other contact point"
         session.add(Event(request_id=request.id, actor="system:notify", type="notification_skipped",
                           data={"kind": kind, "reason": reason}))
         return None

@@ -20,7 +20,7 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
-from . import attachments
+from . import attachments, chat
 from .bounces import record_bounce
 from .models import ContactPoint, Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
@@ -69,14 +69,19 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     parser = runtime.inbound_parser(inbound.channel)
     parsed = parser.parse(RawInbound(inbound.body, dict(inbound.headers or {}), inbound.content_type))
     message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+    if message.command or message.edit_of:  # chat commands and edits are not requests
+        return chat.handle(runtime, session, inbound, message)
     citizen, identity_notes = resolve_citizen(session, message)
+    chat.heard_from(session, citizen, message, inbound.received_at)
     if parsed.opt_out is not None:
         _record_opt_out(session, citizen, message, inbound, parsed.opt_out)
         return []
 
-    existing = find_conversation(session, message, citizen)
+    chat_window = timedelta(minutes=float(runtime.settings.get("GATEWAY_CHAT_THREAD_MINUTES") or 0))
+    existing = find_conversation(session, message, citizen, inbound.received_at, chat_window)
     if existing is not None:
         _add_to_conversation(session, runtime, existing, message, inbound)
+        chat.add_location(session, runtime, existing, message)
         if parsed.fills_description:
             return _fill_description(session, runtime, book, existing, message, inbound)
         return []

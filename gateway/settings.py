@@ -31,10 +31,15 @@ DEFAULTS: dict[str, object] = {
     "SMTP_PASSWORD": None,
     "SMTP_STARTTLS": False,
     "MAX_CONTENT_LENGTH": 1024 * 1024,  # 1 MB per HTTP request body
+    # Chat channels (secrets MESSENGER_* and TELEGRAM_BOT_TOKEN / _SECRET_TOKEN: environment only)
+    "GRAPH_API_BASE": "https://graph.facebook.com",
+    "GRAPH_API_VERSION": "v21.0",
+    "TELEGRAM_API_BASE": "https://api.telegram.org",
+    "GATEWAY_CHAT_THREAD_MINUTES": 60.0,  # a chat message this soon after the last one continues it
 }
 
 _INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH"}
-_FLOATS = {"GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS"}
+_FLOATS = {"GATEWAY_CHAT_THREAD_MINUTES", "GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS"}
 _BOOLS = {"SMTP_STARTTLS", "GATEWAY_INLINE_JOBS"}
 
 

@@ -38,6 +38,8 @@ class Normalized:
     in_reply_to: str | None = None
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
     external_id: str | None = None  # the channel's id for this message (e-mail Message-ID)
+    command: str | None = None
+    edit_of: str | None = None
 
     def contact_points(self) -> list[tuple[str, str]]:
         points = [
@@ -79,4 +81,6 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         in_reply_to=message.in_reply_to,
         attachments=message.attachments,
         external_id=message.external_id,
+        command=message.command,
+        edit_of=message.edit_of,
     )

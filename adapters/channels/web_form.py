@@ -12,13 +12,13 @@ silent conversion. Schema (``POST /api/v1/requests``)::
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..base import CitizenMessage, Contact, Location, RawInbound
 from ..errors import MalformedPayloadError
+from ..payload import json_object
 
 MAX_DESCRIPTION = 10_000
 CHANNELS = ("walk_in", "web", "api", "phone")
@@ -86,12 +86,7 @@ class WebFormChannel:
 
 def validate(body: bytes) -> Submission:
     """The submission in ``body``, or MalformedPayloadError naming the first bad field."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayloadError("the body is not valid JSON", field="body") from exc
-    if not isinstance(document, dict):
-        raise MalformedPayloadError("the body must be a JSON object", field="body")
+    document = json_object(body)
     try:
         return Submission.model_validate(document)
     except ValidationError as exc:
