@@ -9,6 +9,9 @@ from __future__ import annotations
 from .channels.email import EmailChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
+from .sinks.open311 import Open311Sink
+from .sinks.slack import SlackSink
+from .sinks.webhook import WebhookSink
 
 # Inbound parsers, by the name stored on each inbound message.
 INBOUND = {
@@ -23,4 +26,7 @@ OUTBOUND = {
 # Department tools, by the sink `type` used in config/departments.yaml.
 SINKS = {
     "email_smtp": EmailSmtpSink.from_settings,
+    "slack": SlackSink.from_settings,
+    "webhook": WebhookSink.from_settings,
+    "open311": Open311Sink.from_settings,
 }

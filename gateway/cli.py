@@ -74,14 +74,15 @@ def worker(burst: bool):
 @main.command()
 @click.option("--once", is_flag=True, help="one pass, then exit")
 def scheduler(once: bool):
-    """Periodically re-enqueue due work found in the database (the sweeper)."""
-    from . import create_app, jobs
+    """Periodic work: the sweeper, SLA checks, closing resolved requests, Open311 polling."""
+    from . import create_app
+    from .scheduler import run_once
 
     app = create_app({"GATEWAY_INLINE_JOBS": False})
     runtime = app.extensions["runtime"]
     every = float(runtime.settings["GATEWAY_SWEEP_SECONDS"])
     while True:
-        jobs.sweep(runtime)
+        run_once(runtime)
         if once:
             return
         time.sleep(every)

@@ -27,7 +27,15 @@ def sweep(runtime, _unused: int = 0) -> None:
         runtime.jobs.enqueue("deliver", delivery_id)
 
 
-JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep}
+def tick(runtime, _unused: int = 0) -> None:
+    """One pass of the scheduler (sweep, SLA, closing, Open311 polling): the embedded mode's
+    background thread runs this; with Redis, the `scheduler` process does."""
+    from .scheduler import run_once
+
+    run_once(runtime)
+
+
+JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep, "tick": tick}
 
 
 def run_logged(runtime, job: str, item_id: int) -> None:

@@ -29,9 +29,12 @@ def choose_channel(runtime, request: Request, citizen: Citizen | None) -> tuple[
     return None
 
 
-def render(runtime, template: str, request: Request, extra: dict | None = None) -> tuple[str | None, str]:
+def render(runtime, template: str, request: Request, extra: dict | None = None,
+           language: str | None = None) -> tuple[str | None, str]:
+    """(subject, body) of ``template`` for ``request``, in ``language`` (default: the request's)."""
     book = runtime.rules.current
-    language = request.language if request.language in ("fr", "en") else book.city.default_language
+    language = language or request.language
+    language = language if language in ("fr", "en") else book.city.default_language
     version = book.templates.get(template, book.templates["acknowledgement"])[language]
     due = request.sla_due_at.astimezone(book.timezone).strftime("%Y-%m-%d %H:%M") if request.sla_due_at else ""
     values = {

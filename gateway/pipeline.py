@@ -20,6 +20,7 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
+from . import closure, replies
 from .models import Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
@@ -65,12 +66,19 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     parser = runtime.inbound_parser(inbound.channel)
     parsed = parser.parse(RawInbound(inbound.body, dict(inbound.headers or {}), inbound.content_type))
     message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+    answered = replies.department_reply(session, runtime, message, message.reference_codes)
+    if answered is not None:  # a department answering the routed e-mail, not a citizen
+        _mark_processed(inbound, answered[0])
+        return answered[1]
     citizen, identity_notes = resolve_citizen(session, message)
 
     existing = find_conversation(session, message, citizen)
+    related = None
+    if existing is not None and closure.too_old_to_reopen(runtime, existing, inbound.received_at):
+        related, existing = existing, None  # closed long ago: a new request, linked to the old one
     if existing is not None:
         _add_to_conversation(session, existing, message, inbound)
-        return []
+        return closure.reopen_if_finished(session, runtime, existing, message.text)
     decision = decide(book, _facts(book, message, inbound))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
                          inbound.received_at)
@@ -81,6 +89,10 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         return []
 
     request = _create_request(session, book, message, inbound, decision, citizen)
+    if related is not None:
+        request.related_to_id = related.id
+        session.add(Event(request_id=related.id, actor="system:pipeline", type="reported_again",
+                          data={"request": request.code}))
     session.add_all([
         Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
               at=inbound.received_at, data={"channel": message.channel}),

@@ -75,6 +75,12 @@ class EmailSmtpSink:
         if not to:
             raise AdapterMisconfiguredError("email_smtp sink needs a 'to' address")
         message = self.compose(request, to, target.get("language", "fr"), idempotency_key)
+        notice = target.get("notice")
+        if notice:  # a follow-up about a request already sent (SLA warning), not a new one
+            subject = message["Subject"]
+            del message["Subject"]
+            message["Subject"] = f"{notice['text'].splitlines()[0]} — {subject}"
+            message.set_content(notice["text"] + "\n\n" + message.get_content())
         return DeliveryReceipt(external_id=self.transport.send(message))
 
     def compose(

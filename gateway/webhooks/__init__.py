@@ -31,3 +31,4 @@ def accept(channel: str, provider_id: str, body: bytes, content_type: str, heade
 
 
 # Provider modules register their routes on `bp` when imported (one line each):
+from . import slack  # noqa: E402,F401  (Slack buttons and thread replies)
