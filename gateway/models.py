@@ -159,6 +159,7 @@ class Request(Base):
 
     citizen: Mapped[Citizen | None] = relationship(lazy="joined")
     duplicate_of: Mapped[Request | None] = relationship(remote_side=[id], foreign_keys=[duplicate_of_id])
+    related_to: Mapped[Request | None] = relationship(remote_side=[id], foreign_keys=[related_to_id])
     messages: Mapped[list[Message]] = relationship(order_by="Message.id", back_populates="request")
     events: Mapped[list[Event]] = relationship(order_by="Event.id", back_populates="request")
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")

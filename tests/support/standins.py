@@ -92,7 +92,7 @@ class StandIn:
         self.server.daemon_threads = True
         self.port = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def answer(self, recorded: Recorded) -> Answer:
         return Answer(404, {"error": "not found"})
