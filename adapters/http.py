@@ -15,6 +15,12 @@ TRANSIENT_STATUSES = {408, 425, 429}
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
+def timeout_from(settings) -> httpx.Timeout:
+    """GATEWAY_HTTP_TIMEOUT_SECONDS (default 10): a department server that hangs is a transient error."""
+    seconds = float(settings.get("GATEWAY_HTTP_TIMEOUT_SECONDS") or 10)
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
 def send(client: httpx.Client, method: str, url: str, what: str, **kwargs) -> httpx.Response:
     """One HTTP call; returns a 2xx response or raises a delivery error naming ``what``."""
     try:

@@ -20,7 +20,7 @@ from .status import change_status
 def too_old_to_reopen(runtime, request: Request, now: datetime | None = None) -> bool:
     if request.status != "closed" or request.closed_at is None:
         return False
-    window = timedelta(days=float(runtime.settings.get("GATEWAY_REOPEN_DAYS") or 14))
+    window = timedelta(days=float(runtime.settings.get("GATEWAY_REOPEN_DAYS", 14)))
     return (now or utcnow()) - request.closed_at > window
 
 
@@ -37,7 +37,7 @@ def reopen_if_finished(session, runtime, request: Request, text: str) -> list[in
 def close_resolved(runtime, now: datetime | None = None) -> list[int]:
     """Close the requests resolved long enough ago; returns deliveries to send."""
     now = now or utcnow()
-    delay = timedelta(hours=float(runtime.settings.get("GATEWAY_CLOSE_AFTER_HOURS") or 72))
+    delay = timedelta(hours=float(runtime.settings.get("GATEWAY_CLOSE_AFTER_HOURS", 72)))
     ids: list[int] = []
     with runtime.db.session() as session:
         due = session.scalars(select(Request).where(

@@ -30,6 +30,8 @@ WORDS = {
 }
 _PHRASES = sorted(WORDS, key=len, reverse=True)
 _REPLY_PREFIX = re.compile(r"^\s*((re|tr|fw|fwd|aw)\s*:\s*)+", re.IGNORECASE)
+_QUOTE_HEADER = re.compile(r"^(le .+ a écrit ?:|on .+ wrote:|-+ ?original message ?-+|-+ ?message d'origine ?-+|"
+                           r"de ?: .+|from: .+|_{5,})$", re.IGNORECASE)
 _CODE = re.compile(r"\[?[A-Z]{1,3}-\d{4}-\d+\]?")
 
 
@@ -41,7 +43,12 @@ def department_addresses(book, department_code: str | None) -> set[str]:
 
 def status_word(subject: str | None, body: str) -> tuple[str | None, str]:
     """(status or "decline" or None, the note). The word must open the subject or the body."""
-    lines = [line for line in (body or "").splitlines() if line.strip() and not line.startswith(">")]
+    lines = []
+    for line in (body or "").splitlines():
+        if _QUOTE_HEADER.match(line.strip()):
+            break  # the quoted original below is ours, not the department's words
+        if line.strip() and not line.startswith(">"):
+            lines.append(line)
     cleaned_subject = _CODE.sub(" ", _REPLY_PREFIX.sub("", subject or ""))
     for place, text in (("line", lines[0] if lines else ""), ("subject", cleaned_subject)):
         folded = fold(text)

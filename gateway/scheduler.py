@@ -45,7 +45,7 @@ def run_once(runtime, now: datetime | None = None) -> None:
 def check_sla(runtime, now: datetime | None = None) -> list[int]:
     """Mark requests approaching (GATEWAY_SLA_WARN_RATIO of the time used) or past their SLA."""
     now = now or utcnow()
-    ratio = float(runtime.settings.get("GATEWAY_SLA_WARN_RATIO") or 0.8)
+    ratio = float(runtime.settings.get("GATEWAY_SLA_WARN_RATIO", 0.8))
     ids: list[int] = []
     with runtime.db.session() as session:
         candidates = session.scalars(select(Request).where(
@@ -91,7 +91,7 @@ def _escalate(session, runtime, request: Request) -> list[int]:
 def poll_open311(runtime, now: datetime | None = None) -> list[int]:
     """Bring back status changes from the departments' Open311 servers."""
     now = now or utcnow()
-    every = timedelta(seconds=float(runtime.settings.get("GATEWAY_OPEN311_POLL_SECONDS") or 300))
+    every = timedelta(seconds=float(runtime.settings.get("GATEWAY_OPEN311_POLL_SECONDS", 300)))
     with runtime.db.session() as session:
         rows = session.execute(select(Delivery.id, Delivery.settings).join(Request).where(
             Delivery.target == "open311", Delivery.purpose == "sink", Delivery.state == "delivered",

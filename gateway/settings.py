@@ -28,6 +28,7 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_REOPEN_DAYS": 14.0,  # a citizen writing within this after closure reopens it
     "GATEWAY_SLA_WARN_RATIO": 0.8,  # share of the SLA time after which it is "approaching"
     "GATEWAY_OPEN311_POLL_SECONDS": 300.0,  # how often departments' Open311 servers are polled
+    "GATEWAY_HTTP_TIMEOUT_SECONDS": 10.0,  # every call to a department's tool gives up after this
     "SLACK_BOT_TOKEN": None,  # unset: Slack deliveries are dead letters marked misconfigured
     "SLACK_SIGNING_SECRET": None,  # unset: Slack buttons are refused (503)
     "SLACK_API_BASE": None,  # tests: a local stand-in (default https://slack.com/api/)
@@ -43,7 +44,7 @@ DEFAULTS: dict[str, object] = {
 _INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH"}
 _FLOATS = {"GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS",
            "GATEWAY_CLOSE_AFTER_HOURS", "GATEWAY_REOPEN_DAYS", "GATEWAY_SLA_WARN_RATIO",
-           "GATEWAY_OPEN311_POLL_SECONDS"}
+           "GATEWAY_OPEN311_POLL_SECONDS", "GATEWAY_HTTP_TIMEOUT_SECONDS"}
 _BOOLS = {"SMTP_STARTTLS", "GATEWAY_INLINE_JOBS"}
 
 

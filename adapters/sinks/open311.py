@@ -60,7 +60,7 @@ class Open311Sink:
 
     @classmethod
     def from_settings(cls, settings) -> Open311Sink:
-        return cls(settings)
+        return cls(settings, http.timeout_from(settings))
 
     def _endpoint(self, target: dict[str, Any]) -> str:
         endpoint = target.get("endpoint")

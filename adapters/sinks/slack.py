@@ -47,7 +47,8 @@ class SlackSink:
 
     @classmethod
     def from_settings(cls, settings) -> SlackSink:
-        return cls(settings.get("SLACK_BOT_TOKEN"), settings.get("SLACK_API_BASE"))
+        seconds = settings.get("GATEWAY_HTTP_TIMEOUT_SECONDS")
+        return cls(settings.get("SLACK_BOT_TOKEN"), settings.get("SLACK_API_BASE"), int(float(seconds or 10)))
 
     def client(self) -> WebClient:
         if not self.token:

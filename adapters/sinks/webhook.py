@@ -37,7 +37,7 @@ class WebhookSink:
 
     @classmethod
     def from_settings(cls, settings) -> WebhookSink:
-        return cls(settings)
+        return cls(settings, http.timeout_from(settings))
 
     def secret(self, target: dict[str, Any]) -> str:
         """Raises AdapterMisconfiguredError when the secret's variable is not set."""

@@ -8,7 +8,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from adapters.errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
+from adapters.errors import (
+    AdapterMisconfiguredError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from adapters.sinks.open311 import Open311Sink
 
 from ..conftest import FIXTURES

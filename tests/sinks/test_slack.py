@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
+from adapters.errors import (
+    AdapterMisconfiguredError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from adapters.sinks.slack import SlackSink
 
 from ..support.standins import Answer, SlackStandIn

@@ -9,7 +9,12 @@ import json
 import httpx
 import pytest
 
-from adapters.errors import AdapterMisconfiguredError, PermanentDeliveryError, SignatureError, TransientDeliveryError
+from adapters.errors import (
+    AdapterMisconfiguredError,
+    PermanentDeliveryError,
+    SignatureError,
+    TransientDeliveryError,
+)
 from adapters.signing import sign, verify
 from adapters.sinks.webhook import WebhookSink
 
