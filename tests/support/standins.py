@@ -209,7 +209,13 @@ class DepartmentWebhook(StandIn):
         self.secret = secret
         self.accepted: list[str] = []  # idempotency keys acted upon, in order
         self.hold: threading.Event | None = None
+        self.held: threading.Event | None = None
         self.holding = threading.Event()
+
+    def release(self) -> None:
+        """Let go of a held delivery (its client, killed, will never read the answer)."""
+        if self.held is not None:
+            self.held.set()
 
     def answer(self, recorded: Recorded) -> Answer:
         try:
@@ -218,9 +224,9 @@ class DepartmentWebhook(StandIn):
         except Exception as exc:
             return Answer(401, {"error": str(exc)})
         if self.hold is not None:
-            hold, self.hold = self.hold, None
+            self.held, self.hold = self.hold, None
             self.holding.set()
-            hold.wait(60)
+            self.held.wait(60)
             return Answer(503, {"error": "the connection was abandoned"})
         key = recorded.headers.get("idempotency-key")
         with self._lock:
