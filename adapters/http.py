@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import httpx
 
-from .errors import PermanentDeliveryError, TransientDeliveryError
+from .errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
 
 TRANSIENT_STATUSES = {408, 425, 429}
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class HttpSink:
+    """What the HTTP sinks share: the settings (to read referenced secrets) and a timeout."""
+
+    def __init__(self, settings, timeout: httpx.Timeout = DEFAULT_TIMEOUT):
+        self.settings = settings
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(settings, timeout_from(settings))
 
 
 def timeout_from(settings) -> httpx.Timeout:
@@ -46,3 +58,16 @@ def retry_after(response: httpx.Response) -> float | None:
     """Retry-After in seconds (the HTTP-date form is rare for APIs and ignored)."""
     value = response.headers.get("Retry-After", "").strip()
     return float(value) if value.isdigit() else None
+
+
+def referenced_secret(settings, target: dict, field: str, what: str) -> str:
+    """The secret held in the environment variable that ``target[field]`` names.
+
+    Raises AdapterMisconfiguredError naming the field or the variable that is missing."""
+    name = target.get(field)
+    if not name:
+        raise AdapterMisconfiguredError(f"{what} needs '{field}' (the variable holding its secret)")
+    value = settings.get(name)
+    if not value:
+        raise AdapterMisconfiguredError(f"{what} variable {name} is not set")
+    return str(value)

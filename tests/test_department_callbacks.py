@@ -14,7 +14,7 @@ from gateway.models import Delivery
 
 from .conftest import FIXTURES
 from .support.servers import wait_until
-from .support.standins import DepartmentWebhook
+from .support.standins import TRANSIT_URL, DepartmentWebhook, sample_config
 from .test_flow_end_to_end import load
 
 SECRET = "transport-shared-secret"
@@ -31,16 +31,7 @@ def receiver():
 @pytest.fixture
 def config_dir(tmp_path, receiver):
     """The sample city, with the transit department's webhook pointed at the local receiver."""
-    import shutil
-
-    from .conftest import ROOT
-
-    folder = tmp_path / "config"
-    shutil.copytree(ROOT / "config", folder)
-    path = folder / "departments.yaml"
-    path.write_text(path.read_text().replace("https://transit.bellerive.example.org/311/requests",
-                                             f"{receiver.url}/311/requests"))
-    return folder
+    return sample_config(tmp_path / "config", {TRANSIT_URL: f"{receiver.url}/311/requests"})
 
 
 @pytest.fixture

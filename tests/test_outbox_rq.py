@@ -8,7 +8,6 @@ same idempotency key, and the department acts on it exactly once.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,9 +20,8 @@ import pytest
 from gateway import jobs
 from gateway.models import Delivery, utcnow
 
-from .conftest import ROOT
 from .support.servers import wait_until
-from .support.standins import Answer, DepartmentWebhook
+from .support.standins import TRANSIT_URL, Answer, DepartmentWebhook, sample_config
 from .test_flow_end_to_end import load
 
 SECRET = "transport-shared-secret"
@@ -39,11 +37,7 @@ def receiver():
 
 @pytest.fixture
 def worker_settings(settings, tmp_path, receiver, redis_server) -> dict:
-    folder = tmp_path / "config"
-    shutil.copytree(ROOT / "config", folder)
-    path = folder / "departments.yaml"
-    path.write_text(path.read_text().replace("https://transit.bellerive.example.org/311/requests",
-                                             f"{receiver.url}/311/requests"))
+    folder = sample_config(tmp_path / "config", {TRANSIT_URL: f"{receiver.url}/311/requests"})
     return {**settings, "GATEWAY_CONFIG_DIR": str(folder), "REDIS_URL": redis_server.url,
             "TRANSPORT_WEBHOOK_SECRET": SECRET, "GATEWAY_LEASE_SECONDS": 2.0, "GATEWAY_BACKOFF_SECONDS": 0.3,
             "GATEWAY_HTTP_TIMEOUT_SECONDS": 30}

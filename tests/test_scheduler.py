@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 
 import pytest
@@ -11,9 +10,8 @@ from gateway import closure, scheduler
 from gateway.auth import add_user
 from gateway.models import Delivery, Request, utcnow
 
-from .conftest import ROOT
 from .support.servers import wait_until
-from .support.standins import Answer, Open311StandIn, SlackStandIn
+from .support.standins import Answer, Open311StandIn, SlackStandIn, sample_config
 from .test_flow_end_to_end import load
 from .test_slack_interactions import TOKEN
 
@@ -145,14 +143,10 @@ def open311():
 @pytest.fixture
 def open311_app(make_app, tmp_path, open311):
     """Public works also delivers to its Open311 work-order server (fan-out with e-mail)."""
-    folder = tmp_path / "config"
-    shutil.copytree(ROOT / "config", folder)
-    path = folder / "departments.yaml"
+    email = "      - {type: email_smtp, to: travaux.publics@bellerive.example.org}\n"
     sink = (f'      - {{type: open311, endpoint: "{open311.endpoint}", api_key_env: WORKS_OPEN311_KEY, '
             f'updates: true, service_codes: {{pothole: "POTHOLE", graffiti: "GRAFFITI"}}}}\n')
-    text = path.read_text().replace("      - {type: email_smtp, to: travaux.publics@bellerive.example.org}\n",
-                                    "      - {type: email_smtp, to: travaux.publics@bellerive.example.org}\n" + sink)
-    path.write_text(text)
+    folder = sample_config(tmp_path / "config", {email: email + sink})
     # No background scheduler pass here: the tests run the polling themselves.
     return make_app(GATEWAY_CONFIG_DIR=str(folder), WORKS_OPEN311_KEY="works-key", GATEWAY_OPEN311_POLL_SECONDS=0,
                     GATEWAY_SWEEP_SECONDS=3600, GATEWAY_HTTP_TIMEOUT_SECONDS=1)

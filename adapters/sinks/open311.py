@@ -51,16 +51,8 @@ class RemoteStatus:
     updated: str | None
 
 
-class Open311Sink:
+class Open311Sink(http.HttpSink):
     type = "open311"
-
-    def __init__(self, settings, timeout: httpx.Timeout = http.DEFAULT_TIMEOUT):
-        self.settings = settings
-        self.timeout = timeout
-
-    @classmethod
-    def from_settings(cls, settings) -> Open311Sink:
-        return cls(settings, http.timeout_from(settings))
 
     def _endpoint(self, target: dict[str, Any]) -> str:
         endpoint = target.get("endpoint")
@@ -69,11 +61,7 @@ class Open311Sink:
         return str(endpoint).rstrip("/")
 
     def _api_key(self, target: dict[str, Any]) -> str:
-        name = target.get("api_key_env")
-        value = self.settings.get(name) if name else None
-        if not value:
-            raise AdapterMisconfiguredError(f"open311 api key variable {name or '(api_key_env)'} is not set")
-        return str(value)
+        return http.referenced_secret(self.settings, target, "api_key_env", "open311 api key")
 
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str

@@ -28,26 +28,12 @@ from ..errors import AdapterMisconfiguredError
 from ..signing import sign
 
 
-class WebhookSink:
+class WebhookSink(http.HttpSink):
     type = "webhook"
-
-    def __init__(self, settings, timeout: httpx.Timeout = http.DEFAULT_TIMEOUT):
-        self.settings = settings
-        self.timeout = timeout
-
-    @classmethod
-    def from_settings(cls, settings) -> WebhookSink:
-        return cls(settings, http.timeout_from(settings))
 
     def secret(self, target: dict[str, Any]) -> str:
         """Raises AdapterMisconfiguredError when the secret's variable is not set."""
-        name = target.get("secret_env")
-        if not name:
-            raise AdapterMisconfiguredError("webhook sink needs 'secret_env' (the variable holding its secret)")
-        value = self.settings.get(name)
-        if not value:
-            raise AdapterMisconfiguredError(f"webhook secret variable {name} is not set")
-        return str(value)
+        return http.referenced_secret(self.settings, target, "secret_env", "webhook secret")
 
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import wraps
 
 from flask import current_app, jsonify, request
 from slack_sdk.signature import SignatureVerifier
@@ -29,7 +30,19 @@ from . import bp
 log = logging.getLogger(__name__)
 
 
-def _verified(runtime):
+def slack_signed(view):
+    """Runs ``view(runtime)`` only for a request Slack signed; otherwise 503 or 403."""
+
+    @wraps(view)
+    def wrapper():
+        runtime = current_app.extensions["runtime"]
+        refused = _refusal(runtime)
+        return refused if refused is not None else view(runtime)
+
+    return wrapper
+
+
+def _refusal(runtime):
     """None when the request is Slack's, else the error response."""
     secret = runtime.settings.get("SLACK_SIGNING_SECRET")
     if not secret:
@@ -42,11 +55,8 @@ def _verified(runtime):
 
 
 @bp.post("/slack/interactions")
-def slack_interactions():
-    runtime = current_app.extensions["runtime"]
-    refused = _verified(runtime)
-    if refused is not None:
-        return refused
+@slack_signed
+def slack_interactions(runtime):
     try:
         payload = json.loads(request.form.get("payload") or "")
         action = payload["actions"][0] if payload.get("type") == "block_actions" else None
@@ -77,12 +87,9 @@ def slack_interactions():
 
 
 @bp.post("/slack/events")
-def slack_events():
+@slack_signed
+def slack_events(runtime):
     """Thread replies under a request's Slack message become internal notes."""
-    runtime = current_app.extensions["runtime"]
-    refused = _verified(runtime)
-    if refused is not None:
-        return refused
     document = request.get_json(silent=True)
     if not isinstance(document, dict):
         return jsonify(error="a JSON body is expected", field="body"), 400

@@ -11,13 +11,31 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from adapters.signing import verify
+
+SAMPLE_CONFIG = Path(__file__).resolve().parent.parent.parent / "config"
+TRANSIT_URL = "https://transit.bellerive.example.org/311/requests"
+
+
+def sample_config(folder: Path, departments: dict[str, str]) -> Path:
+    """A copy of the sample city in ``folder``, with text replaced in departments.yaml
+    (to point a department's sink at a local stand-in)."""
+    shutil.copytree(SAMPLE_CONFIG, folder)
+    path = folder / "departments.yaml"
+    text = path.read_text()
+    for old, new in departments.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return folder
 
 
 @dataclass
