@@ -127,7 +127,7 @@ def test_sample_city_without_secrets_dead_letters_with_reason_then_retry_works(m
     assert "TRANSPORT_WEBHOOK_SECRET is not set" in next(r.last_error for r in rows if r.target == "webhook")
     assert "SLACK_BOT_TOKEN is not set" in next(r.last_error for r in rows if r.target == "slack")
     assert rows[0].attempts == 1  # no retry storm on a misconfiguration
-    assert "AdapterMisconfiguredError" in runtime.health["sink:webhook"]["error"]
+    assert runtime.health["sink:webhook"]["misconfigured"] and runtime.health["sink:slack"]["misconfigured"]
     assert smtp_server.to("transport@bellerive.example.org") and smtp_server.to("parcs@bellerive.example.org")
     assert receiver.requests == [] and tree
 
@@ -136,8 +136,53 @@ def test_sample_city_without_secrets_dead_letters_with_reason_then_retry_works(m
     monkeypatch.setenv("GATEWAY_CONFIG_DIR", str(config_dir))
     listing = CliRunner().invoke(main, ["deliveries", "dead"])
     assert "TRANSPORT_WEBHOOK_SECRET is not set" in listing.output and "2 dead deliveries" in listing.output
+    sinks = CliRunner().invoke(main, ["sinks"]).output
+    assert "parcs\tslack\tMISCONFIGURED: SLACK_BOT_TOKEN is not set" in sinks
+    assert "transport\twebhook\tMISCONFIGURED" in sinks and "2 misconfigured sink(s)" in sinks
 
     fixed = make_app(GATEWAY_CONFIG_DIR=str(config_dir), TRANSPORT_WEBHOOK_SECRET=SECRET).extensions["runtime"]
     webhook_row = next(r for r in rows if r.target == "webhook")
     assert outbox.retry_dead(fixed, webhook_row.id, "admin:test")
     assert wait_until(lambda: receiver.accepted) == [f"{code}:route1:1:webhook"]
+
+
+@pytest.mark.parametrize("body, subject, words", [
+    ({"status": "needs_info", "note": "Which side of the street is the shelter on?"}, "we need more information",
+     "Which side of the street is the shelter on?"),
+    ({"status": "rejected", "note": "This shelter belongs to the regional transit authority."}, "not taken up",
+     "Reason: This shelter belongs to the regional transit authority."),
+    ({"status": "acknowledged"}, ": received", "is now: received"),
+    ({"status": "in_progress", "note": "Crew on site"}, "in progress", "Message from the department: Crew on site"),
+])
+def test_status_notices_reach_requester_and_followers_in_their_language(client, runtime, auth, receiver,
+                                                                        smtp_server, body, subject, words):
+    from gateway.models import Citizen, ContactPoint, Follower, Request
+
+    code = submit(client, auth)
+    with runtime.db.session() as session:
+        follower = Citizen(name="Neighbour", language="en")
+        session.add(follower)
+        session.flush()
+        session.add(ContactPoint(citizen_id=follower.id, kind="email", value="neighbour@example.org"))
+        session.add(Follower(request_id=session.query(Request).filter_by(code=code).one().id, citizen_id=follower.id))
+    raw = json.dumps(body).encode()
+
+    assert status(client, code, raw, sign(SECRET, raw)).status_code == 200
+
+    for address in ("ann.lee@example.org", "neighbour@example.org"):
+        mail = wait_until(lambda a=address: [m for m in smtp_server.to(a) if subject in m["Subject"]])
+        assert code in mail[0]["Subject"] and words in mail[0].get_content()
+
+
+def test_logs_carry_codes_not_personal_data(client, auth, receiver, smtp_server, caplog):
+    caplog.set_level("DEBUG")
+    code = submit(client, auth)
+    wait_until(lambda: receiver.accepted)
+    status(client, code, CALLBACK, sign(SECRET, CALLBACK))
+    status(client, code, CALLBACK, sign("wrong", CALLBACK))
+    wait_until(lambda: smtp_server.to("ann.lee@example.org")[1:])
+
+    gateway_logs = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail"))
+    assert code in gateway_logs
+    for personal in ("ann.lee", "Ann Lee", "40 Main Street", "broken glass", SECRET):
+        assert personal not in gateway_logs

@@ -63,6 +63,13 @@ class Open311Sink(http.HttpSink):
     def _api_key(self, target: dict[str, Any]) -> str:
         return http.referenced_secret(self.settings, target, "api_key_env", "open311 api key")
 
+    def check(self, target: dict[str, Any]) -> None:
+        """Raises AdapterMisconfiguredError when this target cannot be delivered to."""
+        self._endpoint(target)
+        self._api_key(target)
+        if not target.get("service_codes"):
+            raise AdapterMisconfiguredError("open311 sink needs 'service_codes' (category: service_code)")
+
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str
     ) -> DeliveryReceipt:

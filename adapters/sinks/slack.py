@@ -55,16 +55,20 @@ class SlackSink:
             raise AdapterMisconfiguredError("SLACK_BOT_TOKEN is not set")
         return WebClient(token=self.token, base_url=self.base_url, timeout=self.timeout, retry_handlers=[])
 
+    def check(self, target: dict[str, Any]) -> None:
+        """Raises AdapterMisconfiguredError when this target cannot be delivered to."""
+        if not target.get("channel"):
+            raise AdapterMisconfiguredError("slack sink needs a 'channel'")
+        self.client()
+
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str
     ) -> DeliveryReceipt:
         """Posts (or, with ``update_ts``, updates; with ``notice``, replies in the thread).
 
         Raises AdapterMisconfiguredError, TransientDeliveryError, PermanentDeliveryError."""
-        channel = target.get("channel")
-        if not channel:
-            raise AdapterMisconfiguredError("slack sink needs a 'channel'")
-        client = self.client()
+        self.check(target)
+        channel, client = target["channel"], self.client()
         if target.get("update_ts"):
             answer = _call(client.chat_update, channel=channel, ts=target["update_ts"],
                            text=headline(request), blocks=blocks(request, target.get("actor")))

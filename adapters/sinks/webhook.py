@@ -35,13 +35,18 @@ class WebhookSink(http.HttpSink):
         """Raises AdapterMisconfiguredError when the secret's variable is not set."""
         return http.referenced_secret(self.settings, target, "secret_env", "webhook secret")
 
+    def check(self, target: dict[str, Any]) -> None:
+        """Raises AdapterMisconfiguredError when this target cannot be delivered to."""
+        if not target.get("url"):
+            raise AdapterMisconfiguredError("webhook sink needs a 'url'")
+        self.secret(target)
+
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str
     ) -> DeliveryReceipt:
         """Raises AdapterMisconfiguredError, TransientDeliveryError, PermanentDeliveryError."""
-        url = target.get("url")
-        if not url:
-            raise AdapterMisconfiguredError("webhook sink needs a 'url'")
+        self.check(target)
+        url = target["url"]
         body = json.dumps(payload(request, target), ensure_ascii=False, default=_iso).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
                    "User-Agent": "citizen-gateway", **sign(self.secret(target), body)}
