@@ -55,7 +55,7 @@ def test_request_reaches_department_signed_and_its_callback_reaches_citizen(clie
     assert delivered == [f"{code}:route1:1:webhook"]
     document = receiver.to("/311/requests")[0].json()
     assert document["code"] == code and document["category"] == "transit_stop"
-    assert smtp_server.to("transport@bellerive.example.org")  # fan-out: e-mail too
+    assert wait_until(lambda: smtp_server.to("transport@bellerive.example.org"))  # fan-out: e-mail too
 
     response = status(client, code, CALLBACK, sign(SECRET, CALLBACK))
 
@@ -128,7 +128,7 @@ def test_sample_city_without_secrets_dead_letters_with_reason_then_retry_works(m
     assert "SLACK_BOT_TOKEN is not set" in next(r.last_error for r in rows if r.target == "slack")
     assert rows[0].attempts == 1  # no retry storm on a misconfiguration
     assert runtime.health["sink:webhook"]["misconfigured"] and runtime.health["sink:slack"]["misconfigured"]
-    assert smtp_server.to("transport@bellerive.example.org") and smtp_server.to("parcs@bellerive.example.org")
+    assert wait_until(lambda: smtp_server.to("transport@bellerive.example.org") and smtp_server.to("parcs@bellerive.example.org"))
     assert receiver.requests == [] and tree
 
     for name, value in settings.items():

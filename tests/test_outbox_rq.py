@@ -118,6 +118,7 @@ def test_worker_killed_mid_delivery_delivers_exactly_once(app, client, auth, rec
     seen = [r.headers["idempotency-key"] for r in receiver.to("/311/requests")]
     assert seen == [key, key]  # the one in flight at the crash, and the one after
     assert delivered.attempts == 2 and delivered.external_id == "WO-1"
+    wait_until(lambda: smtp_server.to("transport@bellerive.example.org") and smtp_server.to("ann.lee@example.org"))
     assert len(smtp_server.to("transport@bellerive.example.org")) == 1
     assert len(smtp_server.to("ann.lee@example.org")) == 1  # one acknowledgement
 

@@ -95,7 +95,7 @@ def test_slack_published_vector_verifies_with_the_mock_clock_and_is_stale_now(cl
 
 def test_in_progress_click_updates_request_citizen_and_slack_message(client, runtime, auth, slack, smtp_server):
     code, ts = routed_to_slack(client, runtime, auth, slack)
-    assert "R-" in slack.posts()[0]["text"] and smtp_server.to("parcs@bellerive.example.org")  # fan-out
+    assert code in slack.posts()[0]["text"] and wait_until(lambda: smtp_server.to("parcs@bellerive.example.org"))  # fan-out
     body = click(code, "status:in_progress", ts=ts)
 
     started = time.monotonic()
