@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from normalizer.text import fold
+
 from .department import notify_department, refresh_slack
 from .models import Request, utcnow
 from .status import change_status
@@ -25,8 +27,9 @@ def too_old_to_reopen(runtime, request: Request, now: datetime | None = None) ->
 
 
 def reopen_if_finished(session, runtime, request: Request, text: str) -> list[int]:
-    """The citizen wrote about ``request``: reopen it if it was resolved or closed."""
-    if request.status not in ("resolved", "closed"):
+    """The citizen wrote about ``request``: reopen it if it was resolved or closed (a bare
+    "merci !" answering the closing message is kept in the conversation, and reopens nothing)."""
+    if request.status not in ("resolved", "closed") or is_thanks(text):
         return []
     ids = change_status(session, runtime, request, "in_progress", "citizen", note=None,
                         external={"reopened": True})
@@ -46,3 +49,14 @@ def close_resolved(runtime, now: datetime | None = None) -> list[int]:
             ids += change_status(session, runtime, request, "closed", "system:scheduler",
                                  note=f"closed {delay.total_seconds() / 3600:g} h after resolution")
     return ids
+
+
+THANKS = {"merci", "merci beaucoup", "merci bien", "merci a vous", "merci pour tout", "super merci", "parfait merci",
+          "parfait", "genial", "thanks", "thank you", "thank you very much", "thanks a lot", "great thanks", "ok",
+          "ok merci", "ok thanks", "d accord merci", "bravo", "excellent"}
+
+
+def is_thanks(text: str) -> bool:
+    """A short thank-you (the first line, folded), not a new report."""
+    first = fold((text or "").strip().split("\n", 1)[0])
+    return first in THANKS or (len(first.split()) <= 6 and first.split()[:1] in (["merci"], ["thanks"]))

@@ -23,7 +23,7 @@ def submit(client, auth, name="request__pothole_fr") -> str:
 def get(runtime, code) -> Request:
     with runtime.db.session() as session:
         request = session.query(Request).filter_by(code=code).one()
-        request.events, request.deliveries  # noqa: B018 - loaded before the session closes
+        request.events, request.deliveries, request.messages  # noqa: B018 - loaded before the session closes
         return request
 
 
@@ -112,6 +112,21 @@ def test_citizen_writing_after_closure_reopens_within_the_window(client, runtime
     assert [e for e in reopened.events if e.type == "status_changed"][-1].actor == "citizen"
     notice = wait_until(lambda: [s for s in subjects(smtp_server, "travaux.publics@") if s.startswith("Demande rouverte")])
     assert code in notice[0]
+
+
+@pytest.mark.parametrize("words, reopens", [
+    ("Merci beaucoup !", False), ("Thanks, great job", False), ("merci à vous", False),
+    ("Merci, mais le trou est revenu après la pluie", True), ("Le trou est revenu.", True),
+])
+def test_a_thank_you_after_resolution_does_not_reopen(client, runtime, auth, words, reopens):
+    code = submit(client, auth)
+    client.post(f"/api/v1/requests/{code}/status", headers=auth, json={"status": "resolved"})
+
+    client.post("/api/v1/requests", headers=auth,
+                json={**load("request__pothole_fr"), "description": f"{words}\n\nRe: {code}"})
+
+    assert get(runtime, code).status == ("in_progress" if reopens else "resolved")
+    assert [m.body for m in get(runtime, code).messages if m.direction == "in"][-1].startswith(words)
 
 
 def test_citizen_writing_long_after_closure_starts_a_linked_request(client, runtime, auth):
