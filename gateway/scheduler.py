@@ -128,23 +128,36 @@ def _poll_server(runtime, sink, target: dict, delivery_ids: list[int], now: date
             by_remote[delivery.external_id] = delivery
         session.flush()
         since = min((d.polled_at or d.delivered_at or now) for d in deliveries) - timedelta(minutes=1)
-    remote = sink.statuses(target, list(by_remote)) if by_remote else []
-    if target.get("updates"):
-        remote += [r for r in sink.updates(target, since, now) if r.service_request_id in by_remote]
+    current = sink.statuses(target, list(by_remote)) if by_remote else []
+    updates = [r for r in sink.updates(target, since, now) if r.service_request_id in by_remote] \
+        if target.get("updates") else []
     ids = []
     with runtime.db.session() as session:
-        for status in remote:
-            ids += _apply_remote(session, runtime, session.get(Delivery, by_remote[status.service_request_id].id), status)
+        for status in current:
+            delivery = session.get(Delivery, by_remote[status.service_request_id].id)
+            if status.remote != delivery.remote_status:  # GET requests repeats itself: act on changes only
+                delivery.remote_status = status.remote[:64]
+                ids += _apply_remote(session, runtime, delivery, status)
+        for status in updates:
+            delivery = session.get(Delivery, by_remote[status.service_request_id].id)
+            if not _seen_before(status, delivery.polled_at):
+                ids += _apply_remote(session, runtime, delivery, status)
         for delivery in by_remote.values():
             session.get(Delivery, delivery.id).polled_at = now
     runtime.record_health("sink:open311", ok=True)
     return ids
 
 
+def _seen_before(status: RemoteStatus, polled_at: datetime | None) -> bool:
+    """An update already read by the previous poll (the query window overlaps by a minute)."""
+    try:
+        updated = datetime.fromisoformat(status.updated or "")
+    except ValueError:
+        return False
+    return polled_at is not None and updated.tzinfo is not None and updated <= polled_at
+
+
 def _apply_remote(session, runtime, delivery: Delivery, status: RemoteStatus) -> list[int]:
-    if status.remote == delivery.remote_status and status.note is None:
-        return []
-    delivery.remote_status = status.remote[:64]
     request = delivery.request
     if status.status is None or status.status == request.status:
         return []

@@ -191,6 +191,12 @@ def test_open311_status_polled_back_to_citizen(open311_app, open311, auth, smtp_
     assert "Réparé par l'équipe de nuit." in mail[0].get_content()
     assert scheduler.poll_open311(runtime) == []  # the same status is not applied twice
 
+    client.post("/api/v1/requests", headers=auth,  # the citizen: it is back; "closed" over there stays
+                json={**load("request__pothole_fr"), "description": f"Le trou est revenu ({code})"})
+    assert get(runtime, code).status == "in_progress"
+    scheduler.poll_open311(runtime)
+    assert get(runtime, code).status == "in_progress"  # not resolved again by a stale remote status
+
 
 def test_open311_updates_extension_brings_in_progress(open311_app, open311, auth):
     runtime, client = open311_app.extensions["runtime"], open311_app.test_client()
@@ -200,8 +206,11 @@ def test_open311_updates_extension_brings_in_progress(open311_app, open311, auth
                              "updated_datetime": utcnow().isoformat(), "description": "Équipe assignée"}]
 
     scheduler.poll_open311(runtime)
-
     assert get(runtime, code).status == "in_progress"
+
+    client.post(f"/api/v1/requests/{code}/status", headers=auth, json={"status": "needs_info", "note": "Où ?"})
+    scheduler.poll_open311(runtime)  # the same update, read again in the overlapping window
+    assert get(runtime, code).status == "needs_info"
 
 
 def test_open311_token_is_resolved_before_polling(open311_app, open311, auth):
