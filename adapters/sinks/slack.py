@@ -10,7 +10,10 @@ Buttons carry ``action_id`` ``status:<status>`` (acknowledged, in_progress, reso
 (Slack signature, v0 HMAC-SHA256 with ``SLACK_SIGNING_SECRET``, five-minute window).
 
 The receipt's external id is ``<channel id>:<ts>``: what chat.update and thread replies need.
-Quirks: Slack has no idempotency key, so the outbox's claim is what prevents a double post;
+Quirks: Slack has no idempotency key: each post carries message metadata with the outbox's
+key, and a retry first looks for it in the channel's recent history (conversations.history,
+scope channels:history) so that a worker killed after Slack accepted the post does not post
+it twice;
 errors come as HTTP 200 with ``ok: false`` (``ratelimited`` and ``*_timeout`` are worth a
 retry, ``channel_not_found``/``invalid_auth``… are not); 429 carries Retry-After; a body that
 is not JSON is reported by slack-sdk as ``ok: false`` with an "unexpected body" error.
@@ -28,6 +31,8 @@ from slack_sdk.errors import SlackApiError
 from ..base import DeliveryReceipt, RequestSummary
 from ..errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
 
+METADATA_EVENT = "gateway_request_routed"
+HISTORY_LOOKBACK = 100  # messages searched for an earlier post on a retry
 TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                     "request_timeout", "team_added_to_org"}
 BUTTONS = (("status:acknowledged", "Acknowledge", "primary"), ("status:in_progress", "In progress", None),
@@ -76,9 +81,25 @@ class SlackSink:
             answer = _call(client.chat_postMessage, channel=channel, text=target["notice"]["text"],
                            thread_ts=target.get("thread_ts"), reply_broadcast=bool(target.get("thread_ts")))
         else:
+            earlier = _earlier_post(client, channel, idempotency_key) if int(target.get("attempt") or 1) > 1 else None
+            if earlier is not None:
+                return DeliveryReceipt(external_id=f"{channel}:{earlier}")
             answer = _call(client.chat_postMessage, channel=channel, text=headline(request),
-                           blocks=blocks(request), unfurl_links=False)
+                           blocks=blocks(request), unfurl_links=False,
+                           metadata={"event_type": METADATA_EVENT,
+                                     "event_payload": {"code": request.code, "idempotency_key": idempotency_key}})
         return DeliveryReceipt(external_id=f"{answer.get('channel') or channel}:{answer.get('ts')}")
+
+
+def _earlier_post(client: WebClient, channel: str, key: str) -> str | None:
+    """The ts of a message already posted under ``key`` (a worker died after Slack accepted it
+    but before the gateway recorded it), found in the channel's recent history by its metadata."""
+    answer = _call(client.conversations_history, channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True)
+    for message in answer.get("messages") or []:
+        metadata = message.get("metadata") or {}
+        if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("idempotency_key") == key:
+            return message.get("ts")
+    return None
 
 
 def _call(method, **kwargs):

@@ -94,3 +94,23 @@ def test_missing_settings_are_misconfiguration(slack, summary, token, target, me
     with pytest.raises(AdapterMisconfiguredError, match=message):
         sink(slack, token).deliver(summary, target, "k")
     assert slack.requests == []
+
+
+def test_retry_after_an_unrecorded_success_finds_the_earlier_post(slack, summary):
+    """A worker killed after Slack accepted the post: the retry finds it instead of posting twice."""
+    first = sink(slack).deliver(summary, {"channel": "C0PARCS311", "attempt": 1}, "R-2026-4821735:route1:0:slack")
+    sink(slack).deliver(summary, {"channel": "C0OTHER"}, "another-key")
+
+    again = sink(slack).deliver(summary, {"channel": "C0PARCS311", "attempt": 2}, "R-2026-4821735:route1:0:slack")
+
+    assert again.external_id == first.external_id
+    assert len(slack.to("/api/chat.postMessage")) == 2  # not a third
+    history = slack.to("/api/conversations.history")[0]
+    asked = history.query or history.form()  # slack-sdk may send the parameters in the body
+    assert asked["channel"] == "C0PARCS311" and asked["include_all_metadata"] in ("1", "true", "True")
+    assert slack.posts()[0]["metadata"]["event_payload"]["idempotency_key"] == "R-2026-4821735:route1:0:slack"
+
+
+def test_retry_without_earlier_post_posts(slack, summary):
+    receipt = sink(slack).deliver(summary, {"channel": "C0PARCS311", "attempt": 3}, "k-new")
+    assert receipt.external_id == "C0PARCS311:1764000000.000001" and len(slack.posts()) == 1

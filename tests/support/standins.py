@@ -139,6 +139,7 @@ class SlackStandIn(StandIn):
         super().__init__()
         self.token = token
         self._ts = itertools.count(1)
+        self.history: dict[str, list[dict]] = {}  # channel -> messages, newest first
 
     @property
     def base_url(self) -> str:
@@ -147,11 +148,23 @@ class SlackStandIn(StandIn):
     def answer(self, recorded: Recorded) -> Answer:
         if recorded.headers.get("authorization") != f"Bearer {self.token}":
             return Answer(200, {"ok": False, "error": "invalid_auth"})
-        document = recorded.json() if recorded.body.startswith(b"{") else recorded.form()
+        document = recorded.json() if recorded.body.startswith(b"{") else {**recorded.query, **recorded.form()}
         channel = document.get("channel")
         if recorded.path == "/api/chat.postMessage":
             ts = f"1764000000.{next(self._ts):06d}"
-            return Answer(200, {"ok": True, "channel": channel, "ts": ts, "message": {"text": document.get("text")}})
+            message = {"type": "message", "ts": ts, "text": document.get("text")}
+            if document.get("metadata"):
+                message["metadata"] = document["metadata"]
+            with self._lock:
+                self.history.setdefault(channel, []).insert(0, message)
+            return Answer(200, {"ok": True, "channel": channel, "ts": ts, "message": message})
+        if recorded.path == "/api/conversations.history":
+            with self._lock:
+                messages = list(self.history.get(channel, []))
+            if document.get("include_all_metadata") not in (True, "true", "1", 1):
+                messages = [{k: v for k, v in m.items() if k != "metadata"} for m in messages]
+            return Answer(200, {"ok": True, "messages": messages[: int(document.get("limit") or 100)],
+                                "has_more": False})
         if recorded.path == "/api/chat.update":
             return Answer(200, {"ok": True, "channel": channel, "ts": document.get("ts"), "text": document.get("text")})
         return Answer(200, {"ok": False, "error": "unknown_method"})
