@@ -3,7 +3,8 @@
 Provider docs: chat.postMessage and chat.update (https://docs.slack.dev/reference/methods/),
 Block Kit buttons, interactivity (block_actions payloads to the Request URL). Uses slack-sdk's
 WebClient; ``SLACK_BOT_TOKEN`` from the environment, ``SLACK_API_BASE`` (tests: a local
-stand-in) as its base URL. Configuration: ``{type: slack, channel: C0123456}``.
+stand-in) as its base URL. Configuration: ``{type: slack, channel: C0123456}`` (the channel id; the bot must be a member,
+scopes chat:write and channels:history).
 
 Buttons carry ``action_id`` ``status:<status>`` (acknowledged, in_progress, resolved) or
 ``decline`` and ``value`` = the tracking code; gateway/webhooks/slack.py verifies the click
@@ -94,7 +95,11 @@ class SlackSink:
 def _earlier_post(client: WebClient, channel: str, key: str) -> str | None:
     """The ts of a message already posted under ``key`` (a worker died after Slack accepted it
     but before the gateway recorded it), found in the channel's recent history by its metadata."""
-    answer = _call(client.conversations_history, channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True)
+    try:
+        answer = _call(client.conversations_history, channel=channel, limit=HISTORY_LOOKBACK,
+                       include_all_metadata=True)
+    except (PermanentDeliveryError, AdapterMisconfiguredError):
+        return None  # no history scope, or a channel given by name: post (a double is better than none)
     for message in answer.get("messages") or []:
         metadata = message.get("metadata") or {}
         if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("idempotency_key") == key:

@@ -114,3 +114,9 @@ def test_retry_after_an_unrecorded_success_finds_the_earlier_post(slack, summary
 def test_retry_without_earlier_post_posts(slack, summary):
     receipt = sink(slack).deliver(summary, {"channel": "C0PARCS311", "attempt": 3}, "k-new")
     assert receipt.external_id == "C0PARCS311:1764000000.000001" and len(slack.posts()) == 1
+
+
+def test_retry_posts_when_history_cannot_be_read(slack, summary):
+    slack.fail_next("/api/conversations.history", Answer(200, {"ok": False, "error": "missing_scope"}))
+    receipt = sink(slack).deliver(summary, {"channel": "C0PARCS311", "attempt": 2}, "k")
+    assert receipt.external_id.startswith("C0PARCS311:") and len(slack.posts()) == 1
