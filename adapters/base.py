@@ -166,6 +166,10 @@ class Sink(Protocol):
 
     type: str
 
+    def check(self, target: dict[str, Any]) -> None:
+        """Raises AdapterMisconfiguredError when ``target`` cannot be delivered to (a missing
+        setting or secret), without sending anything: `gateway sinks` shows it to administrators."""
+
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str
     ) -> DeliveryReceipt:

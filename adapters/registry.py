@@ -13,6 +13,9 @@ from .channels.telegram import TelegramChannel
 from .channels.twilio import TwilioSmsChannel, TwilioVoiceChannel
 from .channels.web_form import WebFormChannel
 from .sinks.email_smtp import EmailSmtpSink
+from .sinks.open311 import Open311Sink
+from .sinks.slack import SlackSink
+from .sinks.webhook import WebhookSink
 
 # Inbound parsers, by the name stored on each inbound message.
 INBOUND = {
@@ -35,4 +38,7 @@ OUTBOUND = {
 # Department tools, by the sink `type` used in config/departments.yaml.
 SINKS = {
     "email_smtp": EmailSmtpSink.from_settings,
+    "slack": SlackSink.from_settings,
+    "webhook": WebhookSink.from_settings,
+    "open311": Open311Sink.from_settings,
 }

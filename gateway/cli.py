@@ -74,14 +74,15 @@ def worker(burst: bool):
 @main.command()
 @click.option("--once", is_flag=True, help="one pass, then exit")
 def scheduler(once: bool):
-    """Periodically re-enqueue due work found in the database (the sweeper)."""
-    from . import create_app, jobs
+    """Periodic work: the sweeper, SLA checks, closing resolved requests, Open311 polling."""
+    from . import create_app
+    from .scheduler import run_once
 
     app = create_app({"GATEWAY_INLINE_JOBS": False})
     runtime = app.extensions["runtime"]
     every = float(runtime.settings["GATEWAY_SWEEP_SECONDS"])
     while True:
-        jobs.sweep(runtime)
+        run_once(runtime)
         if once:
             return
         time.sleep(every)
@@ -187,6 +188,26 @@ def rules_test(text, lang, channel, lat, lon, when, path):
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
+@main.command("sinks")
+def sinks_check():
+    """Each department's sinks, and whether their settings and secrets are in place."""
+    from adapters.errors import AdapterMisconfiguredError
+
+    from . import create_app
+
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    bad = 0
+    for department in runtime.rules.current.departments.values():
+        for target in department.sinks:
+            try:
+                runtime.sink(target.type).check(target.settings())
+                state = "ok"
+            except AdapterMisconfiguredError as exc:
+                state, bad = f"MISCONFIGURED: {exc}", bad + 1
+            click.echo(f"{department.code}\t{target.type}\t{state}")
+    click.echo(f"{bad} misconfigured sink(s)")
+
+
 # --- accounts and deliveries -----------------------------------------------------------------
 
 @main.group()
@@ -235,6 +256,24 @@ def deliveries_dead():
             click.echo(f"{delivery.id}\t{code}\t{delivery.purpose}:{delivery.target}\t"
                        f"{delivery.attempts} attempts\t{delivery.last_error}")
         click.echo(f"{len(rows)} dead deliveries")
+
+
+@deliveries.command("retrying")
+def deliveries_retrying():
+    """List deliveries that failed and wait for their next attempt."""
+    from sqlalchemy import select
+
+    from . import create_app
+    from .models import Delivery, Request
+
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    with runtime.db.session() as session:
+        rows = session.execute(select(Delivery, Request.code).join(Request).where(
+            Delivery.state == "pending", Delivery.attempts > 0).order_by(Delivery.next_attempt_at)).all()
+        for delivery, code in rows:
+            click.echo(f"{delivery.id}\t{code}\t{delivery.purpose}:{delivery.target}\t{delivery.attempts} attempts\t"
+                       f"next {delivery.next_attempt_at:%Y-%m-%d %H:%M:%S}Z\t{delivery.last_error}")
+        click.echo(f"{len(rows)} deliveries failing and retrying")
 
 
 @deliveries.command("retry")

@@ -156,9 +156,12 @@ class Request(Base):
     routed_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    sla_state: Mapped[str | None] = mapped_column(String(12))  # None, "approaching", "breached"
+    related_to_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))  # a closed request reported again
 
     citizen: Mapped[Citizen | None] = relationship(lazy="joined")
-    duplicate_of: Mapped[Request | None] = relationship(remote_side=[id])
+    duplicate_of: Mapped[Request | None] = relationship(remote_side=[id], foreign_keys=[duplicate_of_id])
+    related_to: Mapped[Request | None] = relationship(remote_side=[id], foreign_keys=[related_to_id])
     messages: Mapped[list[Message]] = relationship(order_by="Message.id", back_populates="request")
     events: Mapped[list[Event]] = relationship(order_by="Event.id", back_populates="request")
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
@@ -254,6 +257,8 @@ class Delivery(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    remote_status: Mapped[str | None] = mapped_column(String(64))  # last status read back (Open311)
+    polled_at: Mapped[datetime | None]
     request: Mapped[Request] = relationship(back_populates="deliveries")
 
     def __repr__(self) -> str:

@@ -49,9 +49,12 @@ def _window_closed(citizen: Citizen | None, channel: str) -> bool:
     return point is not None and not point.opted_out and not within_window(point, channel)
 
 
-def render(runtime, template: str, request: Request, extra: dict | None = None) -> tuple[str | None, str]:
+def render(runtime, template: str, request: Request, extra: dict | None = None,
+           language: str | None = None) -> tuple[str | None, str]:
+    """(subject, body) of ``template`` for ``request``, in ``language`` (default: the request's)."""
     book = runtime.rules.current
-    language = request.language if request.language in ("fr", "en") else book.city.default_language
+    language = language or request.language
+    language = language if language in ("fr", "en") else book.city.default_language
     version = book.templates.get(template, book.templates["acknowledgement"])[language]
     due = request.sla_due_at.astimezone(book.timezone).strftime("%Y-%m-%d %H:%M") if request.sla_due_at else ""
     values = {

@@ -82,7 +82,9 @@ def _prepare(runtime, session, delivery: Delivery):
         if delivery.purpose == "sink":
             sink = runtime.sink(delivery.target)
             summary = summarize(runtime, delivery.request)
-            return lambda: sink.deliver(summary, dict(delivery.settings), delivery.idempotency_key)
+            # "attempt" lets a sink without idempotency keys look for an earlier, unrecorded success.
+            target = {**delivery.settings, "attempt": delivery.attempts}
+            return lambda: sink.deliver(summary, target, delivery.idempotency_key)
         channel = runtime.outbound(delivery.target)
         if channel is None:
             raise AdapterMisconfiguredError(f"no outbound adapter for {delivery.target}")

@@ -20,7 +20,7 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
-from . import attachments, chat
+from . import attachments, chat, closure, replies
 from .bounces import record_bounce
 from .models import ContactPoint, Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
@@ -71,6 +71,10 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
     if message.command or message.edit_of:  # chat commands and edits are not requests
         return chat.handle(runtime, session, inbound, message)
+    answered = replies.department_reply(session, runtime, message, message.reference_codes)
+    if answered is not None:  # a department answering the routed e-mail, not a citizen
+        _mark_processed(inbound, answered[0])
+        return answered[1]
     citizen, identity_notes = resolve_citizen(session, message)
     chat.heard_from(session, citizen, message, inbound.received_at)
     if parsed.opt_out is not None:
@@ -79,12 +83,15 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
 
     chat_window = timedelta(minutes=float(runtime.settings.get("GATEWAY_CHAT_THREAD_MINUTES") or 0))
     existing = find_conversation(session, message, citizen, inbound.received_at, chat_window)
+    related = None
+    if existing is not None and closure.too_old_to_reopen(runtime, existing, inbound.received_at):
+        related, existing = existing, None  # closed long ago: a new request, linked to the old one
     if existing is not None:
         _add_to_conversation(session, runtime, existing, message, inbound)
         chat.add_location(session, runtime, existing, message)
         if parsed.fills_description:
             return _fill_description(session, runtime, book, existing, message, inbound)
-        return []
+        return closure.reopen_if_finished(session, runtime, existing, message.text)
     decision = decide(book, _facts(book, message, inbound))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
                          inbound.received_at)
@@ -97,6 +104,10 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     request = _create_request(session, runtime, book, message, inbound, decision, citizen)
     if parsed.needs_info:
         request.status = "needs_info"
+    if related is not None:
+        request.related_to_id = related.id
+        session.add(Event(request_id=related.id, actor="system:pipeline", type="reported_again",
+                          data={"request": request.code}))
     session.add_all([
         Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
               at=inbound.received_at, data={"channel": message.channel}),

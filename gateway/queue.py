@@ -40,7 +40,7 @@ class InlineQueue:
         from . import jobs
 
         while not self._stop.wait(every):
-            jobs.run_logged(self.runtime, "sweep", 0)
+            jobs.run_logged(self.runtime, "tick", 0)
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -29,6 +29,8 @@ def request_to_dict(request: Request, book) -> dict:
         "rule": request.rule,
         "sla_due_at": iso(request.sla_due_at),
         "duplicate_of": request.duplicate_of.code if request.duplicate_of else None,
+        "sla_state": request.sla_state,
+        "related_to": request.related_to.code if request.related_to else None,
         "created_at": iso(request.created_at),
         "acknowledged_at": iso(request.acknowledged_at),
         "routed_at": iso(request.routed_at),

@@ -24,6 +24,14 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_BACKOFF_SECONDS": 30.0,  # first retry delay, doubled each attempt, with jitter
     "GATEWAY_LEASE_SECONDS": 120.0,  # a claimed job not finished by then is taken up again
     "GATEWAY_INLINE_JOBS": True,  # with no REDIS_URL, run jobs in background threads
+    "GATEWAY_CLOSE_AFTER_HOURS": 72.0,  # a resolved request is closed this long after
+    "GATEWAY_REOPEN_DAYS": 14.0,  # a citizen writing within this after closure reopens it
+    "GATEWAY_SLA_WARN_RATIO": 0.8,  # share of the SLA time after which it is "approaching"
+    "GATEWAY_OPEN311_POLL_SECONDS": 300.0,  # how often departments' Open311 servers are polled
+    "GATEWAY_HTTP_TIMEOUT_SECONDS": 10.0,  # every call to a department's tool gives up after this
+    "SLACK_BOT_TOKEN": None,  # unset: Slack deliveries are dead letters marked misconfigured
+    "SLACK_SIGNING_SECRET": None,  # unset: Slack buttons are refused (503)
+    "SLACK_API_BASE": None,  # tests: a local stand-in (default https://slack.com/api/)
     "SMTP_HOST": "127.0.0.1",
     "SMTP_PORT": 25,
     "SMTP_FROM": "311@bellerive.example.org",
@@ -39,7 +47,9 @@ DEFAULTS: dict[str, object] = {
 }
 
 _INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH"}
-_FLOATS = {"GATEWAY_CHAT_THREAD_MINUTES", "GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS"}
+_FLOATS = {"GATEWAY_CHAT_THREAD_MINUTES", "GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS",
+           "GATEWAY_LEASE_SECONDS", "GATEWAY_CLOSE_AFTER_HOURS", "GATEWAY_REOPEN_DAYS",
+           "GATEWAY_SLA_WARN_RATIO", "GATEWAY_OPEN311_POLL_SECONDS", "GATEWAY_HTTP_TIMEOUT_SECONDS"}
 _BOOLS = {"SMTP_STARTTLS", "GATEWAY_INLINE_JOBS"}
 
 

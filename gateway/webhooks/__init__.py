@@ -44,5 +44,6 @@ def refuse(channel: str, exc: AdapterError):
 
 # Provider modules register their routes on `bp` when imported (one line each):
 from . import messenger  # noqa: E402,F401,I001
+from . import slack  # noqa: E402,F401  (Slack buttons and thread replies)
 from . import telegram  # noqa: E402,F401,I001
 from . import twilio  # noqa: E402,F401
