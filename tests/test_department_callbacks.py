@@ -64,8 +64,8 @@ def test_request_reaches_department_signed_and_its_callback_reaches_citizen(clie
     change = [e for e in detail["events"] if e["type"] == "status_changed"][-1]
     assert change["actor"] == "webhook:transport" and change["data"]["external_status_code"] == "WO-2291-DONE"
     mail = wait_until(lambda: [m for m in smtp_server.to("ann.lee@example.org") if "resolved" in m["Subject"]])
-    assert "The glass was replaced" not in mail[0].get_content()  # the note is the department's own words
-    assert "L'abribus a été réparé et la vitre remplacée." in mail[0].get_content()
+    assert "The glass was replaced" not in mail[0].get_body(("plain",)).get_content()  # the note is the department's own words
+    assert "L'abribus a été réparé et la vitre remplacée." in mail[0].get_body(("plain",)).get_content()
 
 
 @pytest.mark.parametrize("headers, reason", [
@@ -171,7 +171,7 @@ def test_status_notices_reach_requester_and_followers_in_their_language(client, 
 
     for address in ("ann.lee@example.org", "neighbour@example.org"):
         mail = wait_until(lambda a=address: [m for m in smtp_server.to(a) if subject in m["Subject"]])
-        assert code in mail[0]["Subject"] and words in mail[0].get_content()
+        assert code in mail[0]["Subject"] and words in mail[0].get_body(("plain",)).get_content()
 
 
 def test_logs_carry_codes_not_personal_data(client, auth, receiver, smtp_server, caplog):

@@ -67,8 +67,8 @@ def test_resolu_reply_resolves_and_citizen_gets_the_closing_note(email_in, clien
     assert change.actor == "email:travaux_publics"
     assert change.data["note"] == "le trou a été rebouché à l'asphalte froid ce matin.\nMerci du signalement."
     mail = wait_until(lambda: [m for m in smtp_server.to("marie.tremblay@example.org") if "résolue" in m["Subject"]])
-    assert "rebouché à l'asphalte froid" in mail[0].get_content()
-    assert "a écrit" not in mail[0].get_content()  # the quoted original stays out
+    assert "rebouché à l'asphalte froid" in mail[0].get_body(("plain",)).get_content()
+    assert "a écrit" not in mail[0].get_body(("plain",)).get_content()  # the quoted original stays out
     assert len([m for m in found.messages if m.direction == "in"]) == 1  # not a citizen message
 
 

@@ -188,7 +188,7 @@ def test_open311_status_polled_back_to_citizen(open311_app, open311, auth, smtp_
     change = [e for e in request.events if e.type == "status_changed"][-1]
     assert change.actor == "open311:travaux_publics" and change.data["external_status_code"] == "closed"
     mail = wait_until(lambda: [m for m in smtp_server.to("marie.tremblay@example.org") if "résolue" in m["Subject"]])
-    assert "Réparé par l'équipe de nuit." in mail[0].get_content()
+    assert "Réparé par l'équipe de nuit." in mail[0].get_body(("plain",)).get_content()
     assert scheduler.poll_open311(runtime) == []  # the same status is not applied twice
 
     client.post("/api/v1/requests", headers=auth,  # the citizen: it is back; "closed" over there stays
