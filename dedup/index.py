@@ -1,0 +1,73 @@
+"""The blocking index: which open requests can be the same problem as a new one.
+
+A request is filed under (category, grid cell) when it has usable coordinates and under
+(category, street key) when it has an address: the two columns ``dedup_cell`` and
+``dedup_street`` of the requests table, each indexed with category and created_at. The
+candidates of a new request are the open requests of its comparable categories, in the
+cells around it (as far as the category's radius) or on its street, within the window:
+a handful of index range scans, never a scan of the backlog, and at most
+``max_candidates`` rows (the most recent).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from .config import DedupRules
+from .geo import cell_of, cells_around, street_key, usable_point
+from .scoring import Report
+
+
+def stored_keys(lat, lon, address, rules: DedupRules) -> tuple[str | None, str | None]:
+    """(dedup_cell, dedup_street) to store with a request."""
+    cell = cell_of(lat, lon) if usable_point(lat, lon, rules.bounds) is None else None
+    return cell, street_key(address)
+
+
+def index_keys(report: Report, rules: DedupRules) -> list[tuple]:
+    cell, street = stored_keys(report.lat, report.lon, report.address, rules)
+    keys = [(report.category, "cell", cell)] if cell else []
+    return keys + ([(report.category, "street", street)] if street else [])
+
+
+def search_keys(report: Report, rules: DedupRules) -> list[tuple]:
+    categories = rules.comparable(report.category)
+    keys = []
+    if usable_point(report.lat, report.lon, rules.bounds) is None:
+        cells = cells_around(report.lat, report.lon, rules.widest_radius(categories))
+        keys += [(c, "cell", cell) for c in categories for cell in cells]
+    street = street_key(report.address)
+    if street:
+        keys += [(c, "street", street) for c in categories]
+    return keys
+
+
+def candidates(session: Session, report: Report, rules: DedupRules, open_statuses) -> list[Report]:
+    """Open requests that may be the same problem as ``report`` (most recent first)."""
+    from gateway.models import Request
+
+    categories = rules.comparable(report.category)
+    named = [c for c in categories if c is not None]
+    category = or_(Request.category.in_(named), Request.category.is_(None)) if None in categories \
+        else Request.category.in_(named)
+    places = []
+    if usable_point(report.lat, report.lon, rules.bounds) is None:
+        places.append(Request.dedup_cell.in_(
+            cells_around(report.lat, report.lon, rules.widest_radius(categories))))
+    street = street_key(report.address)
+    if street:
+        places.append(Request.dedup_street == street)
+    if not places:
+        return []
+    rows = session.execute(
+        select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
+               Request.lat, Request.lon, Request.address, Request.language, Request.priority)
+        .where(category, or_(*places), Request.created_at >= report.created_at - rules.longest_window(categories),
+               Request.status.in_(open_statuses))
+        .order_by(Request.created_at.desc())
+        .limit(rules.max_candidates)
+    ).all()
+    return [Report(id=r.id, code=r.code, category=r.category, created_at=r.created_at, text=r.description,
+                   lat=r.lat, lon=r.lon, address=r.address, language=r.language, priority=r.priority)
+            for r in rows]
