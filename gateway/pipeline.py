@@ -15,11 +15,12 @@ from sqlalchemy import or_, select, update
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
-from dedup import same_citizen
+from dedup import Report, cross_citizen, current_rules, same_citizen, stored_keys
 from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
+from .duplicates import apply_decision
 from .models import Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
@@ -72,36 +73,47 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         _add_to_conversation(session, existing, message, inbound)
         return []
     decision = decide(book, _facts(book, message, inbound))
+    rules = current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
-                         inbound.received_at)
+                         inbound.received_at, rules, message.lat, message.lon, message.address)
     if dedup.action == "join":
         existing = session.get(Request, dedup.request_id)
         session.add(Event(request_id=existing.id, actor="system:dedup", type="dedup_joined", data=dedup.as_dict()))
         _add_to_conversation(session, existing, message, inbound)
         return []
 
+    report = Report(created_at=inbound.received_at, text=message.text, category=decision.category,
+                    lat=message.lat, lon=message.lon, address=message.address, language=message.language,
+                    priority=decision.priority)
+    duplicate = cross_citizen(session, rules, report)
     request = _create_request(session, book, message, inbound, decision, citizen)
+    request.dedup_cell, request.dedup_street = stored_keys(message.lat, message.lon, message.address, rules)
     session.add_all([
         Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
               at=inbound.received_at, data={"channel": message.channel}),
         Event(request_id=request.id, actor="system:normalizer", type="normalized",
               data={"language": message.language, "language_detected": message.language_detected,
                     "citizen": citizen.id if citizen else None, "notes": identity_notes}),
-        Event(request_id=request.id, actor="system:dedup", type="dedup", data=dedup.as_dict()),
+        Event(request_id=request.id, actor="system:dedup", type="dedup",
+              data={**dedup.as_dict(), "cross_citizen": duplicate.as_dict()}),
         Event(request_id=request.id, actor="system:router", type="routed", public=True,
               data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
                     "category": decision.category, "priority": decision.priority, "sla_hours": decision.sla_hours,
                     "district": decision.district, "after_hours": decision.after_hours,
                     "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
     ])
-    deliveries = [
-        add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
-        for i, sink in enumerate(decision.sinks)
-    ]
-    ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                 f"{request.code}:notify:acknowledgement")
-    if ack is not None:
-        deliveries.append(ack)
+    session.flush()
+    deliveries = apply_decision(session, runtime, request, duplicate)
+    if duplicate.action != "link" or duplicate.flagged:  # urgent: the department hears of it anyway
+        deliveries += [
+            add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
+            for i, sink in enumerate(decision.sinks)
+        ]
+    if duplicate.action != "link":  # a linked reporter was told the master's code instead
+        ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
+                     f"{request.code}:notify:acknowledgement")
+        if ack is not None:
+            deliveries.append(ack)
     _mark_processed(inbound, request)
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)

@@ -11,7 +11,7 @@ from adapters.errors import MalformedPayloadError
 
 from .. import intake
 from ..models import Request
-from ..serialize import request_to_dict
+from ..serialize import request_to_dict, suggested_duplicates
 from ..status import StatusError, change_status
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -45,7 +45,9 @@ def create_request():
         if found is None:  # stored, processing later
             return jsonify(code=outcome.code, status="received"), 202
         body = {"code": found.code, "status": found.status, "category": found.category,
-                "department": found.department, "priority": found.priority}
+                "department": found.department, "priority": found.priority,
+                "duplicate_of": found.duplicate_of.code if found.duplicate_of else None,
+                "suggested_duplicates": suggested_duplicates(found)}
     return jsonify(body), status, {"Location": f"/api/v1/requests/{outcome.code}"}
 
 
@@ -83,3 +85,6 @@ def set_status(code: str):
     for delivery_id in notifications:
         runtime.jobs.enqueue("deliver", delivery_id)
     return jsonify(body)
+
+
+from . import duplicates  # noqa: E402,F401 - registers the agents' duplicate routes on bp
