@@ -218,6 +218,22 @@ def measure(records, pairs, rules: DedupRules) -> Figures:
                    sum(len(v) for v in outcome.suggested.values()), len(dups), found)
 
 
+def load_french() -> tuple[list[Record], list[tuple[str, str]]]:
+    """The French set written for the tests (fixtures/dedup/README.md) and its marked pairs."""
+    document = json.loads((FIXTURES / "bellerive_fr__written_for_tests.json").read_text(encoding="utf-8"))
+    records, pairs = [], []
+    for i, row in enumerate(document["requests"]):
+        report = Report(created_at=_time(row["requested_datetime"]), text=row["description"],
+                        category=row["category"], lat=row["lat"], lon=row["lon"], address=row["address"],
+                        language="fr", id=i, code=row["id"],
+                        priority="urgent" if row["category"] == "water_main_break" else "routine")
+        records.append(Record(row["id"], report, None, row["duplicate_of"] is not None))
+        if row["duplicate_of"]:
+            pairs.append((row["id"], row["duplicate_of"]))
+    records.sort(key=lambda r: r.report.created_at)
+    return records, pairs
+
+
 def boston_rules(auto_link: float | None = None, suggest: float | None = None) -> DedupRules:
     rules = load_dedup_rules(ROOT / "config")
     thresholds = rules.thresholds.model_copy(update={k: v for k, v in
@@ -246,6 +262,15 @@ def main() -> None:
     rows = [measure(records, pairs, boston_rules(a, s)) for a in (80, 85, 88, 90, 92, 95) for s in (45, 50, 55, 60, 65)
             if s <= a]
     print(table(rows))
+    records, pairs = load_french()
+    rules = load_dedup_rules(ROOT / "config")
+    print(f"\nFrench set written for the tests, {len(records)} records, {len(pairs)} marked pairs:")
+    print(table([measure(records, pairs, rules)]))
+    outcome = replay(records, rules)
+    for record in records:
+        decision = outcome.decisions[record.key]
+        print(f"  {record.key} {decision.action:8} {outcome.linked.get(record.key) or outcome.suggested.get(record.key) or ''}"
+              f" {'flagged' if decision.flagged else ''} {'; '.join(decision.reasons)}")
 
 
 if __name__ == "__main__":
