@@ -11,7 +11,7 @@ a handful of index range scans, never a scan of the backlog, and at most
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .config import DedupRules
@@ -44,30 +44,39 @@ def search_keys(report: Report, rules: DedupRules) -> list[tuple]:
 
 
 def candidates(session: Session, report: Report, rules: DedupRules, open_statuses) -> list[Report]:
-    """Open requests that may be the same problem as ``report`` (most recent first)."""
+    """Open requests that may be the same problem as ``report`` (most recent first).
+
+    One query per kind of place (cells, street) and of category (named, none), each
+    matching its index exactly (category, place IN …, created_at ≥ …): the database reads
+    only those rows."""
     from gateway.models import Request
 
     categories = rules.comparable(report.category)
     named = [c for c in categories if c is not None]
-    category = or_(Request.category.in_(named), Request.category.is_(None)) if None in categories \
-        else Request.category.in_(named)
+    # Uncategorized requests (triage) are compared too; "IS NULL" in its own query keeps
+    # both on the index (an OR of the two would not).
+    kinds = [Request.category.in_(named), Request.category.is_(None)]
+    since = report.created_at - rules.longest_window(categories)
     places = []
     if usable_point(report.lat, report.lon, rules.bounds) is None:
-        places.append(Request.dedup_cell.in_(
-            cells_around(report.lat, report.lon, rules.widest_radius(categories))))
+        places.append(Request.dedup_cell.in_(cells_around(report.lat, report.lon, rules.widest_radius(categories))))
     street = street_key(report.address)
     if street:
         places.append(Request.dedup_street == street)
-    if not places:
-        return []
-    rows = session.execute(
-        select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
-               Request.lat, Request.lon, Request.address, Request.language, Request.priority)
-        .where(category, or_(*places), Request.created_at >= report.created_at - rules.longest_window(categories),
-               Request.status.in_(open_statuses))
-        .order_by(Request.created_at.desc())
-        .limit(rules.max_candidates)
-    ).all()
+    found = {}
+    for category, place in ((k, p) for k in kinds for p in places):
+        rows = session.execute(
+            select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
+                   Request.lat, Request.lon, Request.address, Request.language, Request.priority,
+                   Request.status)
+            .where(category, place, Request.created_at >= since)
+            .order_by(Request.created_at.desc())
+            .limit(rules.max_candidates)
+        ).all()
+        # The status is checked here, not in SQL: with it there, planners may prefer the
+        # (category, status, created_at) index and read every open request of the category.
+        found.update((r.id, r) for r in rows if r.status in open_statuses)
+    rows = sorted(found.values(), key=lambda r: r.created_at, reverse=True)[: rules.max_candidates]
     return [Report(id=r.id, code=r.code, category=r.category, created_at=r.created_at, text=r.description,
                    lat=r.lat, lon=r.lon, address=r.address, language=r.language, priority=r.priority)
             for r in rows]

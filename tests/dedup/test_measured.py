@@ -8,7 +8,15 @@ import pytest
 
 from dedup import load_dedup_rules
 
-from .replay import ROOT, boston_rules, load_boston_cached, load_french, measure, replay, verified_pairs
+from .replay import (
+    ROOT,
+    boston_rules,
+    load_boston_cached,
+    load_french,
+    measure,
+    replay,
+    verified_pairs,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from dedup import Report, decide, load_dedup_rules
-from dedup.geo import address_distance_m, cell_of, cells_around, distance_m, parse_address, usable_point
+from dedup.geo import (
+    address_distance_m,
+    cell_of,
+    cells_around,
+    distance_m,
+    parse_address,
+    usable_point,
+)
 from dedup.text import prepare, similarity
 from router.yamlfile import ConfigError
 
