@@ -5,6 +5,7 @@ computed when a request was created stays valid; the cells to search around a po
 derived from the radius and the cell's real width at that latitude. A street key
 ("myrtle st") indexes requests that have an address but no coordinates, and house numbers
 on the same street give a distance: "108 Myrtle St" and "106 Myrtle Street" are neighbours.
+Street keys carry the block of the house number, so a long street is not one bucket.
 """
 
 from __future__ import annotations
@@ -97,9 +98,31 @@ def parse_address(address: str | None) -> tuple[int | None, str] | None:
     return number, " ".join(key)[:120]
 
 
+BLOCK = 100  # house numbers per block of a street key: "wellington#1" holds 100 to 199
+
+
 def street_key(address: str | None) -> str | None:
+    """The key an address is indexed under: the street and the block of its number
+    ("wellington#1"), or "wellington#?" without a number. A long street is then not one
+    huge bucket; neighbours are in the same block or the next ones."""
     parsed = parse_address(address)
-    return parsed[1] if parsed else None
+    if parsed is None:
+        return None
+    number, street = parsed
+    return f"{street[:110]}#{'?' if number is None else number // BLOCK}"
+
+
+def street_keys_around(address: str | None, radius_m: float) -> list[str]:
+    """Every street key that may hold an address within ``radius_m`` along the street."""
+    parsed = parse_address(address)
+    if parsed is None:
+        return []
+    number, street = parsed
+    if number is None:
+        return [f"{street[:110]}#?"]
+    reach = math.ceil(radius_m / METERS_PER_HOUSE_NUMBER)
+    blocks = range((number - reach) // BLOCK, (number + reach) // BLOCK + 1)
+    return [f"{street[:110]}#{b}" for b in blocks if b >= 0] + [f"{street[:110]}#?"]
 
 
 def address_distance_m(a: str | None, b: str | None) -> float | None:

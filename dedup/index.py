@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .config import DedupRules
-from .geo import cell_of, cells_around, street_key, usable_point
+from .geo import cell_of, cells_around, street_key, street_keys_around, usable_point
 from .scoring import Report
 
 
@@ -33,13 +33,13 @@ def index_keys(report: Report, rules: DedupRules) -> list[tuple]:
 
 def search_keys(report: Report, rules: DedupRules) -> list[tuple]:
     categories = rules.comparable(report.category)
+    radius = rules.widest_radius(categories)
     keys = []
     if usable_point(report.lat, report.lon, rules.bounds) is None:
-        cells = cells_around(report.lat, report.lon, rules.widest_radius(categories))
+        cells = cells_around(report.lat, report.lon, radius)
         keys += [(c, "cell", cell) for c in categories for cell in cells]
-    street = street_key(report.address)
-    if street:
-        keys += [(c, "street", street) for c in categories]
+    streets = street_keys_around(report.address, radius)
+    keys += [(c, "street", street) for c in categories for street in streets]
     return keys
 
 
@@ -57,12 +57,17 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
     # both on the index (an OR of the two would not).
     kinds = [Request.category.in_(named), Request.category.is_(None)]
     since = report.created_at - rules.longest_window(categories)
+    radius = rules.widest_radius(categories)
     places = []
-    if usable_point(report.lat, report.lon, rules.bounds) is None:
-        places.append(Request.dedup_cell.in_(cells_around(report.lat, report.lon, rules.widest_radius(categories))))
-    street = street_key(report.address)
-    if street:
-        places.append(Request.dedup_street == street)
+    located = usable_point(report.lat, report.lon, rules.bounds) is None
+    if located:
+        places.append(Request.dedup_cell.in_(cells_around(report.lat, report.lon, radius)))
+    streets = street_keys_around(report.address, radius)
+    if streets:
+        by_street = Request.dedup_street.in_(streets)
+        # Located requests on the street are found by their cell already: by street, only
+        # those without usable coordinates are wanted.
+        places.append(by_street & Request.dedup_cell.is_(None) if located else by_street)
     found = {}
     for category, place in ((k, p) for k in kinds for p in places):
         rows = session.execute(

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from dedup.config import DedupRules, load_dedup_rules
+from dedup.geo import usable_point
 from dedup.index import index_keys, search_keys
 from dedup.scoring import Report, decide
 
@@ -153,9 +154,12 @@ def replay(records, rules: DedupRules) -> Outcome:
 def _candidates(index, by_id, new: Report, rules: DedupRules, outcome: Outcome) -> list[Report]:
     found = {}
     earliest = new.created_at - rules.longest_window(rules.comparable(new.category))
+    located = usable_point(new.lat, new.lon, rules.bounds) is None
     for key in search_keys(new, rules):
         for record in index.get(key, ()):
             report = record.report
+            if located and key[1] == "street" and usable_point(report.lat, report.lon, rules.bounds) is None:
+                continue  # as in production: found by its cell, if near
             open_now = record.closes_at is None or record.closes_at > new.created_at
             if open_now and report.created_at >= earliest and record.key not in outcome.linked:
                 found[report.id] = report
