@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
 from normalizer.text import fold
 
@@ -71,6 +72,7 @@ def usable_point(lat: float | None, lon: float | None, bounds: tuple | None) -> 
     return None
 
 
+@lru_cache(maxsize=16384)  # the same open requests are compared again and again
 def parse_address(address: str | None) -> tuple[int | None, str] | None:
     """(house number or None, street key) or None when no street can be read.
 

@@ -11,7 +11,9 @@ a handful of index range scans, never a scan of the backlog, and at most
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from functools import lru_cache
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .config import DedupRules
@@ -48,40 +50,47 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
 
     One query per kind of place (cells, street) and of category (named, none), each
     matching its index exactly (category, place IN …, created_at ≥ …): the database reads
-    only those rows."""
-    from gateway.models import Request
-
+    only those rows. The statements are built once (expanding parameters) and reused."""
     categories = rules.comparable(report.category)
     named = [c for c in categories if c is not None]
-    # Uncategorized requests (triage) are compared too; "IS NULL" in its own query keeps
-    # both on the index (an OR of the two would not).
-    kinds = [Request.category.in_(named), Request.category.is_(None)]
-    since = report.created_at - rules.longest_window(categories)
     radius = rules.widest_radius(categories)
-    places = []
+    since = report.created_at - rules.longest_window(categories)
     located = usable_point(report.lat, report.lon, rules.bounds) is None
+    queries = []
     if located:
-        places.append(Request.dedup_cell.in_(cells_around(report.lat, report.lon, radius)))
+        queries.append(("cell", cells_around(report.lat, report.lon, radius)))
     streets = street_keys_around(report.address, radius)
     if streets:
-        by_street = Request.dedup_street.in_(streets)
         # Located requests on the street are found by their cell already: by street, only
         # those without usable coordinates are wanted.
-        places.append(by_street & Request.dedup_cell.is_(None) if located else by_street)
+        queries.append(("street_unlocated" if located else "street", streets))
     found = {}
-    for category, place in ((k, p) for k in kinds for p in places):
-        rows = session.execute(
-            select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
-                   Request.lat, Request.lon, Request.address, Request.language, Request.priority,
-                   Request.status)
-            .where(category, place, Request.created_at >= since)
-            .order_by(Request.created_at.desc())
-            .limit(rules.max_candidates)
-        ).all()
-        # The status is checked here, not in SQL: with it there, planners may prefer the
-        # (category, status, created_at) index and read every open request of the category.
-        found.update((r.id, r) for r in rows if r.status in open_statuses)
+    for place, keys in queries:
+        for named_categories in (True, False):
+            statement = _statement(place, named_categories)
+            values = {"places": keys, "since": since, "limit": rules.max_candidates}
+            if named_categories:
+                values["categories"] = named
+            # The status is checked here, not in SQL: with it there, planners may prefer the
+            # (category, status, created_at) index and read every open request of the category.
+            found.update((r.id, r) for r in session.execute(statement, values) if r.status in open_statuses)
     rows = sorted(found.values(), key=lambda r: r.created_at, reverse=True)[: rules.max_candidates]
     return [Report(id=r.id, code=r.code, category=r.category, created_at=r.created_at, text=r.description,
                    lat=r.lat, lon=r.lon, address=r.address, language=r.language, priority=r.priority)
             for r in rows]
+
+
+@lru_cache(maxsize=8)
+def _statement(place: str, named_categories: bool):
+    from gateway.models import Request
+
+    column = Request.dedup_cell if place == "cell" else Request.dedup_street
+    where = [column.in_(bindparam("places", expanding=True)), Request.created_at >= bindparam("since")]
+    if place == "street_unlocated":
+        where.append(Request.dedup_cell.is_(None))
+    where.append(Request.category.in_(bindparam("categories", expanding=True)) if named_categories
+                 else Request.category.is_(None))
+    return (select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
+                   Request.lat, Request.lon, Request.address, Request.language, Request.priority,
+                   Request.status)
+            .where(*where).order_by(Request.created_at.desc()).limit(bindparam("limit")))

@@ -10,6 +10,7 @@ texts: "car" is a subset of any car complaint, which proves nothing.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 
@@ -34,6 +35,7 @@ _FORM_LABEL = re.compile(r"(?:^|\|)\s*[^|:?]{2,80}[:?](?=\s)")
 SHORT_TEXT = 3  # words: below this a perfect subset match is weak evidence
 
 
+@lru_cache(maxsize=16384)  # the same open requests are compared again and again
 def prepare(text: str | None) -> str:
     """The words worth comparing, folded, in order. Empty when nothing is left."""
     if not text:

@@ -106,7 +106,7 @@ def redis_server(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
-    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
+def postgres_server():
+    server = PostgresServer().start()
     yield server
     server.stop()

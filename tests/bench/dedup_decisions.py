@@ -1,10 +1,10 @@
 """Time per dedup decision as the backlog grows: 10 k, 100 k and 1 M open requests.
 
     .venv/bin/python -m tests.bench.dedup_decisions [--sizes 10000,100000,1000000]
-        [--decisions 1000] [--database sqlite|postgresql] [--url URL]
+        [--decisions 1000] [--postgresql | --url URL] [--quick]
 
-Fills a migrated database (SQLite file under var/bench/, or the PostgreSQL database at
---url) with synthetic open requests spread over the sample city (Bellerive's bounds), its
+Fills a migrated database (SQLite file under var/bench/; --postgresql: a throwaway local
+PostgreSQL cluster started for the run; or the PostgreSQL database at --url) with synthetic open requests spread over the sample city (Bellerive's bounds), its
 categories and the last 365 days, inserted in bulk (executemany, not the ORM). Then times
 ``dedup.cross_citizen`` (the production step: index queries + scoring) for new requests at
 random places, and reports median, p99 and max per decision plus the process's peak memory.
@@ -106,12 +106,26 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--decisions", type=int, default=1000)
     parser.add_argument("--url", default=None, help="a PostgreSQL URL (default: a fresh SQLite file)")
+    parser.add_argument("--postgresql", action="store_true", help="start a throwaway PostgreSQL cluster")
     parser.add_argument("--quick", action="store_true", help="10 k and 100 k only")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.quick:
         sizes = [s for s in sizes if s <= 100_000]
-    url = args.url
+    url, server = args.url, None
+    if args.postgresql:
+        from tests.support.servers import PostgresServer
+
+        server = PostgresServer().start()
+        url = server.url
+    try:
+        run(url, sizes, args.decisions)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run(url: str | None, sizes: list[int], decisions: int) -> None:
     if url is None:
         path = ROOT / "var" / "bench" / "dedup.db"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +147,7 @@ def main(argv=None) -> None:
         loaded = size
         gc.collect()
         measure(engine, 50, now, categories, rules, rng)  # warm the cache
-        timings = measure(engine, args.decisions, now, categories, rules, rng)
+        timings = measure(engine, decisions, now, categories, rules, rng)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"| {size:,} | {took:.0f} s | {len(timings)} | {statistics.median(timings):.2f} "
               f"| {percentile(timings, 0.99):.2f} | {max(timings):.2f} | {peak:.0f} |", flush=True)

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -128,8 +129,9 @@ def postgres_binaries() -> Path:
 class PostgresServer:
     """A throwaway PostgreSQL cluster (initdb refuses root, so it runs as `postgres`)."""
 
-    def __init__(self, directory: Path):
-        self.directory = directory
+    def __init__(self):
+        # Not under pytest's tmp_path: its parents are private to root, and PostgreSQL runs as `postgres`.
+        self.directory = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
         self.port = free_port()
         self.bin = postgres_binaries()
 
@@ -138,9 +140,10 @@ class PostgresServer:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, command: str) -> None:
-        prefix = [] if os.geteuid() != 0 else ["su", "postgres", "-c"]
-        args = prefix + [command] if prefix else ["bash", "-c", command]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        args = ["su", "postgres", "-c", command] if os.geteuid() == 0 else ["bash", "-c", command]
+        done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL command failed: {command}\n{done.stderr}")
 
     def start(self) -> PostgresServer:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -155,6 +158,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._run(f"{self.bin}/pg_ctl -D {self.directory}/data -m fast -w stop >/dev/null")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class LiveServer:
