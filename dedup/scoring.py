@@ -112,7 +112,10 @@ def score(new: Report, old: Report, rules: DedupRules) -> Score | None:
         notes.append("languages differ")
     time = 1 - gap / window
     weights = rules.weights
-    total = 100 * (weights.place * place + weights.text * (text or 0.0) + weights.time * time)
+    if text is None:  # a photo alone: judged on place and time, and never linked (may_link)
+        total = 100 * (weights.place * place + weights.time * time) / (weights.place + weights.time)
+    else:
+        total = 100 * (weights.place * place + weights.text * text + weights.time * time)
     return Score(old.id, old.code, total, place, text, time, distance, tuple(notes))
 
 
