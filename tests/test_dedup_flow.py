@@ -211,3 +211,29 @@ def test_candidate_query_uses_the_blocking_index(runtime):
         assert "ix_requests_dedup_cell" in plan or "ix_requests_dedup_street" in plan, plan
         assert "SCAN" not in plan, plan
     assert DedupSuggestion.__tablename__ == "dedup_suggestions"
+
+
+def test_agent_links_a_phone_to_a_requester_then_their_call_joins_the_request(client, auth, runtime):
+    first = submit(client, auth, "Le lampadaire devant le 22 rue Principale est éteint depuis trois soirs.",
+                   email="lea.gagnon@example.org",
+                   location={"lat": 45.4301, "lon": -75.7205, "address": "22, rue Principale"})
+    # Before: the same words from an unknown phone are another citizen's request (a duplicate).
+    caller = submit(client, auth, "Le lampadaire devant le 22 rue Principale est toujours éteint",
+                    phone="514 555-0163", channel="phone", location=None)
+    assert caller["code"] != first["code"]
+
+    linked = client.post(f"/api/v1/requests/{first['code']}/contacts",
+                         json={"kind": "phone", "value": "(514) 555-0163", "actor": "agent1"}, headers=auth)
+    assert linked.status_code == 200
+    event = next(e for e in linked.get_json()["events"] if e["type"] == "contact_linked")
+    assert event["data"]["merged_citizen"] is not None and "555" not in str(event)  # no personal data
+    again = submit(client, auth, "Le lampadaire devant le 22 rue Principale est encore éteint ce soir",
+                   phone="514-555-0163", channel="phone", location=None)
+    assert again["code"] in (first["code"], caller["code"])  # theirs now, not a stranger's
+    with runtime.db.session() as session:
+        owners = {session.scalar(select(Request.citizen_id).where(Request.code == c))
+                  for c in (first["code"], caller["code"], again["code"])}
+    assert len(owners) == 1
+    bad = client.post(f"/api/v1/requests/{first['code']}/contacts", json={"kind": "fax", "value": "1"},
+                      headers=auth)
+    assert bad.status_code == 400

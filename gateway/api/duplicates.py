@@ -6,9 +6,11 @@
     POST   /api/v1/requests/<code>/suggestions/<candidate>/reject    {"actor"}
     POST   /api/v1/requests/<code>/split          {"message_id": 12, "actor"}
     GET    /api/v1/duplicates/suggestions         pending suggestions, most recent first
+    POST   /api/v1/requests/<code>/contacts       {"kind": "phone", "value": "…", "actor"}
+           the requester is also reachable there: the same person on another channel
 
 Answers 404 for an unknown code, 409 when the operation is impossible (nothing changed),
-400 for a malformed body.
+400 for a malformed body or contact point.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from sqlalchemy import select
 
-from .. import duplicates
+from .. import citizens, duplicates
 from ..models import DedupSuggestion, Request
 from ..serialize import request_to_dict
 from . import bp
@@ -48,6 +50,9 @@ def _run(code: str, operation):
         except duplicates.DuplicateError as exc:
             session.rollback()
             return jsonify(error=str(exc)), 409
+        except citizens.CitizenError as exc:
+            session.rollback()
+            return jsonify(error=str(exc), field="value"), 400
         except LookupError as exc:
             session.rollback()
             return jsonify(error=str(exc.args[0])), 404
@@ -110,6 +115,18 @@ def split(code: str):
     body = response.get_json()
     body["split_into"] = created["code"]
     return jsonify(body), 201
+
+
+@bp.post("/requests/<code>/contacts")
+def link_contact(code: str):
+    def operation(session, runtime, found, document):
+        kind, value = document.get("kind"), document.get("value")
+        if not isinstance(kind, str) or not isinstance(value, str):
+            raise citizens.CitizenError("kind and value (strings) are required")
+        region = runtime.rules.current.city.phone_region
+        citizens.add_contact(session, found, kind, value, region, _actor(document))
+        return []
+    return _run(code, operation)
 
 
 @bp.get("/duplicates/suggestions")
