@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from .config import DedupRules
@@ -48,49 +48,50 @@ def search_keys(report: Report, rules: DedupRules) -> list[tuple]:
 def candidates(session: Session, report: Report, rules: DedupRules, open_statuses) -> list[Report]:
     """Open requests that may be the same problem as ``report`` (most recent first).
 
-    One query per kind of place (cells, street) and of category (named, none), each
-    matching its index exactly (category, place IN …, created_at ≥ …): the database reads
-    only those rows. The statements are built once (expanding parameters) and reused."""
+    One statement, one round trip: a UNION ALL of one query per kind of place (cells,
+    street blocks) and of category (named, none), each matching its index exactly
+    (category, place IN …, created_at ≥ …), so the database reads only those rows. The
+    statement is built once per shape (expanding parameters) and reused."""
     categories = rules.comparable(report.category)
-    named = [c for c in categories if c is not None]
     radius = rules.widest_radius(categories)
-    since = report.created_at - rules.longest_window(categories)
     located = usable_point(report.lat, report.lon, rules.bounds) is None
-    queries = []
-    if located:
-        queries.append(("cell", cells_around(report.lat, report.lon, radius)))
     streets = street_keys_around(report.address, radius)
+    if not located and not streets:
+        return []
+    values = {"since": report.created_at - rules.longest_window(categories), "limit": rules.max_candidates,
+              "categories": [c for c in categories if c is not None]}
+    if located:
+        values["cells"] = cells_around(report.lat, report.lon, radius)
     if streets:
-        # Located requests on the street are found by their cell already: by street, only
-        # those without usable coordinates are wanted.
-        queries.append(("street_unlocated" if located else "street", streets))
+        values["streets"] = streets
     found = {}
-    for place, keys in queries:
-        for named_categories in (True, False):
-            statement = _statement(place, named_categories)
-            values = {"places": keys, "since": since, "limit": rules.max_candidates}
-            if named_categories:
-                values["categories"] = named
-            # The status is checked here, not in SQL: with it there, planners may prefer the
-            # (category, status, created_at) index and read every open request of the category.
-            found.update((r.id, r) for r in session.execute(statement, values) if r.status in open_statuses)
+    for row in session.execute(_statement(located, bool(streets)), values):
+        # Status and "no usable coordinates" are checked here, not in SQL: with them there,
+        # planners may prefer another index and read every open request of the category.
+        if row.status not in open_statuses or (located and row.place == "street" and row.dedup_cell):
+            continue  # a located request on the street is found by its cell, if near
+        found[row.id] = row
     rows = sorted(found.values(), key=lambda r: r.created_at, reverse=True)[: rules.max_candidates]
     return [Report(id=r.id, code=r.code, category=r.category, created_at=r.created_at, text=r.description,
                    lat=r.lat, lon=r.lon, address=r.address, language=r.language, priority=r.priority)
             for r in rows]
 
 
-@lru_cache(maxsize=8)
-def _statement(place: str, named_categories: bool):
+@lru_cache(maxsize=4)
+def _statement(by_cell: bool, by_street: bool):
     from gateway.models import Request
 
-    column = Request.dedup_cell if place == "cell" else Request.dedup_street
-    where = [column.in_(bindparam("places", expanding=True)), Request.created_at >= bindparam("since")]
-    if place == "street_unlocated":
-        where.append(Request.dedup_cell.is_(None))
-    where.append(Request.category.in_(bindparam("categories", expanding=True)) if named_categories
-                 else Request.category.is_(None))
-    return (select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
-                   Request.lat, Request.lon, Request.address, Request.language, Request.priority,
-                   Request.status)
-            .where(*where).order_by(Request.created_at.desc()).limit(bindparam("limit")))
+    parts = []
+    places = ([("cell", Request.dedup_cell, "cells")] if by_cell else []) + \
+        ([("street", Request.dedup_street, "streets")] if by_street else [])
+    for place, column, values in places:
+        for category in (Request.category.in_(bindparam("categories", expanding=True)), Request.category.is_(None)):
+            parts.append(
+                select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
+                       Request.lat, Request.lon, Request.address, Request.language, Request.priority,
+                       Request.status, Request.dedup_cell, literal(place).label("place"))
+                .where(category, column.in_(bindparam(values, expanding=True)),
+                       Request.created_at >= bindparam("since"))
+                .order_by(Request.created_at.desc()).limit(bindparam("limit"))
+                .subquery())
+    return union_all(*[select(part) for part in parts])

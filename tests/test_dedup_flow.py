@@ -206,10 +206,12 @@ def test_candidate_query_uses_the_blocking_index(runtime):
         plans = [" ".join(str(row[-1]) for row in
                           session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
                  for sql, params in statements]
-    assert len(plans) == 4  # (named categories, uncategorized) × (cells, street)
-    for plan in plans:
-        assert "ix_requests_dedup_cell" in plan or "ix_requests_dedup_street" in plan, plan
-        assert "SCAN" not in plan, plan
+    assert len(plans) == 1  # one round trip
+    parts = plans[0].split("UNION ALL")
+    assert len(parts) == 4  # (named categories, uncategorized) × (cells, street blocks)
+    for part, index in zip(parts, ["dedup_cell", "dedup_cell", "dedup_street", "dedup_street"], strict=True):
+        assert f"SEARCH requests USING INDEX ix_requests_{index} (category=? AND {index}=?" in part, part
+        assert "SCAN requests" not in part, part
     assert DedupSuggestion.__tablename__ == "dedup_suggestions"
 
 

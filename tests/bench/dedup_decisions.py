@@ -90,6 +90,31 @@ def measure(engine, decisions: int, now, categories, rules, rng) -> list[float]:
     return timings
 
 
+def plans(engine, now, categories, rules, rng) -> list[str]:
+    """The database's plan for each candidate query of one decision (index use, no scan)."""
+    from sqlalchemy import event
+
+    statements = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        measure(engine, 1, now, categories, rules, rng)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    found = []
+    with engine.connect() as connection:
+        for statement, parameters in statements:
+            if statement.lstrip().upper().startswith("SELECT"):
+                rows = connection.exec_driver_sql(explain + statement, parameters).all()
+                found.append(" / ".join(str(row[-1]) if engine.dialect.name == "sqlite" else str(row[0])
+                                        for row in rows))
+    return found
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -151,6 +176,10 @@ def run(url: str | None, sizes: list[int], decisions: int) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"| {size:,} | {took:.0f} s | {len(timings)} | {statistics.median(timings):.2f} "
               f"| {percentile(timings, 0.99):.2f} | {max(timings):.2f} | {peak:.0f} |", flush=True)
+    print(f"\nLoad average during the run: {os.getloadavg()[0]:.1f} (other work on the machine competes for "
+          f"its {os.cpu_count()} CPU). Query plans of one decision at {loaded:,}:")
+    for plan in plans(engine, now, categories, rules, rng):
+        print(f"- {plan}")
     engine.dispose()
 
 

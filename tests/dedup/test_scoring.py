@@ -211,3 +211,20 @@ def test_sample_city_dedup_file_names_only_catalogue_categories():
 
     book = load_rulebook(ROOT / "config")
     load_dedup_rules(ROOT / "config", set(book.categories))
+
+
+def test_edited_dedup_file_is_reloaded_and_a_broken_edit_keeps_the_last_good(tmp_path, caplog):
+    import os
+
+    from dedup import current_rules
+
+    path = tmp_path / "dedup.yaml"
+    path.write_text("dedup:\n  thresholds: {auto_link: 85, suggest: 50}\n")
+    assert current_rules(tmp_path).thresholds.auto_link == 85
+    path.write_text("dedup:\n  thresholds: {auto_link: 95, suggest: 50}\n")
+    os.utime(path, ns=(1, 10**18))  # a new modification time, whatever the clock's resolution
+    assert current_rules(tmp_path).thresholds.auto_link == 95
+    path.write_text("dedup:\n  thresholds: {auto_link: high}\n")
+    os.utime(path, ns=(1, 2 * 10**18))
+    assert current_rules(tmp_path).thresholds.auto_link == 95
+    assert "dedup.yaml" in caplog.text and "last good" in caplog.text
