@@ -239,3 +239,15 @@ def test_agent_links_a_phone_to_a_requester_then_their_call_joins_the_request(cl
     bad = client.post(f"/api/v1/requests/{first['code']}/contacts", json={"kind": "fax", "value": "1"},
                       headers=auth)
     assert bad.status_code == 400
+
+
+def test_track_page_of_a_duplicate_points_to_the_master_without_personal_data(client, auth):
+    first = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="marie.tremblay@example.org")
+    second = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="paul.roy@example.org")
+
+    page = client.get(f"/track/{second['code']}?lang=fr")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Suivie sous le numéro" in html and f"/track/{first['code']}" in html
+    assert "Liée à une demande sur le même problème" in html
+    assert "paul" not in html.lower() and "marie" not in html.lower()
