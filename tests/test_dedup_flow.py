@@ -251,3 +251,34 @@ def test_track_page_of_a_duplicate_points_to_the_master_without_personal_data(cl
     assert "Suivie sous le numéro" in html and f"/track/{first['code']}" in html
     assert "Liée à une demande sur le même problème" in html
     assert "paul" not in html.lower() and "marie" not in html.lower()
+
+
+def test_rejecting_an_urgent_automatic_link_undoes_it(client, auth):
+    text = "Bris d'aqueduc majeur, l'eau jaillit de la chaussée au coin Rideau et King"
+    first = submit(client, auth, text, email="marie.tremblay@example.org")
+    second = submit(client, auth, text, email="paul.roy@example.org")
+    assert second["status"] == "duplicate"
+
+    rejected = client.post(f"/api/v1/requests/{second['code']}/suggestions/{first['code']}/reject",
+                           json={"actor": "agent1"}, headers=auth).get_json()
+    assert rejected["status"] == "routed" and rejected["duplicate_of"] is None
+    assert rejected["suggested_duplicates"][0]["state"] == "rejected"
+    types = [e["type"] for e in rejected["events"]]
+    assert "duplicate_rejected" in types and "duplicate_unlinked" in types
+
+
+def test_merging_a_master_moves_its_duplicates_and_followers(client, auth, runtime):
+    a = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="marie.tremblay@example.org")
+    a_dup = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="paul.roy@example.org")
+    b = submit(client, auth, "Chaussée défoncée, énorme trou au coin de la rue", email="lea.gagnon@example.org",
+               location={"lat": 45.4420, "lon": -75.7190})
+    assert a_dup["duplicate_of"] == a["code"] and b["duplicate_of"] is None
+
+    merged = client.post(f"/api/v1/requests/{a['code']}/duplicate-of", json={"master": b["code"]}, headers=auth)
+    assert merged.status_code == 200 and merged.get_json()["duplicate_of"] == b["code"]
+    assert detail(client, auth, a_dup["code"])["duplicate_of"] == b["code"]
+    with runtime.db.session() as session:
+        master = session.scalar(select(Request).where(Request.code == b["code"]))
+        followers = session.scalars(select(Follower.citizen_id).where(Follower.request_id == master.id)).all()
+        requesters = {session.scalar(select(Request.citizen_id).where(Request.code == c)) for c in (a["code"], a_dup["code"])}
+    assert set(followers) == requesters
