@@ -148,10 +148,12 @@ def _check_config(settings) -> None:
 @click.argument("path", required=False)
 def rules_check(path: str | None):
     """Validate the configuration folder (default: GATEWAY_CONFIG_DIR)."""
+    from dedup import load_dedup_rules
     from router import ConfigError
 
     try:
         book = _load_book(path)
+        load_dedup_rules(book.directory, set(book.categories))  # config/dedup.yaml too
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

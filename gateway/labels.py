@@ -26,4 +26,6 @@ EVENT = {
     "resolved": _l("Resolved"),
     "closed": _l("Closed"),
     "duplicate_linked": _l("Linked to a request about the same problem"),
+    "duplicate_unlinked": _l("Handled as a request of its own"),
+    "split_from": _l("Separated from another request"),
 }

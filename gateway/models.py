@@ -128,6 +128,8 @@ class Request(Base):
     __table_args__ = (
         Index("ix_requests_status_created", "status", "created_at"),
         Index("ix_requests_dedup", "category", "status", "created_at"),
+        Index("ix_requests_dedup_cell", "category", "dedup_cell", "created_at"),
+        Index("ix_requests_dedup_street", "category", "dedup_street", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -149,6 +151,8 @@ class Request(Base):
     rule: Mapped[str | None] = mapped_column(String(80))
     decision: Mapped[dict | None]
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
+    dedup_cell: Mapped[str | None] = mapped_column(String(24))  # dedup/index.py: grid cell
+    dedup_street: Mapped[str | None] = mapped_column(String(120))  # and street key
     sla_due_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -166,9 +170,36 @@ class Request(Base):
     events: Mapped[list[Event]] = relationship(order_by="Event.id", back_populates="request")
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
     deliveries: Mapped[list[Delivery]] = relationship(order_by="Delivery.id", back_populates="request")
+    suggestions: Mapped[list[DedupSuggestion]] = relationship(
+        order_by="DedupSuggestion.score.desc()", foreign_keys="DedupSuggestion.request_id",
+        back_populates="request")
 
     def __repr__(self) -> str:
         return f"<Request {self.code} {self.status}>"
+
+
+class DedupSuggestion(Base):
+    """A possible duplicate for an agent to confirm or reject (dedup between the two
+    thresholds), or an urgent request linked automatically that an agent must check."""
+
+    __tablename__ = "dedup_suggestions"
+    __table_args__ = (
+        UniqueConstraint("request_id", "candidate_id", name="uq_dedup_suggestion"),
+        Index("ix_dedup_suggestions_state", "state", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="suggestion")  # or "urgent_link"
+    score: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # confirmed, rejected
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    request: Mapped[Request] = relationship(foreign_keys=[request_id], back_populates="suggestions")
+    candidate: Mapped[Request] = relationship(foreign_keys=[candidate_id])
 
 
 class Follower(Base):

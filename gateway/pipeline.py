@@ -15,13 +15,14 @@ from sqlalchemy import or_, select, update
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
-from dedup import same_citizen
+from dedup import Report, cross_citizen, current_rules, same_citizen, stored_keys
 from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
+from .duplicates import apply_decision
 from .models import ContactPoint, Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
@@ -93,15 +94,21 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
             return _fill_description(session, runtime, book, existing, message, inbound)
         return closure.reopen_if_finished(session, runtime, existing, message.text)
     decision = decide(book, _facts(book, message, inbound))
+    rules = current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
-                         inbound.received_at)
+                         inbound.received_at, rules, message.lat, message.lon, message.address)
     if dedup.action == "join":
         existing = session.get(Request, dedup.request_id)
         session.add(Event(request_id=existing.id, actor="system:dedup", type="dedup_joined", data=dedup.as_dict()))
         _add_to_conversation(session, runtime, existing, message, inbound)
         return []
 
+    report = Report(created_at=inbound.received_at, text=message.text, category=decision.category,
+                    lat=message.lat, lon=message.lon, address=message.address, language=message.language,
+                    priority=decision.priority)
+    duplicate = cross_citizen(session, rules, report)
     request = _create_request(session, runtime, book, message, inbound, decision, citizen)
+    request.dedup_cell, request.dedup_street = stored_keys(message.lat, message.lon, message.address, rules)
     if parsed.needs_info:
         request.status = "needs_info"
     if related is not None:
@@ -114,22 +121,26 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         Event(request_id=request.id, actor="system:normalizer", type="normalized",
               data={"language": message.language, "language_detected": message.language_detected,
                     "citizen": citizen.id if citizen else None, "notes": identity_notes}),
-        Event(request_id=request.id, actor="system:dedup", type="dedup", data=dedup.as_dict()),
+        Event(request_id=request.id, actor="system:dedup", type="dedup",
+              data={**dedup.as_dict(), "cross_citizen": duplicate.as_dict()}),
         Event(request_id=request.id, actor="system:router", type="routed", public=True,
               data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
                     "category": decision.category, "priority": decision.priority, "sla_hours": decision.sla_hours,
                     "district": decision.district, "after_hours": decision.after_hours,
                     "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
     ])
-    deliveries = [
-        add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
-        for i, sink in enumerate(decision.sinks)
-    ]
+    session.flush()
+    deliveries = apply_decision(session, runtime, request, duplicate)
+    if duplicate.action != "link" or duplicate.flagged:  # urgent: the department hears of it anyway
+        deliveries += [
+            add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
+            for i, sink in enumerate(decision.sinks)
+        ]
     if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
         request.acknowledged_at = inbound.received_at
         session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
                           public=True, data={"via": "reply"}))
-    else:
+    elif duplicate.action != "link":  # a linked reporter was told the master's code instead
         ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
                      f"{request.code}:notify:acknowledgement")
         if ack is not None:

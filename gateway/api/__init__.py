@@ -13,8 +13,8 @@ from adapters.signing import SIGNATURE_HEADER
 
 from .. import department, intake
 from ..models import Request
-from ..serialize import request_to_dict
-from ..status import StatusError
+from ..serialize import request_to_dict, suggested_duplicates
+from ..status import StatusError, change_status
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -50,7 +50,9 @@ def create_request():
         if found is None:  # stored, processing later
             return jsonify(code=outcome.code, status="received"), 202
         body = {"code": found.code, "status": found.status, "category": found.category,
-                "department": found.department, "priority": found.priority}
+                "department": found.department, "priority": found.priority,
+                "duplicate_of": found.duplicate_of.code if found.duplicate_of else None,
+                "suggested_duplicates": suggested_duplicates(found)}
     return jsonify(body), status, {"Location": f"/api/v1/requests/{outcome.code}"}
 
 
@@ -99,3 +101,6 @@ def set_status(code: str):
     for delivery_id in notifications:
         runtime.jobs.enqueue("deliver", delivery_id)
     return jsonify(body)
+
+
+from . import duplicates  # noqa: E402,F401 - registers the agents' duplicate routes on bp

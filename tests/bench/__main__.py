@@ -1,0 +1,13 @@
+"""`make bench` runs every benchmark in turn (``python -m tests.bench [--quick]``)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import dedup_decisions
+
+BENCHMARKS = [dedup_decisions.main]  # one line per benchmark
+
+if __name__ == "__main__":
+    for run in BENCHMARKS:
+        run(sys.argv[1:])
