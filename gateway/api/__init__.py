@@ -14,7 +14,7 @@ from adapters.signing import SIGNATURE_HEADER
 from .. import department, intake
 from ..models import Request
 from ..serialize import request_to_dict, suggested_duplicates
-from ..status import StatusError, change_status
+from ..status import StatusError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
