@@ -30,11 +30,15 @@ DEFAULTS: dict[str, object] = {
     "SMTP_USER": None,
     "SMTP_PASSWORD": None,
     "SMTP_STARTTLS": False,
-    "MAX_CONTENT_LENGTH": 1024 * 1024,  # 1 MB per HTTP request body
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "GATEWAY_INBOX_POLL_SECONDS": 10.0,  # how often an open inbox looks for new requests
+    "GATEWAY_INBOX_COUNTS_SECONDS": 30.0,  # how long the inbox's per-filter counts are cached
+    "GATEWAY_LOGIN_FAILURES": 5,  # failed sign-ins per 15 minutes (per address, per account)  # 1 MB per HTTP request body
 }
 
-_INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH"}
-_FLOATS = {"GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS"}
+_INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH", "GATEWAY_LOGIN_FAILURES"}
+_FLOATS = {"GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS",
+           "GATEWAY_INBOX_POLL_SECONDS", "GATEWAY_INBOX_COUNTS_SECONDS"}
 _BOOLS = {"SMTP_STARTTLS", "GATEWAY_INLINE_JOBS"}
 
 
