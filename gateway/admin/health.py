@@ -36,6 +36,8 @@ def report(runtime, session) -> list[AdapterHealth]:
         own = runtime.health.get(f"{'sink' if row.kind == 'sink' else 'notify'}:{row.name}", {})
         if own.get("error") and not row.last_error:
             row.last_error = own["error"]
+        if row.last_error and row.last_error.startswith("AdapterMisconfiguredError") and not row.misconfigured:
+            row.misconfigured = row.last_error.split(": ", 1)[-1]  # found when it last tried to send
     return rows
 
 
