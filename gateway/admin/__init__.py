@@ -50,8 +50,19 @@ def _rules_page(name: str, text: str, problems=None, checked=False, trial=None, 
             "admin_rules.html", user=current_user(), book=holder.current, name=name, text=text,
             problems=problems or [], checked=checked, trial=trial, versions=versions,
             files=config_files.EDITABLE, reload_error=holder.last_error,
-            bad_lines={p.line for p in problems or [] if p.file == name and p.line},
+            excerpt=_around({p.line for p in problems or [] if p.file == name and p.line}, text),
         ), status
+
+
+def _around(bad: set[int], text: str, context: int = 3) -> list[tuple[int, str, bool]]:
+    """The lines with problems and a few around them: (number, text, is_bad); 0 marks a gap."""
+    rows: list[tuple[int, str, bool]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if any(abs(number - b) <= context for b in bad):
+            if rows and rows[-1][0] != number - 1:
+                rows.append((0, "…", False))
+            rows.append((number, line, number in bad))
+    return rows
 
 
 @bp.post("/rules")

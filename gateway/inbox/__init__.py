@@ -64,9 +64,12 @@ def login():
             ratelimit.record_failure(db, keys)
             return render_template("login.html", error="wrong"), 401
         ratelimit.forget(db, keys)
+        chosen = session.get("lang")  # picked on the sign-in page: kept with the account
+        if chosen in LANGUAGES and chosen != user.language:
+            db.get(User, user.id).language = chosen
     session.clear()
     session["user_id"] = user.id
-    session["lang"] = user.language
+    session["lang"] = chosen if chosen in LANGUAGES else user.language
     target = request.args.get("next", "")
     safe = target.startswith("/") and not target.startswith("//") and "\\" not in target
     return redirect(target if safe else url_for("inbox.index"))
