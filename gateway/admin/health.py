@@ -56,13 +56,7 @@ def _add_deliveries(session, rows: list[AdapterHealth]) -> None:
         select(Delivery.purpose, Delivery.target, Delivery.state, Delivery.delivered_at, Delivery.last_error)
         .order_by(Delivery.id.desc()).limit(RECENT)).all()
     for purpose, target, state, delivered_at, error in recent:
-        row = by_key.get((purpose, target))
-        if row is None:
-            continue
-        if state == "delivered" and (row.last_success is None or delivered_at > row.last_success):
-            row.last_success = delivered_at
-        if error and row.last_error is None:
-            row.last_error = error
+        _note(by_key.get((purpose, target)), state == "delivered", delivered_at, error)
     dead = session.execute(select(Delivery.purpose, Delivery.target, func.count())
                            .where(Delivery.state == "dead").group_by(Delivery.purpose, Delivery.target)).all()
     for purpose, target, count in dead:
@@ -76,13 +70,17 @@ def _add_inbound(session, rows: list[AdapterHealth]) -> None:
                                     InboundMessage.error)
                              .order_by(InboundMessage.id.desc()).limit(RECENT)).all()
     for channel, state, received_at, error in recent:
-        row = by_name.get(channel)
-        if row is None:
-            continue
-        if state == "processed" and (row.last_success is None or received_at > row.last_success):
-            row.last_success = received_at
-        if error and row.last_error is None:
-            row.last_error = error
+        _note(by_name.get(channel), state == "processed", received_at, error)
+
+
+def _note(row: AdapterHealth | None, succeeded: bool, at, error: str | None) -> None:
+    """Rows come newest first: the first error seen is the last one."""
+    if row is None:
+        return
+    if succeeded and (row.last_success is None or at > row.last_success):
+        row.last_success = at
+    if error and row.last_error is None:
+        row.last_error = error
 
 
 def dead_deliveries(session, limit: int = 200) -> list[Delivery]:
