@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.inbox import queries
 from gateway.models import Attachment, Delivery, Event, Follower, Message, Request, utcnow
+from tests.gateway import test_postgresql
 from tests.support.servers import wait_until
 from tests.support.staff import csrf, fixture, make_user, post_form, sign_in, submit
+
+pg_url = test_postgresql.pg_url  # a fresh migrated PostgreSQL database
 
 
 @pytest.fixture
@@ -92,13 +95,15 @@ def test_department_staff_see_the_address_but_not_the_contacts(client, runtime, 
     assert "22 Maple Avenue" in detail and "john.smith@example.org" not in detail
 
 
-def test_keyset_pages_visit_every_request_once_in_both_orders(runtime):
+def walk_every_page(runtime) -> None:
     base = utcnow()
     with runtime.db.session() as db:
         for i in range(23):  # several share a second, so the id breaks ties
             db.add(Request(code=f"R-2026-{i:07d}", channel="web", status="routed",
                            priority=("urgent", "routine", "deferrable")[i % 3],
                            created_at=base - timedelta(seconds=i // 4), description=f"n{i}"))
+    with runtime.db.session() as db:
+        total = db.scalar(select(func.count(Request.id)))
     for sort in ("newest", "urgent"):
         seen, after = [], ""
         while True:
@@ -109,9 +114,26 @@ def test_keyset_pages_visit_every_request_once_in_both_orders(runtime):
             if not result.next_cursor:
                 break
             after = result.next_cursor
-        assert len(seen) == len(set(seen)) == 23
+        assert len(seen) == len(set(seen)) == total
         key = (lambda t: (t[0], t[1], t[2])) if sort == "urgent" else (lambda t: (t[1], t[2]))
         assert seen == sorted(seen, key=key, reverse=True)
+
+
+def test_keyset_pages_visit_every_request_once_in_both_orders(runtime):
+    walk_every_page(runtime)
+
+
+def test_inbox_on_postgresql(make_app, pg_url):
+    app = make_app(DATABASE_URL=pg_url)
+    runtime, client = app.extensions["runtime"], app.test_client()
+    light = submit(runtime, fixture("request__streetlight_en"))
+    water = submit(runtime, fixture("request__water_main_urgent"))
+    sign_in(client, make_user(runtime, "agent"))
+
+    assert light in page(client, "/inbox/?q=maple&sort=urgent") and water not in page(client, "/inbox/?q=maple")
+    assert water in page(client, "/inbox/?q=819-555-0177&duplicates=&sla=due_soon")
+    assert "Urgent (1)" in page(client, "/inbox/?lang=en")
+    walk_every_page(runtime)
 
 
 def test_a_tampered_cursor_shows_the_first_page(client, seeded, agent):
