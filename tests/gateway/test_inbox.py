@@ -274,11 +274,16 @@ def test_an_action_without_csrf_token_is_refused(client, runtime, seeded, agent)
     assert get_request(runtime, seeded["light"]).status == "routed"
 
 
-def test_sign_in_is_rate_limited(client, runtime):
-    email = make_user(runtime, "agent")
+def test_sign_in_is_rate_limited_per_account_and_per_address(client, runtime):
+    email, other = make_user(runtime, "agent"), make_user(runtime, "supervisor")
     for _ in range(5):
         assert sign_in(client, email, "wrong password").status_code == 401
     assert sign_in(client, email).status_code == 429  # even the right password waits
+    assert sign_in(client, other).status_code == 302  # a colleague behind the same address is not locked out
+
+    for i in range(15):  # guessing many accounts from one address
+        sign_in(client, f"guess{i}@bellerive.example.org", "wrong password")
+    assert sign_in(client, other).status_code == 429
 
 
 def test_the_language_chosen_is_kept_with_the_account(client, runtime):
