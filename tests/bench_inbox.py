@@ -76,7 +76,9 @@ def build(path: Path, rows: int, book) -> None:
     db.close()
 
 
-def timed(client, url: str, runs: int = 5) -> tuple[float, str]:
+def timed(client, url: str, runs: int = 5) -> tuple[float, float, str]:
+    """(first view, median of the next runs) in ms: the first one counts the matches, the
+    next ones find that count in the per-process cache, as an agent turning pages does."""
     samples, body = [], ""
     for _ in range(runs):
         start = time.perf_counter()
@@ -84,7 +86,7 @@ def timed(client, url: str, runs: int = 5) -> tuple[float, str]:
         samples.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200, (url, response.status_code)
         body = response.get_data(as_text=True)
-    return statistics.median(samples), body
+    return samples[0], statistics.median(samples[1:] or samples), body
 
 
 def main() -> None:
@@ -111,6 +113,7 @@ def main() -> None:
     with runtime.db.session() as db:
         queries.facet_counts.compute(db)
     print(f"{'per-filter counts, computed (cached 30 s afterwards)':58} {(time.perf_counter() - start) * 1000:8.0f} ms")
+    print(f"{'page':58} {'first':>8}    {'again':>8}")
     cases = [
         ("first page, open requests, newest first", "/inbox/"),
         ("first page, all statuses", "/inbox/?status=all"),
@@ -128,14 +131,14 @@ def main() -> None:
         ("poll for new requests", f"/inbox/poll?since={args.rows - 5}"),
     ]
     for label, url in cases:
-        ms, _ = timed(client, url)
-        print(f"{label:58} {ms:8.0f} ms")
+        first, again, _ = timed(client, url)
+        print(f"{label:58} {first:8.0f} ms {again:8.0f} ms")
     url, depth = "/inbox/?status=all", min(200, args.rows // 50 - 1)
     for _ in range(depth):  # deep pages: keyset pagination costs what page 1 costs
-        _, body = timed(client, url, runs=1)
+        _, _, body = timed(client, url, runs=1)
         url = body.split('rel="next" href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
-    ms, _ = timed(client, url)
-    print(f"{f'page {depth + 1} of all statuses (keyset)':58} {ms:8.0f} ms")
+    first, again, _ = timed(client, url)
+    print(f"{f'page {depth + 1} of all statuses (keyset)':58} {first:8.0f} ms {again:8.0f} ms")
 
 
 if __name__ == "__main__":

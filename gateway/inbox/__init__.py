@@ -93,11 +93,13 @@ def _listing(filters: queries.Filters):
 def index():
     filters = queries.Filters.from_args(request.args)
     user, book, where = _listing(filters)
-    ttl = float(runtime().settings["GATEWAY_INBOX_COUNTS_SECONDS"])
+    cache = queries.cached_counts
+    cache.ttl = float(runtime().settings["GATEWAY_INBOX_COUNTS_SECONDS"])
+    scope = f"{runtime().db.url}|{user.id if filters.mine else ''}|{sorted(filters.args(sort='newest').items())}"
     with runtime().db.session() as db:
-        page = queries.list_page(db, filters, where)
-        counts = queries.facet_counts.get(db, str(runtime().db.url), ttl)
-        mine = queries.capped_count(db, [Request.assigned_to_id == user.id, Request.status.in_(queries.OPEN_STATUSES)])
+        page = queries.list_page(db, filters, where, counts=cache, count_key=scope)
+        counts = cache.get(f"{runtime().db.url}|facets", lambda: queries.facet_counts.compute(db))
+        mine = queries.capped_count(db, [queries.assigned_to(user.id), Request.status.in_(queries.OPEN_STATUSES)])
         return render_template(
             "inbox.html", page=page, filters=filters, counts=counts, mine=mine, book=book, user=user,
             poll_seconds=runtime().settings["GATEWAY_INBOX_POLL_SECONDS"],
