@@ -51,3 +51,9 @@ DELIVERY_STATE = {"pending": _l("Waiting"), "sending": _l("Sending"), "delivered
                   "dead": _l("Failed")}
 ROLE = {"agent": _l("311 agent"), "supervisor": _l("Supervisor"), "admin": _l("Administrator"),
         "department": _l("Department staff"), "manager": _l("Manager"), "readonly": _l("Read-only (ombudsman)")}
+MATCHED_BY = {
+    "category": _l("no rule: the category's defaults"),
+    "explicit_category": _l("no rule: the category chosen"),
+    "triage": _l("no category recognized: 311 triage"),
+    "agent": _l("department chosen by an agent"),
+}
