@@ -94,3 +94,20 @@ def test_administrator_adds_an_account(browse, runtime, admin_email):
     assert "Compte créé" in page.locator(".notice").inner_text()
     assert "Lecture seule (ombudsman)" in page.locator("#accounts").inner_text()
     shoot(page, "admin_users_fr")
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !(e.innerText || '').trim())
+  .map(e => e.outerHTML.slice(0, 80))"""
+
+
+def test_every_control_of_the_staff_pages_has_a_label(browse, runtime, admin_email):
+    code = submit(runtime, fixture("request__streetlight_en"))
+    page = browse()
+    sign_in(page, admin_email)
+    for url in ("/inbox/", f"/inbox/r/{code}", "/inbox/walk-in", "/admin/rules", "/admin/health", "/admin/users"):
+        page.goto(url)
+        assert page.evaluate(UNLABELLED) == [], url
+        assert page.evaluate("document.documentElement.lang") in ("fr", "en")
+        page.keyboard.press("Tab")  # the first stop is the skip link, then the page in reading order
+        assert page.evaluate("document.activeElement.className") == "skip"
