@@ -35,11 +35,15 @@ def index():
 @bp.get("/rules")
 @require_role(*ADMINISTERS)
 def rules():
-    name = request.args.get("file", "rules.yaml")
-    if name not in config_files.EDITABLE:
-        abort(404)
+    name = _editable(request.args.get("file", "rules.yaml"))
     text = config_files.read(runtime().rules.directory, name)
     return _rules_page(name, text)
+
+
+def _editable(name: str) -> str:
+    if name not in config_files.EDITABLE:
+        abort(404)
+    return name
 
 
 def _rules_page(name: str, text: str, problems=None, checked=False, trial=None, status: int = 200):
@@ -68,9 +72,7 @@ def _around(bad: set[int], text: str, context: int = 3) -> list[tuple[int, str, 
 @bp.post("/rules")
 @require_role(*ADMINISTERS)
 def rules_post():
-    name = request.form.get("file", "")
-    if name not in config_files.EDITABLE:
-        abort(404)
+    name = _editable(request.form.get("file", ""))
     text = request.form.get("text", "").replace("\r\n", "\n")
     action = request.form.get("action", "validate")
     holder = runtime().rules
