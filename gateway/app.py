@@ -63,6 +63,7 @@ def _template_globals() -> dict:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .admin import bp as admin
     from .api import bp as api
     from .inbox import bp as inbox
     from .public import bp as public
@@ -70,7 +71,7 @@ def _register_blueprints(app: Flask) -> None:
 
     csrf.exempt(api)  # token-authenticated JSON, no cookies
     csrf.exempt(webhooks)  # providers sign their payloads instead
-    for blueprint in (public, api, inbox, webhooks):
+    for blueprint in (public, api, inbox, admin, webhooks):
         app.register_blueprint(blueprint)
 
 
