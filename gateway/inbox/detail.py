@@ -12,9 +12,9 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import merging
+from .. import duplicates
 from ..auth import current_user, require_role
-from ..models import Attachment, Follower, Request, User, utcnow
+from ..models import Attachment, DedupSuggestion, Follower, Request, User, utcnow
 from ..notify import render
 from ..permissions import ANSWERS_CITIZENS, REPORTS_PROGRESS, SEES_ADDRESS, SEES_CONTACTS, can
 from ..status import TRANSITIONS, StatusError, change_status
@@ -43,6 +43,7 @@ def show(code: str):
             "request.html", r=found, book=book, user=user, now=utcnow(),
             timeline=_timeline(found), followers=_followers(db, found),
             duplicates=list(db.scalars(select(Request).where(Request.duplicate_of_id == found.id))),
+            suggestions=_pending_suggestions(db, found),
             staff=list(db.scalars(select(User).where(User.active.is_(True),
                                                      User.role.in_(REPORTS_PROGRESS)).order_by(User.email))),
             next_statuses=sorted(TRANSITIONS.get(found.status, set()) - {"duplicate"}),
@@ -51,6 +52,14 @@ def show(code: str):
             sees_contacts=can(user, SEES_CONTACTS), sees_address=can(user, SEES_ADDRESS),
             answers=can(user, ANSWERS_CITIZENS), reports=can(user, REPORTS_PROGRESS),
         )
+
+
+def _pending_suggestions(db, found: Request) -> list[tuple[DedupSuggestion, Request]]:
+    """Possible duplicates dedup found for this request, waiting for an agent's decision."""
+    rows = db.scalars(select(DedupSuggestion).where(DedupSuggestion.request_id == found.id,
+                                                    DedupSuggestion.state == "pending")
+                      .order_by(DedupSuggestion.score.desc())).all()
+    return [(row, db.get(Request, row.candidate_id)) for row in rows]
 
 
 def _timeline(found: Request) -> list[dict]:
@@ -72,7 +81,7 @@ def _act(code: str, roles: tuple[str, ...], work, done_message: str):
     try:
         with runtime().db.session() as db:
             deliveries = work(db, _load(db, code)) or []
-    except (actions.ActionError, merging.MergeError) as exc:
+    except (actions.ActionError, duplicates.DuplicateError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("inbox.show", code=code)), 303
     except StatusError as exc:
@@ -134,7 +143,11 @@ def spam(code: str):
 @require_role()
 def link(code: str):
     def work(db, r):
-        merging.link(db, runtime(), r, request.form.get("original", ""), actor())
+        typed = request.form.get("original", "").strip()
+        master = db.scalar(select(Request).where(Request.code == typed.upper()))
+        if master is None:
+            raise duplicates.DuplicateError(_("No request has the code %(code)s.", code=typed))
+        return duplicates.link(db, runtime(), r, master, actor())
 
     return _act(code, ANSWERS_CITIZENS, work, _("Linked as a duplicate."))
 
@@ -142,10 +155,23 @@ def link(code: str):
 @bp.post("/r/<code>/unlink")
 @require_role()
 def unlink(code: str):
-    def work(db, r):
-        merging.unlink(db, runtime(), r, actor())
+    return _act(code, ANSWERS_CITIZENS, lambda db, r: duplicates.unlink(db, runtime(), r, actor()),
+                _("Unlinked: the request is handled on its own again."))
 
-    return _act(code, ANSWERS_CITIZENS, work, _("Unlinked: the request is handled on its own again."))
+
+@bp.post("/r/<code>/suggestions/<candidate>/<decision>")
+@require_role()
+def suggestion(code: str, candidate: str, decision: str):
+    """Confirm (merge) or reject a duplicate that dedup suggested."""
+    if decision not in ("confirm", "reject"):
+        abort(404)
+    act = duplicates.confirm if decision == "confirm" else duplicates.reject
+
+    def work(db, r):
+        return act(db, runtime(), r, _load(db, candidate), actor())
+
+    done = _("Confirmed: linked as a duplicate.") if decision == "confirm" else _("Suggestion rejected.")
+    return _act(code, ANSWERS_CITIZENS, work, done)
 
 
 @bp.get("/attachments/<int:attachment_id>")

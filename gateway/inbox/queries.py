@@ -25,14 +25,14 @@ from sqlalchemy.orm import aliased, lazyload
 
 from normalizer.phone import to_e164
 
-from ..models import OPEN_STATUSES, REQUEST_STATUSES, ContactPoint, Request, utcnow
+from ..models import OPEN_STATUSES, REQUEST_STATUSES, ContactPoint, DedupSuggestion, Request, utcnow
 
 PAGE_SIZE = 50
 COUNT_CAP = 1_000
 DUE_SOON = timedelta(hours=4)
 SORTS = ("newest", "urgent")
 SLA_FILTERS = ("due_soon", "breached")
-DUPLICATE_FILTERS = ("linked", "originals")
+DUPLICATE_FILTERS = ("linked", "originals", "suggested")
 CODE = re.compile(r"^[A-Za-z]{1,3}-\d{4}-\d{4,8}$")
 
 
@@ -104,6 +104,8 @@ def conditions(filters: Filters, user_id: int | None, now: datetime, region: str
         where.append(Request.duplicate_of_id.is_not(None))
     elif filters.duplicates == "originals":
         where.append(has_duplicates())
+    elif filters.duplicates == "suggested":
+        where.append(has_pending_suggestion())
     if filters.mine:
         where.append(assigned_to(user_id or -1))
     if filters.q:
@@ -123,6 +125,11 @@ def has_duplicates():
     requests: a correlated EXISTS made SQLite scan the table once per row."""
     linked = aliased(Request)
     return Request.id.in_(select(linked.duplicate_of_id).where(linked.duplicate_of_id.is_not(None)))
+
+
+def has_pending_suggestion():
+    """Requests with a possible duplicate waiting for an agent (an indexed, small set)."""
+    return Request.id.in_(select(DedupSuggestion.request_id).where(DedupSuggestion.state == "pending"))
 
 
 def search_condition(text: str, region: str, sees_contacts: bool):
@@ -256,6 +263,7 @@ class FacetCounts:
         counts["duplicates"] = {
             "linked": capped_count(session, [Request.duplicate_of_id.is_not(None)]),
             "originals": capped_count(session, [has_duplicates()]),
+            "suggested": capped_count(session, [has_pending_suggestion()]),
         }
         return counts
 

@@ -62,7 +62,7 @@ def test_agent_replies_and_the_citizen_receives_it_on_their_channel(browse, runt
     page.click("#reply-form button[type=submit]")
 
     assert "Reply sent" in page.locator(".notice").first.inner_text()
-    mail = wait_until(lambda: [m for m in smtp_server.to("john.smith@example.org") if "Thursday" in m.get_content()])
+    mail = wait_until(lambda: [m for m in smtp_server.to("john.smith@example.org") if "Thursday" in m.get_body(("plain",)).get_content()])
     assert codes["light"] in mail[0]["Subject"]
     page.reload()
     assert page.locator(".msg.out", has_text="Thursday morning").count() == 1

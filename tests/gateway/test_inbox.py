@@ -158,8 +158,8 @@ def test_reply_goes_to_the_citizen_in_their_language_and_joins_the_conversation(
     response = post_form(client, f"/inbox/r/{code}/reply", {"text": "A crew is booked for Thursday."}, f"/inbox/r/{code}")
 
     assert response.status_code == 303
-    mail = wait_until(lambda: [m for m in smtp_server.to("john.smith@example.org") if "Thursday" in m.get_content()])
-    assert code in mail[0]["Subject"] and mail[0].get_content().startswith("Hello")
+    mail = wait_until(lambda: [m for m in smtp_server.to("john.smith@example.org") if "Thursday" in m.get_body(("plain",)).get_content()])
+    assert code in mail[0]["Subject"] and mail[0].get_body(("plain",)).get_content().startswith("Hello")
     with runtime.db.session() as db:
         sent = wait_until(lambda: db.scalars(select(Message).where(Message.author.is_not(None))).all())
         assert sent[0].author == f"agent:{agent}" and sent[0].channel == "email"
@@ -170,7 +170,7 @@ def test_a_ready_made_reply_is_sent_in_the_citizens_language(client, runtime, se
     code = seeded["water"]  # French, phone + e-mail
     post_form(client, f"/inbox/r/{code}/reply", {"template": "reply_need_details", "text": ""}, f"/inbox/r/{code}")
     mail = wait_until(lambda: [m for m in smtp_server.to("voisin.inquiet@example.org") if "précisions" in m["Subject"]])
-    assert "l'adresse exacte" in mail[0].get_content()
+    assert "l'adresse exacte" in mail[0].get_body(("plain",)).get_content()
 
 
 def test_reply_to_an_anonymous_request_is_refused_and_nothing_is_queued(client, runtime, seeded, agent):
@@ -188,7 +188,7 @@ def test_status_change_with_note_and_a_forbidden_transition(client, runtime, see
     code = seeded["light"]
     post_form(client, f"/inbox/r/{code}/status", {"status": "resolved", "note": "Bulb replaced"}, f"/inbox/r/{code}")
     assert get_request(runtime, code).status == "resolved"
-    wait_until(lambda: [m for m in smtp_server.to("john.smith@example.org") if "Bulb replaced" in m.get_content()])
+    wait_until(lambda: [m for m in smtp_server.to("john.smith@example.org") if "Bulb replaced" in m.get_body(("plain",)).get_content()])
 
     refused = post_form(client, f"/inbox/r/{code}/status?lang=en", {"status": "needs_info"}, f"/inbox/r/{code}")
     assert "not allowed" in page(client, refused.headers["Location"])
@@ -317,3 +317,41 @@ def test_attachments_are_served_to_staff_only_from_the_data_folder(client, runti
     assert client.get(f"/inbox/attachments/{good_id}").data.startswith(b"\x89PNG")
     assert f'src="/inbox/attachments/{good_id}"' in page(client, f"/inbox/r/{seeded['light']}")
     assert client.get(f"/inbox/attachments/{bad_id}").status_code == 404
+
+
+def _suggested_pair(client, auth):
+    """Two reports of one pothole, worded differently: dedup suggests rather than links."""
+    def post(text, email, location):
+        return client.post("/api/v1/requests", headers=auth, json={
+            "description": text, "citizen": {"email": email}, "location": location}).get_json()["code"]
+
+    first = post("Nid-de-poule profond", "marie.tremblay@example.org", {"lat": 45.4405, "lon": -75.7190})
+    second = post("La chaussée est abîmée ici, attention aux vélos", "paul.roy@example.org",
+                  {"lat": 45.44055, "lon": -75.71905})
+    return first, second
+
+
+def test_agent_confirms_a_suggested_duplicate_from_the_request_page(client, runtime, auth, agent):
+    first, second = _suggested_pair(client, auth)
+    assert second in page(client, "/inbox/?duplicates=suggested&lang=en")
+    detail = page(client, f"/inbox/r/{second}?lang=en")
+    assert "Possible duplicates to check" in detail and first in detail
+
+    post_form(client, f"/inbox/r/{second}/suggestions/{first}/confirm", {}, f"/inbox/r/{second}")
+
+    linked = get_request(runtime, second)
+    assert linked.status == "duplicate" and linked.duplicate_of_id == get_request(runtime, first).id
+    assert second not in page(client, "/inbox/?duplicates=suggested&status=all&lang=en")
+    assert "Possible duplicates to check" not in page(client, f"/inbox/r/{second}?lang=en")
+
+
+def test_agent_rejects_a_suggested_duplicate_and_the_request_stays_its_own(client, runtime, auth, agent):
+    first, second = _suggested_pair(client, auth)
+
+    post_form(client, f"/inbox/r/{second}/suggestions/{first}/reject", {}, f"/inbox/r/{second}")
+
+    alone = get_request(runtime, second)
+    assert alone.status == "routed" and alone.duplicate_of_id is None
+    again = post_form(client, f"/inbox/r/{second}/suggestions/{first}/reject?lang=en", {}, f"/inbox/r/{second}")
+    assert again.status_code == 303  # refused with a message, nothing changed
+    assert get_request(runtime, second).status == "routed"
