@@ -126,6 +126,8 @@ class Request(Base):
     __table_args__ = (
         Index("ix_requests_status_created", "status", "created_at"),
         Index("ix_requests_dedup", "category", "status", "created_at"),
+        # Dashboards: every aggregate is over a period; the extra columns make it index-only.
+        Index("ix_requests_period", "created_at", "channel", "category", "department", "district"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -146,6 +148,7 @@ class Request(Base):
     district: Mapped[str | None] = mapped_column(String(64))
     rule: Mapped[str | None] = mapped_column(String(80))
     decision: Mapped[dict | None]
+    attributes: Mapped[dict | None]  # answers to the service's questions (Open311 attribute[…])
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
     sla_due_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -201,6 +204,7 @@ class Event(Base):
     """The audit trail: who or what did what, when, and why."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_type_at", "type", "at"),)  # Open311 servicerequestupdates
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)

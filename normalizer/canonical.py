@@ -37,6 +37,7 @@ class Normalized:
     reference_codes: tuple[str, ...] = ()
     in_reply_to: str | None = None
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    attributes: dict | None = None
 
     def contact_points(self) -> list[tuple[str, str]]:
         points = [
@@ -77,4 +78,5 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         reference_codes=tuple(codes),
         in_reply_to=message.in_reply_to,
         attachments=message.attachments,
+        attributes=message.attributes,
     )

@@ -1,0 +1,28 @@
+"""open311 attributes, dashboard and updates indexes
+
+Revision ID: 0009_open311
+Revises: 0001
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = "0009_open311"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("requests") as batch:
+        batch.add_column(sa.Column("attributes", sa.JSON(), nullable=True))
+    op.create_index("ix_requests_period", "requests",
+                    ["created_at", "channel", "category", "department", "district"])
+    op.create_index("ix_events_type_at", "events", ["type", "at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_events_type_at", table_name="events")
+    op.drop_index("ix_requests_period", table_name="requests")
+    with op.batch_alter_table("requests") as batch:
+        batch.drop_column("attributes")
