@@ -98,7 +98,6 @@ def create_request(fmt: str):
 
 @bp.get("/requests.<fmt>")
 def list_requests(fmt: str):
-    runtime = _runtime()
     query = select(Request).where(Request.status != "rejected")
     ids = _csv(request.args.get("service_request_id"))
     if ids:  # overrides every other filter (spec)
