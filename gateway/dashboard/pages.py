@@ -82,7 +82,7 @@ def percent(value: float | None) -> str:
 
 def volumes_page(connection, filters: Filters, names: Names, now, by: str = "channel") -> Page:
     page = Page("volumes", _l("Volumes"))
-    tables = {d: queries.volumes(connection, filters, d) for d in queries.DIMENSIONS}
+    tables = queries.all_volumes(connection, filters)
     total = sum(r["count"] for r in tables["channel"])
     previous = sum(r["previous"] for r in tables["channel"])
     page.figures = [
@@ -234,7 +234,8 @@ def recurring_page(connection, filters: Filters, names: Names, now, by: str = "c
          Column("weeks", _l("Weeks with requests")), Column("count", _l("Requests"))],
         [{**s, "category": names("category", s["category"]), "district": names("district", s["district"])}
          for s in spots[:25]],
-        None, _l("Cells of about 200 m over the 8 weeks before the end of the period; 3 weeks and 5 requests at least."),
+        None, _l("Cells of about 100 m over the 8 weeks before the end of the period: reported in 3 weeks or more, "
+            "5 times or more, and 6 times more than in the category's average cell."),
     ))
     page.tables.append(Table(
         "rising", _l("Categories on the rise"),

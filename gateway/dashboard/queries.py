@@ -14,11 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, exists, func, literal, select
+from sqlalchemy import Integer, and_, case, cast, distinct, exists, func, literal, select
 
 from ..models import OPEN_STATUSES, Delivery, Follower, Request
 
-SAMPLE_LIMIT = 200_000
+SAMPLE_LIMIT = 50_000
+STAGES = ("acknowledge", "route", "resolve")
 SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 AGE_BANDS = ((1, "< 1 d"), (3, "1–3 d"), (7, "3–7 d"), (30, "7–30 d"), (90, "30–90 d"), (None, "> 90 d"))
 DIMENSIONS = ("channel", "category", "department", "district")
@@ -38,12 +39,18 @@ class Filters:
         return replace(self, start=self.start - span, end=self.start)
 
     def where(self, start: datetime | None = None):
-        conditions = [Request.created_at >= (start or self.start), Request.created_at < self.end]
+        return and_(Request.created_at >= (start or self.start), Request.created_at < self.end, *self.narrowing())
+
+    def narrowing(self) -> list:
+        """District and department conditions. coalesce() keeps SQLite on the period's covering
+        index: on a bare ``department = ?`` it picks ix_requests_department and reads every
+        request the department ever had."""
+        conditions = []
         if self.district:
-            conditions.append(Request.district == self.district)
+            conditions.append(func.coalesce(Request.district, "") == self.district)
         if self.department:
-            conditions.append(Request.department == self.department)
-        return and_(*conditions)
+            conditions.append(func.coalesce(Request.department, "") == self.department)
+        return conditions
 
 
 def bucket(dialect: str, unit: str, column=Request.created_at):
@@ -68,12 +75,30 @@ def volumes(connection, filters: Filters, by: str) -> list[dict]:
     column = getattr(Request, by)
     current = Request.created_at >= filters.start
     rows = connection.execute(
-        select(column.label("key"), func.sum(case((current, 1), else_=0)).label("count"),
-               func.sum(case((current, 0), else_=1)).label("previous"))
+        select(column, func.sum(case((current, 1), else_=0)), func.sum(case((current, 0), else_=1)))
         .where(filters.where(start=filters.previous.start)).group_by(column)
     ).all()
-    found = [{"key": r.key, "count": int(r.count), "previous": int(r.previous)} for r in rows]
+    found = [{"key": key, "count": int(n), "previous": int(p)} for key, n, p in rows]
     return sorted(found, key=lambda r: (-r["count"], -r["previous"], str(r["key"])))
+
+
+def all_volumes(connection, filters: Filters) -> dict[str, list[dict]]:
+    """volumes() for every dimension from one scan of the covering index."""
+    current = Request.created_at >= filters.start
+    columns = [getattr(Request, d) for d in DIMENSIONS]
+    rows = connection.execute(
+        select(*columns, func.sum(case((current, 1), else_=0)), func.sum(case((current, 0), else_=1)))
+        .where(filters.where(start=filters.previous.start)).group_by(*columns)
+    ).all()
+    result = {}
+    for index, dimension in enumerate(DIMENSIONS):
+        totals: dict = defaultdict(lambda: [0, 0])
+        for row in rows:
+            totals[row[index]][0] += int(row[-2])
+            totals[row[index]][1] += int(row[-1])
+        found = [{"key": key, "count": n, "previous": p} for key, (n, p) in totals.items()]
+        result[dimension] = sorted(found, key=lambda r: (-r["count"], -r["previous"], str(r["key"])))
+    return result
 
 
 def series(connection, filters: Filters, by: str) -> list[tuple[str, str | None, int]]:
@@ -97,16 +122,24 @@ def delays(connection, filters: Filters) -> tuple[dict, int, int]:
     ).where(filters.where(), Request.duplicate_of_id.is_(None))
     if step > 1:
         query = query.where(Request.id % step == 0)
-    samples: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    by_pair: dict[tuple, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
     read = 0
-    for category, department, *durations in connection.execute(query):
+    for category, department, acknowledge, route, resolve in connection.execute(query):
         read += 1
+        lists = by_pair[(category, department)]
+        if acknowledge is not None:
+            lists[0].append(float(acknowledge))
+        if route is not None:
+            lists[1].append(float(route))
+        if resolve is not None:
+            lists[2].append(float(resolve))
+    groups: dict[tuple, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+    for (category, department), lists in by_pair.items():
         for group in (("all", None), ("category", category), ("department", department)):
-            for name, value in zip(("acknowledge", "route", "resolve"), durations, strict=True):
-                if value is not None:
-                    samples[group][name].append(float(value))
-    return {group: {name: _percentiles(values) for name, values in kinds.items()}
-            for group, kinds in samples.items()}, read, step
+            for target, values in zip(groups[group], lists, strict=True):
+                target.extend(values)
+    return {group: {name: _percentiles(values) for name, values in zip(STAGES, lists, strict=True) if values}
+            for group, lists in groups.items()}, read, step
 
 
 def _percentiles(values: list[float]) -> tuple[float, float, int]:
@@ -139,11 +172,7 @@ def backlog(connection, filters: Filters, now: datetime) -> list[dict]:
     """Open requests by age band and department (whatever the period: the backlog is today's)."""
     band = case(*[(Request.created_at >= now - timedelta(days=days), literal(label))
                   for days, label in AGE_BANDS if days], else_=literal(AGE_BANDS[-1][1]))
-    conditions = [Request.status.in_(OPEN_STATUSES), Request.created_at < now]
-    if filters.district:
-        conditions.append(Request.district == filters.district)
-    if filters.department:
-        conditions.append(Request.department == filters.department)
+    conditions = [Request.status.in_(OPEN_STATUSES), Request.created_at < now, *filters.narrowing()]
     rows = connection.execute(select(band.label("band"), Request.department, func.count())
                               .where(*conditions).group_by(band, Request.department)).all()
     return [{"band": b, "key": d, "count": int(n)} for b, d, n in rows]
@@ -172,42 +201,32 @@ def top_masters(connection, filters: Filters, limit: int = 10) -> list[dict]:
     return sorted(rows, key=lambda r: (-r["followers"], -r["duplicates"], r["code"]))[:limit]
 
 
-def recurring(connection, end: datetime, weeks: int = 8, cell_degrees: float = 0.002,
+def recurring(connection, end: datetime, weeks: int = 8, cell_degrees: float = 0.001,
               filters: Filters | None = None) -> list[dict]:
-    """Places (cells of ~200 m) where the same category came back week after week.
+    """Places (cells of ~100 m) where the same category comes back week after week.
 
-    (category, cell, week) counts from SQL; kept when reported in at least 3 distinct weeks
-    and 5 times in all."""
+    A cell is a hot spot when its category was reported there in at least 3 distinct weeks,
+    5 times at least, and 6 times more than in that category's average cell (so that a dense
+    city does not turn every corner into a hot spot). One statement, grouped in the database."""
     start = end - timedelta(weeks=weeks)
-    dialect = connection.dialect.name
-    scale = 1 / cell_degrees
-    x = func.cast(func.round(Request.lon * scale), _int())
-    y = func.cast(func.round(Request.lat * scale), _int())
-    week = bucket(dialect, "week")
     conditions = [Request.created_at >= start, Request.created_at < end, Request.lat.is_not(None),
-                  Request.lon.is_not(None), Request.duplicate_of_id.is_(None)]
-    if filters and filters.district:
-        conditions.append(Request.district == filters.district)
-    if filters and filters.department:
-        conditions.append(Request.department == filters.department)
-    rows = connection.execute(
-        select(Request.category, x, y, week, func.count(), func.max(Request.district))
-        .where(*conditions).group_by(Request.category, x, y, week)).all()
-    cells: dict[tuple, dict] = {}
-    for category, cx, cy, _week, count, district in rows:
-        cell = cells.setdefault((category, cx, cy), {"category": category, "district": district, "weeks": 0,
-                                                     "count": 0, "lat": round(cy * cell_degrees, 4),
-                                                     "lon": round(cx * cell_degrees, 4)})
-        cell["weeks"] += 1
-        cell["count"] += int(count)
-    spots = [c for c in cells.values() if c["weeks"] >= 3 and c["count"] >= 5]
-    return sorted(spots, key=lambda c: (-c["weeks"], -c["count"], c["category"]))
-
-
-def _int():
-    from sqlalchemy import Integer
-
-    return Integer
+                  Request.lon.is_not(None), Request.duplicate_of_id.is_(None), *(filters.narrowing() if filters else [])]
+    scale = 1 / cell_degrees
+    x = cast(func.round(Request.lon * scale), Integer).label("x")
+    y = cast(func.round(Request.lat * scale), Integer).label("y")
+    # The week number by comparisons, not date arithmetic: the same on both databases, and cheap.
+    week = sum((case((Request.created_at >= start + timedelta(weeks=i), 1), else_=0) for i in range(1, weeks)),
+               literal(0))
+    cells = (select(Request.category, x, y, func.count().label("n"), func.count(distinct(week)).label("w"),
+                    func.max(Request.district).label("district"))
+             .where(*conditions).group_by(Request.category, x, y).subquery())
+    ranked = select(cells, func.sum(cells.c.n).over(partition_by=cells.c.category).label("total"),
+                    func.count().over(partition_by=cells.c.category).label("occupied")).subquery()
+    rows = connection.execute(select(ranked).where(
+        ranked.c.n >= 5, ranked.c.w >= 3, ranked.c.n * ranked.c.occupied >= 6 * ranked.c.total)).all()
+    found = [{"category": r.category, "district": r.district, "weeks": int(r.w), "count": int(r.n),
+              "lat": round(r.y * cell_degrees, 4), "lon": round(r.x * cell_degrees, 4)} for r in rows]
+    return sorted(found, key=lambda c: (-c["weeks"], -c["count"], c["category"], c["lat"], c["lon"]))
 
 
 def rising(by_category: list[dict], minimum: int = 10, ratio: float = 1.25) -> list[dict]:
