@@ -173,6 +173,8 @@ def _duration(triple, index: int = 0) -> str:
 def human_hours(hours: float | None) -> str:
     if hours is None:
         return "—"
+    if hours * 60 < 1:
+        return f"{hours * 3600:.0f} s"
     if hours < 1:
         return f"{hours * 60:.0f} min"
     if hours < 48:

@@ -1,0 +1,7 @@
+"""`make bench`: the benchmarks, one after the other (the dashboards' for now)."""
+
+import sys
+
+from . import dashboard
+
+sys.exit(dashboard.main(sys.argv[1:]))
