@@ -1,4 +1,4 @@
-"""Screenshots of the dashboards for the README: ``.venv/bin/python -m docs.screenshots.take``.
+"""Screenshots of the dashboards for the README: ``.venv/bin/python docs/screenshots/take.py``.
 
 Generates 60 000 requests (tests/bench/generate.py) into var/screenshots.db, serves the app on
 loopback, signs in as a manager in headless Chromium and captures each page.

@@ -193,7 +193,7 @@ def _delay_table(dimension: str, found: dict, names: Names, note) -> Table:
             row[f"{stage}_p50"] = p50 / 3600 if p50 is not None else None
             row[f"{stage}_p90"] = p90 / 3600 if p90 is not None else None
         rows.append(row)
-    rows.sort(key=lambda r: -r["n"])
+    rows.sort(key=lambda r: (-r["n"], r["name"]))
     return Table(
         f"delays_by_{dimension}", _l("Delays by %(dimension)s (hours)", dimension=str(DIMENSION_TITLES[dimension]).lower()),
         [Column("name", DIMENSION_TITLES[dimension], "text"), Column("n", _l("Requests")),
@@ -237,7 +237,7 @@ def recurring_page(connection, filters: Filters, names: Names, now, by: str = "c
         [{**s, "category": names("category", s["category"]), "district": names("district", s["district"])}
          for s in spots[:25]],
         None, _l("Cells of about 100 m over the 8 weeks before the end of the period: reported in 3 weeks or more, "
-            "5 times or more, and 6 times more than in the category's average cell."),
+            "5 times or more, and, for a category reported all over the city, 6 times more than in its average cell."),
     ))
     page.tables.append(Table(
         "rising", _l("Categories on the rise"),
