@@ -257,6 +257,8 @@ def test_unknown_request_token_and_format_are_404(client):
     assert xml(client.get(f"{BASE}/requests/R-2026-0000001.xml")).findtext("error/code") == "404"
     assert client.get(f"{BASE}/tokens/nothing.json").status_code == 404
     assert client.get(f"{BASE}/services.csv").status_code == 404
+    assert client.get(f"{BASE}/nothing-here.json").get_json() == [{"code": 404, "description": "not found"}]
+    assert xml(client.put(f"{BASE}/requests.xml")).findtext("error/code") == "405"
 
 
 def test_status_changes_are_published_as_mysociety_updates(client, runtime):
