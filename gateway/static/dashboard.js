@@ -3,7 +3,8 @@
 (function () {
   "use strict";
   // Okabe–Ito: told apart by people with the common colour-vision deficiencies.
-  var PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+  var PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+                 "#8C510A", "#7F7F7F"];
   var quiet = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
   function draw(canvas) {
