@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, worker, scheduler, db, rules, user, deliveries."""
+"""The `gateway` command: serve, worker, scheduler, db, rules, user, deliveries, opendata."""
 
 from __future__ import annotations
 
@@ -246,5 +246,31 @@ def deliveries_retry(delivery_ids, everything):
     if hasattr(runtime.jobs, "shutdown"):
         runtime.jobs.shutdown()
     click.echo(f"{done} deliveries queued again")
+@main.command("opendata")
+@click.option("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+@click.option("--end", required=True, help="last day, YYYY-MM-DD (UTC), included")
+@click.option("--format", "fmt", type=click.Choice(["csv", "geojson"]), default="csv", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-", help="file (default: stdout)")
+def opendata(start, end, fmt, output):
+    """Write the anonymized open-data export of the requests received in a period."""
+    from datetime import date, timedelta
+
+    from . import create_app
+    from .dashboard import opendata as export
+    from .dashboard.queries import Filters
+
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError as exc:
+        raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
+    app = create_app({"GATEWAY_INLINE_JOBS": False})
+    begin = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    filters = Filters(begin, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
+    rows = export.export_rows(app.extensions["runtime"], filters, export.precision(app.config))
+    with click.open_file(output, "w", encoding="utf-8") as out:
+        for chunk in export.csv_stream(rows) if fmt == "csv" else export.geojson_stream(rows):
+            out.write(chunk)
+
+
 if __name__ == "__main__":
     main()

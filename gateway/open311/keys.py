@@ -12,11 +12,13 @@ its key, never the key itself::
 from __future__ import annotations
 
 import hmac
+import logging
 from pathlib import Path
 
 import yaml
 
 CONFIG_FILE = "open311.yaml"
+log = logging.getLogger(__name__)
 
 
 class KeyConfigError(ValueError):
@@ -24,11 +26,17 @@ class KeyConfigError(ValueError):
 
 
 def configured_keys(settings) -> dict[str, str]:
-    """{client name: key} for every key whose environment variable is set."""
+    """{client name: key} for every key whose environment variable is set. A malformed
+    config/open311.yaml is logged and its clients refused; OPEN311_API_KEY still works."""
     keys = {}
     if settings.get("OPEN311_API_KEY"):
         keys["default"] = str(settings["OPEN311_API_KEY"])
-    for client, env in _declared(Path(str(settings["GATEWAY_CONFIG_DIR"])) / CONFIG_FILE):
+    try:
+        declared = _declared(Path(str(settings["GATEWAY_CONFIG_DIR"])) / CONFIG_FILE)
+    except KeyConfigError as exc:
+        log.error("Open311 clients not loaded: %s", exc)
+        declared = []
+    for client, env in declared:
         if settings.get(env):
             keys[client] = str(settings[env])
     return keys

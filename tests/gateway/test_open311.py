@@ -278,3 +278,18 @@ def test_status_changes_are_published_as_mysociety_updates(client, runtime):
     assert root.tag == "service_request_updates" and root.findtext("request_update/status") == "in_progress"
     assert (record["status"], record["status_notes"]) == ("closed", "Trou rebouché")
     assert client.get(f"{BASE}/servicerequestupdates.json?start_date=nope").status_code == 400
+
+
+def test_malformed_client_list_refuses_its_keys_but_keeps_the_main_one(make_app, tmp_path, caplog):
+    import shutil
+
+    config = tmp_path / "config"
+    shutil.copytree(FIXTURES.parent.parent / "config", config)
+    (config / "open311.yaml").write_text("api_keys:\n  - client: fixmystreet\n    environment: OOPS\n")
+    client = make_app(GATEWAY_CONFIG_DIR=str(config), OPEN311_API_KEY=KEY, OOPS="oops-key-0123456789").test_client()
+
+    refused = post(client, api_key="oops-key-0123456789")
+    accepted = post(client)
+
+    assert refused.status_code == 403 and accepted.status_code == 200
+    assert "api_keys item 1 needs 'client' and 'env'" in caplog.text

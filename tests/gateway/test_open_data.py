@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
@@ -87,3 +88,24 @@ def test_request_without_location_has_null_geometry(make_app, auth):
     assert document["features"][0]["geometry"] is None
     with app.extensions["runtime"].db.session() as session:
         assert session.scalar(select(Request.lat)) is None
+
+
+def test_command_line_writes_the_same_export(make_app, auth, settings, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    app = make_app()
+    app.test_client().post("/api/v1/requests", json=PERSONAL, headers=auth)
+    for key, value in settings.items():
+        monkeypatch.setenv(key, "" if value is None else str(value))
+    today = datetime.now(UTC).date().isoformat()
+    target = tmp_path / "requests.csv"
+
+    result = CliRunner().invoke(main, ["opendata", "--start", today, "--end", today, "--output", str(target)])
+    wrong = CliRunner().invoke(main, ["opendata", "--start", "yesterday", "--end", today])
+
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    assert len(rows) == 1 and rows[0]["lat"] == "45.441" and "Tremblay" not in target.read_text()
+    assert wrong.exit_code != 0 and "YYYY-MM-DD" in wrong.output
