@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, worker, scheduler, db, rules, user, deliveries, opendata."""
+"""The `gateway` command: serve, worker, scheduler, db, rules, user, deliveries, dashboards, opendata."""
 
 from __future__ import annotations
 
@@ -246,6 +246,30 @@ def deliveries_retry(delivery_ids, everything):
     if hasattr(runtime.jobs, "shutdown"):
         runtime.jobs.shutdown()
     click.echo(f"{done} deliveries queued again")
+@main.group()
+def dashboards():
+    """The dashboards' roll-up of settled days."""
+
+
+@dashboards.command("refresh")
+@click.option("--since", required=True, help="first day to rebuild, YYYY-MM-DD (UTC)")
+def dashboards_refresh(since):
+    """Rebuild the roll-up from a day on, e.g. after requests were re-categorized."""
+    from datetime import date
+
+    from . import create_app
+    from .dashboard import rollup
+
+    try:
+        first = date.fromisoformat(since)
+    except ValueError as exc:
+        raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    with runtime.db.engine.connect() as connection:
+        forgotten = rollup.refresh(connection, first)
+    click.echo(f"{forgotten} days will be rebuilt when a dashboard next needs them")
+
+
 @main.command("opendata")
 @click.option("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
 @click.option("--end", required=True, help="last day, YYYY-MM-DD (UTC), included")

@@ -275,4 +275,27 @@ class User(Base):
         return f"<User {self.id} {self.role}>"
 
 
+class DashboardDay(Base):
+    """Requests received per UTC day and channel × category × department × district ('' for
+    none): the dashboards' roll-up for days old enough not to change (gateway/dashboard/rollup.py)."""
+
+    __tablename__ = "dashboard_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    department: Mapped[str] = mapped_column(String(64), primary_key=True)
+    district: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+
+
+class DashboardDayBuilt(Base):
+    """The days present in dashboard_days (a day with no request has no row there)."""
+
+    __tablename__ = "dashboard_days_built"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 ROLES = ("agent", "supervisor", "admin", "department", "manager", "readonly")

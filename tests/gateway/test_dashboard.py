@@ -226,3 +226,35 @@ def test_same_figures_on_postgresql_and_sqlite(make_app, settings, pg_url):
                     assert value == theirs[column], (key, column)
     assert sqlite[("volumes", "over_time")][0]["day"] == "2026-08-31"  # weeks start on Monday
     assert sqlite[("recurring", "hot_spots")] and sqlite[("recurring", "rising")][0]["name"] == "Graffiti"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rollup_gives_the_figures_of_the_requests_themselves(request, settings, backend):
+    from gateway.dashboard import queries, rollup
+    from gateway.dashboard.queries import Filters
+
+    url = settings["DATABASE_URL"] if backend == "sqlite" else request.getfixturevalue("pg_url")
+    now = datetime.now(UTC)
+    generate(url, 3000, days=200, end=now)
+    engine = create_engine(url)
+    midnight = datetime.combine((now + timedelta(days=1)).date(), datetime.min.time(), UTC)
+    periods = [Filters(midnight - timedelta(days=90), midnight, unit) for unit in ("day", "week", "month")]
+    periods.append(Filters(midnight - timedelta(days=60), midnight, "week", district="nord", department="environnement"))
+    with engine.connect() as connection:
+        for filters in periods:
+            assert queries.all_volumes(connection, filters) == queries.all_volumes(connection, filters, use_rollup=False)
+            for by in queries.DIMENSIONS:
+                assert queries.series(connection, filters, by) == queries.series(connection, filters, by, use_rollup=False)
+        built = connection.scalar(text("SELECT count(*) FROM dashboard_days_built"))
+        assert built == (rollup.settled_before() - (midnight - timedelta(days=180))).days  # previous period too
+        # A settled request re-categorized later: the roll-up keeps the old count until refreshed.
+        old = connection.execute(text("SELECT id FROM requests WHERE created_at < :t ORDER BY created_at DESC LIMIT 1"),
+                                 {"t": midnight - timedelta(days=30)}).one()
+        connection.execute(text("UPDATE requests SET category = 'danger_public' WHERE id = :id"), {"id": old.id})
+        connection.commit()
+        stale = {r["key"]: r for r in queries.volumes(connection, periods[0], "category")}
+        rollup.refresh(connection, (midnight - timedelta(days=91)).date())
+        fresh = {r["key"]: r for r in queries.volumes(connection, periods[0], "category")}
+    engine.dispose()
+    assert "danger_public" not in stale
+    assert fresh["danger_public"]["count"] + fresh["danger_public"]["previous"] == 1
