@@ -258,3 +258,21 @@ def test_rollup_gives_the_figures_of_the_requests_themselves(request, settings, 
     engine.dispose()
     assert "danger_public" not in stale
     assert fresh["danger_public"]["count"] + fresh["danger_public"]["previous"] == 1
+
+
+def test_refresh_command_forgets_built_days(manager, settings, monkeypatch):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    assert table(manager, "volumes", "by_channel")  # builds the roll-up of the settled days shown
+    for key, value in settings.items():
+        monkeypatch.setenv(key, "" if value is None else str(value))
+
+    done = CliRunner().invoke(main, ["dashboards", "refresh", "--since", "2026-09-01"])
+    wrong = CliRunner().invoke(main, ["dashboards", "refresh", "--since", "last week"])
+
+    assert done.exit_code == 0 and done.output.startswith("20 days will be rebuilt"), done.output
+    assert wrong.exit_code != 0 and "YYYY-MM-DD" in wrong.output
+    by_channel = {r["name"]: r["count"] for r in table(manager, "volumes", "by_channel")}
+    assert by_channel == {"Web form": "3", "Text message": "2", "E-mail": "1"}  # built again, same figures
