@@ -45,7 +45,8 @@ def test_agent_signs_in_filters_and_sees_new_requests_arrive(browse, runtime, co
     assert rows.count() == 1 and codes["light"] in rows.first.inner_text()
 
     page.click("text=Clear filters")
-    new = submit(runtime, {**fixture("request__pothole_fr"), "citizen": {"email": "nouveau@example.org"}})
+    new = submit(runtime, {"channel": "web", "description": "Le banc du parc Laurier est cassé en deux",
+                           "citizen": {"email": "nouveau@example.org"}})  # a new problem, not a duplicate
     page.locator(f"#requests tbody tr >> text={new}").wait_for()  # no reload: the page polls
     assert "1 new request" in page.locator("#live").inner_text()
     assert rows.first.inner_text().startswith(new)
@@ -82,26 +83,29 @@ def test_agent_sees_photos_and_voice_messages_in_the_conversation(browse, codes,
     assert duration == pytest.approx(1.0, abs=0.05)  # a playable recording
 
 
-def test_agent_links_a_duplicate_and_unlinks_it(browse, runtime, codes, agent_email):
+def test_agent_unlinks_an_automatic_duplicate_and_links_it_again(browse, runtime, codes, agent_email):
+    # A neighbour reports the same pothole in the same words: dedup links it automatically.
     again = submit(runtime, {**fixture("request__pothole_fr"), "citizen": {"email": "voisin2@example.org"}})
+    with runtime.db.session() as db:
+        assert db.scalar(select(Request.status).where(Request.code == again)) == "duplicate"
     page = browse(locale="en-CA")
     sign_in(page, agent_email)
     page.goto(f"/inbox/r/{again}?lang=en")
+    assert page.locator(".notice", has_text="Linked as a duplicate of").count() == 1
+
+    page.click(f"text=Unlink from {codes['pothole']}")
+    page.locator("#original").wait_for()  # the link form replaces the unlink button
+    with runtime.db.session() as db:
+        assert db.scalar(select(Request.status).where(Request.code == again)) == "routed"
 
     page.fill("#original", codes["pothole"])
     page.click("text=Link as duplicate")
-
-    assert page.locator(".notice", has_text="Linked as a duplicate of").count() == 1
+    page.locator(".notice", has_text="Linked as a duplicate of").wait_for()
     with runtime.db.session() as db:
         assert db.scalar(select(Request.status).where(Request.code == again)) == "duplicate"
     shoot(page, "request_duplicate")
     page.goto(f"/inbox/r/{codes['pothole']}")
     assert again in page.locator(".notice").first.inner_text()  # the original lists it
-
-    page.goto(f"/inbox/r/{again}")
-    page.click(f"text=Unlink from {codes['pothole']}")
-    with runtime.db.session() as db:
-        assert db.scalar(select(Request.status).where(Request.code == again)) == "routed"
 
 
 def test_walk_in_on_a_tablet_gives_the_code(browse, runtime, agent_email):
