@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, insert, text
 
 from gateway.auth import add_user
-from gateway.db import upgrade
 from gateway.models import Citizen, Delivery, Follower, Request
 from tests.bench.generate import generate
 
@@ -188,17 +186,6 @@ def test_monthly_report_for_council(manager):
     assert manager.get("/dashboard/report?month=October").status_code == 400
     assert "@media print" in manager.get("/static/style.css").get_data(as_text=True)
 
-
-@pytest.fixture
-def pg_url(postgres_server):
-    name = f"gw_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    return url
 
 
 def test_same_figures_on_postgresql_and_sqlite(make_app, settings, pg_url):

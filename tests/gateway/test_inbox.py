@@ -9,11 +9,8 @@ from sqlalchemy import func, select
 
 from gateway.inbox import queries
 from gateway.models import Attachment, Delivery, Event, Follower, Message, Request, utcnow
-from tests.gateway import test_postgresql
 from tests.support.servers import wait_until
 from tests.support.staff import csrf, fixture, make_user, post_form, sign_in, submit
-
-pg_url = test_postgresql.pg_url  # a fresh migrated PostgreSQL database
 
 
 @pytest.fixture
