@@ -106,7 +106,7 @@ def run(results, quick: bool, databases: list[str]) -> None:
     from tests.support.servers import PostgresServer, RedisServer, SmtpServer
 
     section("deliveries: outbox → RQ SimpleWorker → local SMTP server")
-    count = 1_000 if quick else 5_000
+    count = 500 if quick else 2_000
     folder = fresh_dir("deliveries")
     redis = RedisServer(folder).start()
     smtp = SmtpServer().start()
