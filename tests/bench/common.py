@@ -107,6 +107,7 @@ def machine() -> dict:
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "ram_gib": round(int(memory.split()[1]) / 1024 / 1024, 1),
+        "load_average": Path("/proc/loadavg").read_text().split()[:3],  # the machine is shared: say how busy
         "kernel": platform.release(),
         "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "python": platform.python_version(),
