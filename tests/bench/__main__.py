@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> None:
             deliveries.run(results, args.quick, databases)
         elif name == "dedup":
             _dedup(results, args.quick)
-    results.save(WORK / "results.json")
-    print(f"\nall done in {time.monotonic() - started:.0f} s; figures saved in {WORK / 'results.json'}")
+    saved = WORK / f"results-{'-'.join(chosen)}{'-quick' if args.quick else ''}.json"
+    results.save(saved)
+    print(f"\nall done in {time.monotonic() - started:.0f} s; figures saved in {saved}")
 
 
 def _dedup(results: Results, quick: bool) -> None:

@@ -25,7 +25,17 @@ from urllib.parse import urlencode
 
 from sqlalchemy import create_engine, text
 
-from .common import BIN, ROOT, children, fresh_dir, median, peak_rss_mb, section, wait_for_http
+from .common import (
+    BIN,
+    ROOT,
+    children,
+    cpu_seconds,
+    fresh_dir,
+    median,
+    peak_rss_mb,
+    section,
+    wait_for_http,
+)
 from .generate import records
 
 LUA = Path(__file__).resolve().parent / "wrk_signed.lua"
@@ -77,6 +87,10 @@ class Served:
         self.process = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_http(f"http://127.0.0.1:{port}/nothing-here", timeout=60)
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the workers: per request, a figure a busy machine does not skew."""
+        return sum(cpu_seconds(pid) for pid in children(self.process.pid))
 
     def worker_peak_mb(self) -> list[float]:
         return [m for m in (peak_rss_mb(pid) for pid in children(self.process.pid)) if m is not None]
@@ -171,10 +185,11 @@ def measure(results, target: Target, lines_for, folder: Path, seconds: float, co
             rate: float, tag: str) -> dict:
     expected = int((rate or 9000) * seconds * 1.3) + 1000
     lines = lines_for(target, expected, tag)
-    before = count_rows(target.count_url, target.table, target.where)
+    before, cpu = count_rows(target.count_url, target.table, target.where), target.served.cpu()
     figures = wrk(target.served.port, target.path, target.header, lines, folder, seconds, connections, rate)
     time.sleep(0.5)  # requests in flight when wrk stopped
     after = count_rows(target.count_url, target.table, target.where)
+    figures["cpu_ms"] = (target.served.cpu() - cpu) / max(after[0] - before[0], 1) * 1000
     figures["check"] = checked(figures, before, after, connections)
     if figures["check"] != "ok":
         results.note(f"intake {target.label} run {tag}: {figures['check']}")
@@ -249,12 +264,15 @@ def _targets(databases, folder, redis, postgres, servers, free_port) -> list[Tar
 
 
 def _report(results, targets, saturation, fixed) -> None:
-    best = {}
+    best, cpu = {}, {}
     for target in targets:
         runs = saturation[target.label]
         rate = median([r["ok_per_s"] for r in runs])
         best[target.label] = rate
+        cpu[target.label] = median([r["cpu_ms"] for r in runs])
         results.add("intake", f"{target.label}: accepted/s at saturation (median of {len(runs)})", round(rate), "req/s")
+        results.add("intake", f"{target.label}: web workers' CPU per stored request",
+                    round(median([r["cpu_ms"] for r in runs]), 2), "ms")
         results.add("intake", f"{target.label}: p50 / p99 at saturation",
                     f"{median([r['p50_us'] for r in runs]) / 1000:.1f} / {median([r['p99_us'] for r in runs]) / 1000:.1f}",
                     "ms")
@@ -271,3 +289,5 @@ def _report(results, targets, saturation, fixed) -> None:
         for bare in (f"bare {database}", f"bare {database} full", f"bare {database} normal"):
             if gateway and best.get(bare):
                 results.add("intake", f"ratio gateway {database} / {bare}", f"{100 * gateway / best[bare]:.0f}", "%")
+                results.add("intake", f"CPU ratio {bare} / gateway {database}",
+                            f"{100 * cpu[bare] / cpu[f'gateway {database}']:.0f}", "%")
