@@ -10,7 +10,7 @@ import argparse
 import importlib
 import time
 
-from .common import WORK, Results, machine, section
+from .common import WORK, Results, durable_commit_ms, machine, section
 
 ALL = ("intake", "pipeline", "deliveries", "dedup")
 
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     results = Results(quick=args.quick)
     section("machine")
-    for key, value in machine().items():
+    results.machine = {**machine(), **durable_commit_ms()}
+    for key, value in results.machine.items():
         print(f"  {key}: {value}")
     started = time.monotonic()
     databases = [d.strip() for d in args.db.split(",") if d.strip()]

@@ -118,6 +118,31 @@ def machine() -> dict:
     }
 
 
+def durable_commit_ms(rounds: int = 200) -> dict:
+    """The physical limit of any durable intake here: one fsync'd append, and one SQLite WAL
+    commit with synchronous=FULL, one writer, in milliseconds (medians)."""
+    folder = fresh_dir("disk")
+    fd = os.open(folder / "append", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    fsyncs = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        os.write(fd, b"x" * 512)
+        os.fsync(fd)
+        fsyncs.append(time.perf_counter() - start)
+    os.close(fd)
+    connection = sqlite3.connect(folder / "commits.db", isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    commits = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        connection.execute("INSERT INTO t (body) VALUES (?)", (b"x" * 800,))
+        commits.append(time.perf_counter() - start)
+    connection.close()
+    return {"fsync_ms": round(median(fsyncs) * 1000, 2), "sqlite_full_commit_ms": round(median(commits) * 1000, 2)}
+
+
 # --- results -----------------------------------------------------------------------------------
 
 @dataclass
@@ -127,6 +152,7 @@ class Results:
     quick: bool
     figures: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
 
     def add(self, bench: str, name: str, value, unit: str = "") -> None:
         self.figures.setdefault(bench, {})[name] = {"value": value, "unit": unit}
@@ -139,7 +165,7 @@ class Results:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"quick": self.quick, "machine": machine(), "figures": self.figures,
+        path.write_text(json.dumps({"quick": self.quick, "machine": self.machine or machine(), "figures": self.figures,
                                     "notes": self.notes}, indent=2, ensure_ascii=False))
 
 
