@@ -12,13 +12,12 @@ Afterwards every row must be delivered and the SMTP server must hold N messages.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import time
 
 from sqlalchemy import create_engine, func, insert, select
 
-from .common import BIN, ROOT, fresh_dir, section
+from .common import BIN, ROOT, fresh_dir, peak_rss_mb, section
 
 
 def prepare(url: str, count: int) -> None:
@@ -71,11 +70,13 @@ def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tupl
     logs = [(folder / f"worker-{i}.log").open("wb") for i in range(workers)]
     processes = [subprocess.Popen([str(BIN / "gateway"), "worker", "--burst"], env=env, cwd=ROOT,
                                   stdout=log, stderr=subprocess.STDOUT) for log in logs]
-    peaks = []
-    for process in processes:
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
+    # VmHWM read while they run: a child's ru_maxrss would count the bench process it was forked
+    # from before exec.
+    peaks = [0.0] * workers
+    while any(p.poll() is None for p in processes):
+        for i, process in enumerate(processes):
+            peaks[i] = max(peaks[i], peak_rss_mb(process.pid) or 0.0)
+        time.sleep(0.2)
     for log in logs:
         log.close()
     if any(p.returncode for p in processes):
@@ -137,8 +138,6 @@ def run(results, quick: bool, databases: list[str]) -> None:
         redis.stop()
         if postgres is not None:
             postgres.stop()
-    results.add("deliveries", "bench process peak RSS (SMTP stand-in included)",
-                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}", "MiB")
 
 
 def _create_database(postgres, name: str) -> None:
