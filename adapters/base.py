@@ -47,6 +47,7 @@ class Attachment:
     content_type: str
     data: bytes | None = None
     url: str | None = None  # to be fetched by a background job
+    refused: str | None = None  # why the file is not kept (too large, executable…); data is None
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,17 @@ class CitizenMessage:
     language: str | None = None
     category: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    attributes: dict | None = None  # answers to the service's questions (Open311 attributes)
     # Threading hints: a tracking code the citizen quoted, or the provider's reply reference.
     reference_code: str | None = None
     in_reply_to: str | None = None
+    # The provider's id for this message (Messenger mid, Telegram chat:message), kept on the
+    # conversation so replies and edits find it.
+    external_id: str | None = None
+    # Chat channels: a command ("start", "status", "language:fr") instead of a request, or
+    # the external id of the message this one edits.
+    command: str | None = None
+    edit_of: str | None = None
     # Channel outcomes decided before parsing (see twilio/): a STOP/START word (True/False),
     # the tracking code already given in the channel's own answer, a request to be created as
     # needs_info (a voicemail without a transcript), a text that fills in the referenced
@@ -72,6 +81,18 @@ class CitizenMessage:
     acknowledged: bool = False
     needs_info: bool = False
     fills_description: bool = False
+    external_id: str | None = None  # the provider's id for this message (e-mail: its Message-ID)
+
+
+@dataclass(frozen=True)
+class BounceReport:
+    """A delivery failure notice about mail we sent (RFC 3464), in neutral terms."""
+
+    recipients: tuple[str, ...]  # the addresses that could not be reached
+    original_message_ids: tuple[str, ...]  # Message-IDs of the returned message(s)
+    permanent: bool  # False for "delayed, still trying" notices
+    reason: str
+    text: str = ""  # the notice's text, to find a tracking code when no Message-ID came back
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,7 @@ class OutboundMessage:
     idempotency_key: str = ""
     message_id: str | None = None  # e.g. the e-mail Message-ID we assign
     in_reply_to: str | None = None
+    references: tuple[str, ...] = ()  # earlier Message-IDs of the thread, oldest first
     automatic: bool = True  # an acknowledgement or notice, not a person's reply
 
 
@@ -144,6 +166,10 @@ class Sink(Protocol):
     """A department's existing tool that routed requests are delivered into."""
 
     type: str
+
+    def check(self, target: dict[str, Any]) -> None:
+        """Raises AdapterMisconfiguredError when ``target`` cannot be delivered to (a missing
+        setting or secret), without sending anything: `gateway sinks` shows it to administrators."""
 
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str

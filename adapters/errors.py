@@ -32,7 +32,15 @@ class MalformedPayloadError(AdapterError):
 
 
 class UnsupportedEventError(AdapterError):
-    """A well-formed provider event that the gateway does not act on."""
+    """A well-formed provider event that the gateway does not act on.
+
+    ``bounce`` carries what a delivery failure notice says about mail we sent, so the
+    gateway can stop writing to an address that does not exist.
+    """
+
+    def __init__(self, message: str, bounce=None):
+        super().__init__(message)
+        self.bounce = bounce
 
 
 class AdapterMisconfiguredError(AdapterError):

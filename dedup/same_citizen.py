@@ -1,8 +1,12 @@
 """The same citizen writing again about the same problem joins their open request.
 
 A citizen who sends the same complaint twice (a second e-mail, the form submitted again,
-a call after an e-mail) is one request, not two. Compared: their open requests of the same
-category created within the window, by rapidfuzz token_set_ratio on folded text.
+a call after an e-mail, a Facebook message after a call: the citizen record holds all their
+contact points) is one request, not two. Compared: their open requests of the same category
+created within the window (config/dedup.yaml, same_citizen), by rapidfuzz token_set_ratio on
+folded text. Two requests whose places are both known and farther apart than the category's
+radius are two problems, however alike the words ("pothole in front of my house" at two
+addresses).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from sqlalchemy.orm import Session
 from gateway.models import OPEN_STATUSES, Request
 from normalizer.text import fold
 
-WINDOW = timedelta(days=14)
-SIMILAR = 80.0  # token_set_ratio, 0-100
+from .config import DedupRules
+from .geo import address_distance_m, distance_m, usable_point
 
 
 @dataclass(frozen=True)
@@ -33,27 +37,46 @@ class DedupDecision:
 
 
 def same_citizen(
-    session: Session, citizen_id: int | None, category: str | None, text: str, now: datetime
+    session: Session, citizen_id: int | None, category: str | None, text: str, now: datetime,
+    rules: DedupRules | None = None, lat: float | None = None, lon: float | None = None,
+    address: str | None = None,
 ) -> DedupDecision:
     if citizen_id is None:
         return DedupDecision("new", reason="no known citizen")
+    rules = rules or DedupRules()
+    window = timedelta(days=rules.same_citizen.window_days)
     candidates = session.scalars(
         select(Request)
         .where(
             Request.citizen_id == citizen_id,
             Request.status.in_(OPEN_STATUSES),
             Request.category == category if category else Request.category.is_(None),
-            Request.created_at >= now - WINDOW,
+            Request.created_at >= now - window,
         )
         .order_by(Request.created_at.desc())
         .limit(20)
     ).all()
     folded = fold(text)
-    best, best_score = None, 0.0
+    radius = rules.reach(category).radius_m
+    best, best_score, elsewhere = None, 0.0, 0
     for candidate in candidates:
+        if _apart(candidate, lat, lon, address, rules) > radius:
+            elsewhere += 1
+            continue
         score = fuzz.token_set_ratio(folded, fold(candidate.description))
         if score > best_score:
             best, best_score = candidate, score
-    if best is not None and best_score >= SIMILAR:
+    if best is not None and best_score >= rules.same_citizen.similarity:
         return DedupDecision("join", best.id, best_score, "same citizen, same category, similar text")
-    return DedupDecision("new", score=best_score, reason=f"{len(candidates)} open request(s) of theirs compared")
+    reason = f"{len(candidates)} open request(s) of theirs compared"
+    if elsewhere:
+        reason += f", {elsewhere} elsewhere"
+    return DedupDecision("new", score=best_score, reason=reason)
+
+
+def _apart(request: Request, lat, lon, address, rules: DedupRules) -> float:
+    """Metres between the two places when both are known; 0 when they cannot be compared."""
+    if usable_point(lat, lon, rules.bounds) is None and usable_point(request.lat, request.lon, rules.bounds) is None:
+        return distance_m(lat, lon, request.lat, request.lon)
+    along = address_distance_m(address, request.address)
+    return along if along is not None else 0.0

@@ -1,4 +1,10 @@
-"""Files that arrive by URL (MMS photos, call recordings): fetched by a job, stored, size-limited.
+"""Files that came with a citizen's message, stored and size-limited.
+
+Files inside the message itself (e-mail attachments and inline pictures) are written at once
+by `add_received`; one the channel refused (too large, executable) is not kept and the reason
+is recorded on the request.
+
+Files that arrive by URL (MMS photos, call recordings) are fetched by a job:
 
 The pipeline records each one as a pending Attachment; the `fetch_attachment` job downloads it
 with the adapter of the channel it came by (which holds the provider's credentials) into
@@ -39,6 +45,27 @@ def add_pending(session, request_id: int, message_id: int | None, files: tuple[I
     session.add_all(rows)
     session.flush()
     return [row.id for row in rows]
+
+
+def add_received(session, runtime, request_id: int, message_id: int | None,
+                 files: tuple[IncomingFile, ...]) -> list[int]:
+    """Store the files whose bytes came in the message; record the refused ones. Returns ids."""
+    rows = []
+    for item in files:
+        if item.refused:
+            session.add(Event(request_id=request_id, actor="system:attachments", type="attachment_refused",
+                              data={"filename": item.filename, "content_type": item.content_type,
+                                    "reason": item.refused, "message": message_id}))
+        elif item.data is not None and not item.url:
+            row = Attachment(request_id=request_id, message_id=message_id, filename=_safe_name(item.filename),
+                             content_type=item.content_type[:100], size=len(item.data),
+                             sha256=hashlib.sha256(item.data).hexdigest(), fetch_state="stored")
+            session.add(row)
+            session.flush()
+            folder = Path(str(runtime.settings["GATEWAY_DATA_DIR"])) / "attachments" / str(request_id)
+            row.storage_path = str(_write(folder, f"{row.id}-{row.filename}", item.data))
+            rows.append(row.id)
+    return rows
 
 
 def pending_for_inbound(runtime, inbound_id: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""The `gateway` command: serve, worker, scheduler, db, rules, user, deliveries."""
+"""The `gateway` command: serve, worker, scheduler, poll-email, db, rules, user, deliveries,
+telegram, dashboards, opendata."""
 
 from __future__ import annotations
 
@@ -84,17 +85,27 @@ def worker(burst: bool):
 @main.command()
 @click.option("--once", is_flag=True, help="one pass, then exit")
 def scheduler(once: bool):
-    """Periodically re-enqueue due work found in the database (the sweeper)."""
-    from . import create_app, jobs
+    """Periodic work: the sweeper, SLA checks, closing resolved requests, Open311 polling."""
+    from . import create_app
+    from .scheduler import run_once
 
     app = create_app({"GATEWAY_INLINE_JOBS": False})
     runtime = app.extensions["runtime"]
     every = float(runtime.settings["GATEWAY_SWEEP_SECONDS"])
     while True:
-        jobs.sweep(runtime)
+        run_once(runtime)
         if once:
             return
         time.sleep(every)
+
+
+@main.command("poll-email")
+@click.option("--once", is_flag=True, help="process what is in the mailboxes now, then exit")
+def poll_email(once: bool):
+    """Read the mailboxes (IMAP_* and config/mailboxes.yaml); each e-mail becomes a request."""
+    from .poller_cli import poll_email as run
+
+    run(once)
 
 
 # --- database ----------------------------------------------------------------------------
@@ -148,10 +159,12 @@ def _check_config(settings) -> None:
 @click.argument("path", required=False)
 def rules_check(path: str | None):
     """Validate the configuration folder (default: GATEWAY_CONFIG_DIR)."""
+    from dedup import load_dedup_rules
     from router import ConfigError
 
     try:
         book = _load_book(path)
+        load_dedup_rules(book.directory, set(book.categories))  # config/dedup.yaml too
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -186,6 +199,26 @@ def rules_test(text, lang, channel, lat, lon, when, path):
     out = {"language": language, **decision.as_dict()}
     out["sla"] = f"{decision.sla_hours:g} h"
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+@main.command("sinks")
+def sinks_check():
+    """Each department's sinks, and whether their settings and secrets are in place."""
+    from adapters.errors import AdapterMisconfiguredError
+
+    from . import create_app
+
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    bad = 0
+    for department in runtime.rules.current.departments.values():
+        for target in department.sinks:
+            try:
+                runtime.sink(target.type).check(target.settings())
+                state = "ok"
+            except AdapterMisconfiguredError as exc:
+                state, bad = f"MISCONFIGURED: {exc}", bad + 1
+            click.echo(f"{department.code}\t{target.type}\t{state}")
+    click.echo(f"{bad} misconfigured sink(s)")
 
 
 # --- accounts and deliveries -----------------------------------------------------------------
@@ -238,6 +271,24 @@ def deliveries_dead():
         click.echo(f"{len(rows)} dead deliveries")
 
 
+@deliveries.command("retrying")
+def deliveries_retrying():
+    """List deliveries that failed and wait for their next attempt."""
+    from sqlalchemy import select
+
+    from . import create_app
+    from .models import Delivery, Request
+
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    with runtime.db.session() as session:
+        rows = session.execute(select(Delivery, Request.code).join(Request).where(
+            Delivery.state == "pending", Delivery.attempts > 0).order_by(Delivery.next_attempt_at)).all()
+        for delivery, code in rows:
+            click.echo(f"{delivery.id}\t{code}\t{delivery.purpose}:{delivery.target}\t{delivery.attempts} attempts\t"
+                       f"next {delivery.next_attempt_at:%Y-%m-%d %H:%M:%S}Z\t{delivery.last_error}")
+        click.echo(f"{len(rows)} deliveries failing and retrying")
+
+
 @deliveries.command("retry")
 @click.argument("delivery_ids", nargs=-1, type=int)
 @click.option("--all", "everything", is_flag=True)
@@ -256,5 +307,83 @@ def deliveries_retry(delivery_ids, everything):
     if hasattr(runtime.jobs, "shutdown"):
         runtime.jobs.shutdown()
     click.echo(f"{done} deliveries queued again")
+
+
+# --- chat channels -----------------------------------------------------------------------------
+
+@main.group()
+def telegram():
+    """The Telegram bot."""
+
+
+@telegram.command("set-webhook")
+@click.option("--url", default=None, help="public webhook URL (default: GATEWAY_PUBLIC_URL/webhooks/telegram)")
+def telegram_set_webhook(url: str | None):
+    """Register the webhook with Telegram, with TELEGRAM_SECRET_TOKEN as its secret token."""
+    import re
+
+    from adapters.channels.telegram import TelegramChannel
+    from adapters.errors import AdapterError
+
+    settings = load_settings()
+    secret = str(settings.get("TELEGRAM_SECRET_TOKEN") or "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise click.ClickException("TELEGRAM_SECRET_TOKEN must be 1-256 characters among A-Z a-z 0-9 _ -")
+    url = url or str(settings["GATEWAY_PUBLIC_URL"]).rstrip("/") + "/webhooks/telegram"
+    try:
+        TelegramChannel.from_settings(settings).set_webhook(url, secret)
+    except AdapterError as exc:
+        raise click.ClickException(f"Telegram refused the webhook: {exc}") from exc
+    click.echo(f"Telegram webhook set to {url}")
+@main.group()
+def dashboards():
+    """The dashboards' roll-up of settled days."""
+
+
+@dashboards.command("refresh")
+@click.option("--since", required=True, help="first day to rebuild, YYYY-MM-DD (UTC)")
+def dashboards_refresh(since):
+    """Rebuild the roll-up from a day on, e.g. after requests were re-categorized."""
+    from datetime import date
+
+    from . import create_app
+    from .dashboard import rollup
+
+    try:
+        first = date.fromisoformat(since)
+    except ValueError as exc:
+        raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    with runtime.db.engine.connect() as connection:
+        forgotten = rollup.refresh(connection, first)
+    click.echo(f"{forgotten} days will be rebuilt when a dashboard next needs them")
+
+
+@main.command("opendata")
+@click.option("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+@click.option("--end", required=True, help="last day, YYYY-MM-DD (UTC), included")
+@click.option("--format", "fmt", type=click.Choice(["csv", "geojson"]), default="csv", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-", help="file (default: stdout)")
+def opendata(start, end, fmt, output):
+    """Write the anonymized open-data export of the requests received in a period."""
+    from datetime import date, timedelta
+
+    from . import create_app
+    from .dashboard import opendata as export
+    from .dashboard.queries import Filters
+
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError as exc:
+        raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
+    app = create_app({"GATEWAY_INLINE_JOBS": False})
+    begin = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    filters = Filters(begin, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
+    rows = export.export_rows(app.extensions["runtime"], filters, export.precision(app.config))
+    with click.open_file(output, "w", encoding="utf-8") as out:
+        for chunk in export.csv_stream(rows) if fmt == "csv" else export.geojson_stream(rows):
+            out.write(chunk)
+
+
 if __name__ == "__main__":
     main()

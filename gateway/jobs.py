@@ -35,8 +35,16 @@ def fetch_attachment(runtime, attachment_id: int) -> None:
     attachments.fetch_attachment(runtime, attachment_id)
 
 
+def tick(runtime, _unused: int = 0) -> None:
+    """One pass of the scheduler (sweep, SLA, closing, Open311 polling): the embedded mode's
+    background thread runs this; with Redis, the `scheduler` process does."""
+    from .scheduler import run_once
+
+    run_once(runtime)
+
+
 JOBS = {"process_inbound": process_inbound, "deliver": deliver, "sweep": sweep,
-        "fetch_attachment": fetch_attachment}
+        "fetch_attachment": fetch_attachment, "tick": tick}
 
 
 def run_logged(runtime, job: str, item_id: int) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -113,6 +114,7 @@ class ContactPoint(Base):
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_inbound_at: Mapped[datetime | None]  # the citizen's last message from here (Messenger's 24 h)
     citizen: Mapped[Citizen] = relationship(back_populates="contacts")
 
     def __repr__(self) -> str:
@@ -126,6 +128,19 @@ class Request(Base):
     __table_args__ = (
         Index("ix_requests_status_created", "status", "created_at"),
         Index("ix_requests_dedup", "category", "status", "created_at"),
+        Index("ix_requests_dedup_cell", "category", "dedup_cell", "created_at"),
+        Index("ix_requests_dedup_street", "category", "dedup_street", "created_at"),
+        # the inbox's keyset pagination and filters (see gateway/inbox/queries.py)
+        Index("ix_requests_created", "created_at", "id"),
+        Index("ix_requests_urgency", "priority", "created_at", "id"),
+        Index("ix_requests_channel_created", "channel", "created_at"),
+        Index("ix_requests_department_created", "department", "created_at"),
+        Index("ix_requests_district_created", "district", "created_at"),
+        Index("ix_requests_assignee_created", "assigned_to_id", "created_at"),
+        Index("ix_requests_sla", "sla_due_at"),
+        Index("ix_requests_duplicate_of", "duplicate_of_id"),
+        # Dashboards: every aggregate is over a period; the extra columns make it index-only.
+        Index("ix_requests_period", "created_at", "channel", "category", "department", "district"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -146,7 +161,11 @@ class Request(Base):
     district: Mapped[str | None] = mapped_column(String(64))
     rule: Mapped[str | None] = mapped_column(String(80))
     decision: Mapped[dict | None]
+    attributes: Mapped[dict | None]  # answers to the service's questions (Open311 attribute[…])
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
+    dedup_cell: Mapped[str | None] = mapped_column(String(24))  # dedup/index.py: grid cell
+    dedup_street: Mapped[str | None] = mapped_column(String(120))  # and street key
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     sla_due_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -154,16 +173,46 @@ class Request(Base):
     routed_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    sla_state: Mapped[str | None] = mapped_column(String(12))  # None, "approaching", "breached"
+    related_to_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))  # a closed request reported again
 
     citizen: Mapped[Citizen | None] = relationship(lazy="joined")
-    duplicate_of: Mapped[Request | None] = relationship(remote_side=[id])
+    duplicate_of: Mapped[Request | None] = relationship(remote_side=[id], foreign_keys=[duplicate_of_id])
+    related_to: Mapped[Request | None] = relationship(remote_side=[id], foreign_keys=[related_to_id])
     messages: Mapped[list[Message]] = relationship(order_by="Message.id", back_populates="request")
     events: Mapped[list[Event]] = relationship(order_by="Event.id", back_populates="request")
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
     deliveries: Mapped[list[Delivery]] = relationship(order_by="Delivery.id", back_populates="request")
+    suggestions: Mapped[list[DedupSuggestion]] = relationship(
+        order_by="DedupSuggestion.score.desc()", foreign_keys="DedupSuggestion.request_id",
+        back_populates="request")
 
     def __repr__(self) -> str:
         return f"<Request {self.code} {self.status}>"
+
+
+class DedupSuggestion(Base):
+    """A possible duplicate for an agent to confirm or reject (dedup between the two
+    thresholds), or an urgent request linked automatically that an agent must check."""
+
+    __tablename__ = "dedup_suggestions"
+    __table_args__ = (
+        UniqueConstraint("request_id", "candidate_id", name="uq_dedup_suggestion"),
+        Index("ix_dedup_suggestions_state", "state", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="suggestion")  # or "urgent_link"
+    score: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # confirmed, rejected
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    request: Mapped[Request] = relationship(foreign_keys=[request_id], back_populates="suggestions")
+    candidate: Mapped[Request] = relationship(foreign_keys=[candidate_id])
 
 
 class Follower(Base):
@@ -201,6 +250,7 @@ class Event(Base):
     """The audit trail: who or what did what, when, and why."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_type_at", "type", "at"),)  # Open311 servicerequestupdates
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
@@ -238,7 +288,8 @@ class Delivery(Base):
     __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    # None for a chat reply that concerns no request (a /start welcome, "you have no request")
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
     purpose: Mapped[str] = mapped_column(String(16))  # "sink" or "notify"
     target: Mapped[str] = mapped_column(String(64))  # sink type or citizen channel
     settings: Mapped[dict] = mapped_column(default=dict)  # sink settings / message to send
@@ -251,6 +302,8 @@ class Delivery(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    remote_status: Mapped[str | None] = mapped_column(String(64))  # last status read back (Open311)
+    polled_at: Mapped[datetime | None]
     request: Mapped[Request] = relationship(back_populates="deliveries")
 
     def __repr__(self) -> str:
@@ -275,4 +328,85 @@ class User(Base):
         return f"<User {self.id} {self.role}>"
 
 
+class ConfigVersion(Base):
+    """One change of a configuration file made from the administrators' console."""
+
+    __tablename__ = "config_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(64), index=True)
+    previous: Mapped[str] = mapped_column(Text)  # the file before the change, for rollback
+    content: Mapped[str] = mapped_column(Text)  # the file after the change
+    action: Mapped[str] = mapped_column(String(16))  # "apply" or "rollback"
+    author: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept a short while to slow down password guessing."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))  # "ip:…" or "email:…" (hashed)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+class DashboardDay(Base):
+    """Requests received per UTC day and channel × category × department × district ('' for
+    none): the dashboards' roll-up for days old enough not to change (gateway/dashboard/rollup.py)."""
+
+    __tablename__ = "dashboard_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    department: Mapped[str] = mapped_column(String(64), primary_key=True)
+    district: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+
+
+class DashboardDayBuilt(Base):
+    """The days present in dashboard_days (a day with no request has no row there)."""
+
+    __tablename__ = "dashboard_days_built"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 ROLES = ("agent", "supervisor", "admin", "department", "manager", "readonly")
+
+
+class EmailReceipt(Base):
+    """One message read from a mailbox: the IMAP bookkeeping that makes re-reading harmless.
+
+    Unique on (mailbox, UIDVALIDITY, UID) and on (mailbox, Message-ID): a message read again
+    after a crash, or after the server renumbered the mailbox, finds its receipt."""
+
+    __tablename__ = "email_receipts"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_email_receipt_uid"),
+        UniqueConstraint("mailbox", "message_key", name="uq_email_receipt_message"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_key: Mapped[str] = mapped_column(String(255))  # the Message-ID, or sha256 of the bytes
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    marked_at: Mapped[datetime | None]  # flagged or moved on the server
+
+
+class MailboxState(Base):
+    """What the poller last knew of a mailbox: its UIDVALIDITY and how far it has read."""
+
+    __tablename__ = "mailbox_states"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -9,14 +9,19 @@ a contact point that opted out or bounced.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 
 from jinja2.sandbox import SandboxedEnvironment
 
-from .models import Citizen, Event, Request
+from .mail_thread import thread_fields
+from .models import Citizen, ContactPoint, Event, Request, utcnow
 from .outbox import add_delivery
 
 CONTACT_FOR_CHANNEL = {"email": "email", "sms": "phone", "messenger": "messenger", "telegram": "telegram"}
+# Channels that may only write within a while of the citizen's last message (Messenger: 24 h
+# without a message tag); outside it the provider refuses, so another contact point is used.
+WINDOWS = {"messenger": timedelta(hours=24)}
 _env = SandboxedEnvironment(autoescape=False)
 
 
@@ -27,14 +32,30 @@ def choose_channel(runtime, request: Request, citizen: Citizen | None) -> tuple[
     order = [request.channel, citizen.preferred_channel, "email", "sms", "messenger", "telegram"]
     for channel in dict.fromkeys(c for c in order if c in CONTACT_FOR_CHANNEL):
         point = citizen.contact(CONTACT_FOR_CHANNEL[channel])
-        if point is not None and not point.opted_out and runtime.outbound(channel) is not None:
+        if point is not None and not point.opted_out and runtime.outbound(channel) is not None \
+                and within_window(point, channel):
             return channel, point.value
     return None
 
 
-def render(runtime, template: str, request: Request, extra: dict | None = None) -> tuple[str | None, str]:
+def within_window(point: ContactPoint, channel: str) -> bool:
+    window = WINDOWS.get(channel)
+    if window is None:
+        return True
+    return point.last_inbound_at is not None and utcnow() - point.last_inbound_at < window
+
+
+def _window_closed(citizen: Citizen | None, channel: str) -> bool:
+    point = citizen.contact(CONTACT_FOR_CHANNEL[channel]) if citizen and channel in WINDOWS else None
+    return point is not None and not point.opted_out and not within_window(point, channel)
+
+
+def render(runtime, template: str, request: Request, extra: dict | None = None,
+           language: str | None = None) -> tuple[str | None, str]:
+    """(subject, body) of ``template`` for ``request``, in ``language`` (default: the request's)."""
     book = runtime.rules.current
-    language = request.language if request.language in ("fr", "en") else book.city.default_language
+    language = language or request.language
+    language = language if language in ("fr", "en") else book.city.default_language
     version = book.templates.get(template, book.templates["acknowledgement"])[language]
     due = request.sla_due_at.astimezone(book.timezone).strftime("%Y-%m-%d %H:%M") if request.sla_due_at else ""
     values = {
@@ -62,8 +83,15 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
            key: str, extra: dict | None = None):
     """Queue one message to the citizen; records why when it cannot be sent."""
     target = choose_channel(runtime, request, citizen)
+    closed = _window_closed(citizen, request.channel)
+    if closed:
+        session.add(Event(request_id=request.id, actor="system:notify", type="not_deliverable_on_channel",
+                          data={"kind": kind, "channel": request.channel, "reason": "messaging window closed",
+                                "instead": target[0] if target else None}))
     if target is None:
         reason = "no reachable contact point" if citizen is not None else "no contact given"
+        if closed:
+            reason = f"{request.channel} messaging window closed and no other contact point"
         session.add(Event(request_id=request.id, actor="system:notify", type="notification_skipped",
                           data={"kind": kind, "reason": reason}))
         return None
@@ -73,4 +101,6 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
         template = short
     subject, text = render(runtime, template, request, extra)
     message = {"to": address, "text": text, "subject": subject, "language": request.language}
+    if channel == "email":
+        message.update(thread_fields(session, request, subject))
     return add_delivery(session, request, "notify", channel, {"kind": kind, "message": message}, key)

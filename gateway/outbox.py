@@ -28,13 +28,14 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=1)
 
 
-def add_delivery(session, request: Request, purpose: str, target: str, settings: dict, key: str) -> Delivery:
-    """The outbox row for ``key``; an existing one is returned, never doubled."""
+def add_delivery(session, request: Request | None, purpose: str, target: str, settings: dict, key: str) -> Delivery:
+    """The outbox row for ``key``; an existing one is returned, never doubled. ``request`` is
+    None only for a chat reply that concerns no request."""
     existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
     if existing is not None:
         return existing
     delivery = Delivery(
-        request_id=request.id, purpose=purpose, target=target, settings=settings, idempotency_key=key
+        request_id=request.id if request is not None else None, purpose=purpose, target=target, settings=settings, idempotency_key=key
     )
     session.add(delivery)
     session.flush()
@@ -81,7 +82,9 @@ def _prepare(runtime, session, delivery: Delivery):
         if delivery.purpose == "sink":
             sink = runtime.sink(delivery.target)
             summary = summarize(runtime, delivery.request)
-            return lambda: sink.deliver(summary, dict(delivery.settings), delivery.idempotency_key)
+            # "attempt" lets a sink without idempotency keys look for an earlier, unrecorded success.
+            target = {**delivery.settings, "attempt": delivery.attempts}
+            return lambda: sink.deliver(summary, target, delivery.idempotency_key)
         channel = runtime.outbound(delivery.target)
         if channel is None:
             raise AdapterMisconfiguredError(f"no outbound adapter for {delivery.target}")
@@ -140,6 +143,8 @@ def _finish(runtime, delivery_id: int, **values) -> Delivery | None:
 
 
 def _record(session, delivery: Delivery, values: dict) -> None:
+    if delivery.request_id is None:  # a chat reply about no request: the outbox row is the record
+        return
     state = values["state"]
     data = {"delivery": delivery.id, "target": delivery.target, "attempt": delivery.attempts, "state": state}
     if values.get("last_error"):
@@ -153,6 +158,7 @@ def _record(session, delivery: Delivery, values: dict) -> None:
             request_id=delivery.request_id, direction="out", channel=delivery.target,
             body=message["text"], subject=message.get("subject"),
             external_id=values.get("external_id"), delivery_id=delivery.id,
+            author=delivery.settings.get("author"),
         ))
         request = session.get(Request, delivery.request_id)
         if delivery.settings.get("kind") == "acknowledgement" and request.acknowledged_at is None:

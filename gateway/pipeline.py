@@ -15,19 +15,21 @@ from sqlalchemy import or_, select, update
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
-from dedup import same_citizen
+from dedup import Report, cross_citizen, current_rules, same_citizen, stored_keys
 from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.codes import new_code
 from router import Facts, decide
 
-from . import attachments
+from . import attachments, chat, closure, replies
+from .bounces import record_bounce
+from .duplicates import apply_decision
 from .models import ContactPoint, Event, InboundMessage, Message, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
 MAX_PROCESSING_ATTEMPTS = 5
-SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone")  # the code is in the answer itself
+SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 
 
 def process_inbound(runtime, inbound_id: int) -> list[int]:
@@ -48,6 +50,8 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
             return _process(runtime, session, inbound)
     except (MalformedPayloadError, UnsupportedEventError) as exc:
         _set_outcome(runtime, inbound_id, "ignored" if isinstance(exc, UnsupportedEventError) else "failed", str(exc))
+        if getattr(exc, "bounce", None) is not None:
+            record_bounce(runtime, inbound_id, exc.bounce)
         return []
     except Exception as exc:
         _record_failure(runtime, inbound_id, exc)
@@ -66,51 +70,77 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     parser = runtime.inbound_parser(inbound.channel)
     parsed = parser.parse(RawInbound(inbound.body, dict(inbound.headers or {}), inbound.content_type))
     message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+    if message.command or message.edit_of:  # chat commands and edits are not requests
+        return chat.handle(runtime, session, inbound, message)
+    answered = replies.department_reply(session, runtime, message, message.reference_codes)
+    if answered is not None:  # a department answering the routed e-mail, not a citizen
+        _mark_processed(inbound, answered[0])
+        return answered[1]
     citizen, identity_notes = resolve_citizen(session, message)
+    chat.heard_from(session, citizen, message, inbound.received_at)
     if parsed.opt_out is not None:
         _record_opt_out(session, citizen, message, inbound, parsed.opt_out)
         return []
 
-    existing = find_conversation(session, message, citizen)
+    chat_window = timedelta(minutes=float(runtime.settings.get("GATEWAY_CHAT_THREAD_MINUTES") or 0))
+    existing = find_conversation(session, message, citizen, inbound.received_at, chat_window)
+    related = None
+    if existing is not None and closure.too_old_to_reopen(runtime, existing, inbound.received_at):
+        related, existing = existing, None  # closed long ago: a new request, linked to the old one
     if existing is not None:
-        _add_to_conversation(session, existing, message, inbound)
+        _add_to_conversation(session, runtime, existing, message, inbound)
+        chat.add_location(session, runtime, existing, message)
         if parsed.fills_description:
             return _fill_description(session, runtime, book, existing, message, inbound)
-        return []
+        return closure.reopen_if_finished(session, runtime, existing, message.text)
     decision = decide(book, _facts(book, message, inbound))
+    rules = current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
-                         inbound.received_at)
+                         inbound.received_at, rules, message.lat, message.lon, message.address)
     if dedup.action == "join":
         existing = session.get(Request, dedup.request_id)
         session.add(Event(request_id=existing.id, actor="system:dedup", type="dedup_joined", data=dedup.as_dict()))
-        _add_to_conversation(session, existing, message, inbound)
+        _add_to_conversation(session, runtime, existing, message, inbound)
         return []
 
-    request = _create_request(session, book, message, inbound, decision, citizen)
+    report = Report(created_at=inbound.received_at, text=message.text, category=decision.category,
+                    lat=message.lat, lon=message.lon, address=message.address, language=message.language,
+                    priority=decision.priority)
+    duplicate = cross_citizen(session, rules, report)
+    request = _create_request(session, runtime, book, message, inbound, decision, citizen)
+    request.dedup_cell, request.dedup_street = stored_keys(message.lat, message.lon, message.address, rules)
     if parsed.needs_info:
         request.status = "needs_info"
+    if related is not None:
+        request.related_to_id = related.id
+        session.add(Event(request_id=related.id, actor="system:pipeline", type="reported_again",
+                          data={"request": request.code}))
     session.add_all([
         Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
               at=inbound.received_at, data={"channel": message.channel}),
         Event(request_id=request.id, actor="system:normalizer", type="normalized",
               data={"language": message.language, "language_detected": message.language_detected,
                     "citizen": citizen.id if citizen else None, "notes": identity_notes}),
-        Event(request_id=request.id, actor="system:dedup", type="dedup", data=dedup.as_dict()),
+        Event(request_id=request.id, actor="system:dedup", type="dedup",
+              data={**dedup.as_dict(), "cross_citizen": duplicate.as_dict()}),
         Event(request_id=request.id, actor="system:router", type="routed", public=True,
               data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
                     "category": decision.category, "priority": decision.priority, "sla_hours": decision.sla_hours,
                     "district": decision.district, "after_hours": decision.after_hours,
                     "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
     ])
-    deliveries = [
-        add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
-        for i, sink in enumerate(decision.sinks)
-    ]
+    session.flush()
+    deliveries = apply_decision(session, runtime, request, duplicate)
+    if duplicate.action != "link" or duplicate.flagged:  # urgent: the department hears of it anyway
+        deliveries += [
+            add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
+            for i, sink in enumerate(decision.sinks)
+        ]
     if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
         request.acknowledged_at = inbound.received_at
         session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
                           public=True, data={"via": "reply"}))
-    else:
+    elif duplicate.action != "link":  # a linked reporter was told the master's code instead
         ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
                      f"{request.code}:notify:acknowledgement")
         if ack is not None:
@@ -128,7 +158,7 @@ def _facts(book, message, inbound) -> Facts:
                  lon=message.lon, category=category)
 
 
-def _create_request(session, book, message, inbound, decision, citizen) -> Request:
+def _create_request(session, runtime, book, message, inbound, decision, citizen) -> Request:
     now = utcnow()
     request = Request(
         code=_unused_code(session, book, inbound),
@@ -148,6 +178,7 @@ def _create_request(session, book, message, inbound, decision, citizen) -> Reque
         district=decision.district,
         rule=decision.rule,
         decision=decision.as_dict(),
+        attributes=message.attributes,
         sla_due_at=inbound.received_at + timedelta(hours=decision.sla_hours),
         created_at=inbound.received_at,
         acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS else None,
@@ -155,11 +186,7 @@ def _create_request(session, book, message, inbound, decision, citizen) -> Reque
     )
     session.add(request)
     session.flush()
-    row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
-                  subject=message.subject, inbound_id=inbound.id, created_at=inbound.received_at)
-    session.add(row)
-    session.flush()
-    attachments.add_pending(session, request.id, row.id, message.attachments)
+    _add_message(session, runtime, request, message, inbound)
     return request
 
 
@@ -170,12 +197,18 @@ def _unused_code(session, book, inbound: InboundMessage) -> str:
     return code
 
 
-def _add_to_conversation(session, request: Request, message, inbound: InboundMessage) -> None:
+def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
     row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
-                  subject=message.subject, inbound_id=inbound.id, created_at=inbound.received_at)
+                  subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
+                  created_at=inbound.received_at)
     session.add(row)
     session.flush()
-    attachments.add_pending(session, request.id, row.id, message.attachments)
+    attachments.add_pending(session, request.id, row.id, message.attachments)  # files given by URL
+    attachments.add_received(session, runtime, request.id, row.id, message.attachments)  # files in the message
+
+
+def _add_to_conversation(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
+    _add_message(session, runtime, request, message, inbound)
     session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="message_added",
                       data={"inbound": inbound.id}))
     _mark_processed(inbound, request)

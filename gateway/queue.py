@@ -40,7 +40,7 @@ class InlineQueue:
         from . import jobs
 
         while not self._stop.wait(every):
-            jobs.run_logged(self.runtime, "sweep", 0)
+            jobs.run_logged(self.runtime, "tick", 0)
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -74,3 +74,19 @@ class RqQueue:
 
     def shutdown(self) -> None:
         self.redis.close()
+
+
+class ImmediateQueue:
+    """Runs each job at once in the caller's thread: for one-shot commands (`poll-email --once`)
+    that must finish their work before exiting, without Redis."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def enqueue(self, job: str, item_id: int) -> None:
+        from . import jobs
+
+        jobs.run_logged(self.runtime, job, item_id)
+
+    def shutdown(self) -> None:
+        pass

@@ -56,5 +56,6 @@ class Runtime:
 
         row = self.health.setdefault(name, {})
         row["last_success" if ok else "last_error"] = utcnow().isoformat()
+        row["misconfigured"] = not ok and detail.startswith("AdapterMisconfiguredError")
         if not ok:
             row["error"] = detail

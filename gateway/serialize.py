@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .models import Request
 
-PUBLIC_EVENTS = ("received", "routed", "status_changed", "resolved", "closed", "duplicate_linked")
+PUBLIC_EVENTS = ("received", "routed", "status_changed", "resolved", "closed", "duplicate_linked",
+                 "duplicate_unlinked", "split_from")
 
 
 def iso(value):
@@ -29,6 +30,9 @@ def request_to_dict(request: Request, book) -> dict:
         "rule": request.rule,
         "sla_due_at": iso(request.sla_due_at),
         "duplicate_of": request.duplicate_of.code if request.duplicate_of else None,
+        "sla_state": request.sla_state,
+        "related_to": request.related_to.code if request.related_to else None,
+        "suggested_duplicates": suggested_duplicates(request),
         "created_at": iso(request.created_at),
         "acknowledged_at": iso(request.acknowledged_at),
         "routed_at": iso(request.routed_at),
@@ -53,3 +57,9 @@ def request_to_dict(request: Request, book) -> dict:
 def public_history(request: Request) -> list:
     """What anyone holding the code may see: no names, no contact points, no message bodies."""
     return [e for e in request.events if e.public and e.type in PUBLIC_EVENTS]
+
+
+def suggested_duplicates(request: Request) -> list[dict]:
+    """Possible masters shown to agents (and urgent automatic links awaiting a check)."""
+    return [{"code": s.candidate.code, "score": s.score, "kind": s.kind, "state": s.state, "scores": s.scores}
+            for s in request.suggestions]

@@ -24,6 +24,14 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_BACKOFF_SECONDS": 30.0,  # first retry delay, doubled each attempt, with jitter
     "GATEWAY_LEASE_SECONDS": 120.0,  # a claimed job not finished by then is taken up again
     "GATEWAY_INLINE_JOBS": True,  # with no REDIS_URL, run jobs in background threads
+    "GATEWAY_CLOSE_AFTER_HOURS": 72.0,  # a resolved request is closed this long after
+    "GATEWAY_REOPEN_DAYS": 14.0,  # a citizen writing within this after closure reopens it
+    "GATEWAY_SLA_WARN_RATIO": 0.8,  # share of the SLA time after which it is "approaching"
+    "GATEWAY_OPEN311_POLL_SECONDS": 300.0,  # how often departments' Open311 servers are polled
+    "GATEWAY_HTTP_TIMEOUT_SECONDS": 10.0,  # every call to a department's tool gives up after this
+    "SLACK_BOT_TOKEN": None,  # unset: Slack deliveries are dead letters marked misconfigured
+    "SLACK_SIGNING_SECRET": None,  # unset: Slack buttons are refused (503)
+    "SLACK_API_BASE": None,  # tests: a local stand-in (default https://slack.com/api/)
     "SMTP_HOST": "127.0.0.1",
     "SMTP_PORT": 25,
     "SMTP_FROM": "311@bellerive.example.org",
@@ -31,10 +39,21 @@ DEFAULTS: dict[str, object] = {
     "SMTP_PASSWORD": None,
     "SMTP_STARTTLS": False,
     "MAX_CONTENT_LENGTH": 1024 * 1024,  # 1 MB per HTTP request body
+    # Chat channels (secrets MESSENGER_* and TELEGRAM_BOT_TOKEN / _SECRET_TOKEN: environment only)
+    "GRAPH_API_BASE": "https://graph.facebook.com",
+    "GRAPH_API_VERSION": "v21.0",
+    "TELEGRAM_API_BASE": "https://api.telegram.org",
+    "GATEWAY_CHAT_THREAD_MINUTES": 60.0,  # a chat message this soon after the last one continues it
+    "GATEWAY_INBOX_POLL_SECONDS": 10.0,  # how often an open inbox looks for new requests
+    "GATEWAY_INBOX_COUNTS_SECONDS": 30.0,  # how long the inbox's per-filter counts are cached
+    "GATEWAY_LOGIN_FAILURES": 5,  # failed sign-ins per 15 minutes (per address, per account)
 }
 
-_INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH"}
-_FLOATS = {"GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS", "GATEWAY_LEASE_SECONDS"}
+_INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "MAX_CONTENT_LENGTH", "GATEWAY_LOGIN_FAILURES"}
+_FLOATS = {"GATEWAY_CHAT_THREAD_MINUTES", "GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS",
+           "GATEWAY_LEASE_SECONDS", "GATEWAY_CLOSE_AFTER_HOURS", "GATEWAY_REOPEN_DAYS",
+           "GATEWAY_SLA_WARN_RATIO", "GATEWAY_OPEN311_POLL_SECONDS", "GATEWAY_HTTP_TIMEOUT_SECONDS",
+           "GATEWAY_INBOX_POLL_SECONDS", "GATEWAY_INBOX_COUNTS_SECONDS"}
 _BOOLS = {"SMTP_STARTTLS", "GATEWAY_INLINE_JOBS"}
 
 

@@ -37,6 +37,10 @@ class Normalized:
     reference_codes: tuple[str, ...] = ()
     in_reply_to: str | None = None
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    external_id: str | None = None  # the channel's id for this message (e-mail Message-ID)
+    command: str | None = None
+    edit_of: str | None = None
+    attributes: dict | None = None
 
     def contact_points(self) -> list[tuple[str, str]]:
         points = [
@@ -77,4 +81,8 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         reference_codes=tuple(codes),
         in_reply_to=message.in_reply_to,
         attachments=message.attachments,
+        external_id=message.external_id,
+        command=message.command,
+        edit_of=message.edit_of,
+        attributes=message.attributes,
     )

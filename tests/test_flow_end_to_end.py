@@ -33,7 +33,7 @@ def test_api_request_reaches_department_inbox_and_citizen_gets_code(live_server,
 
     acknowledgement = wait_until(lambda: smtp_server.to("marie.tremblay@example.org"))
     assert code in acknowledgement[0]["Subject"]
-    assert "Votre numéro de suivi est " + code in acknowledgement[0].get_content()  # French, like the request
+    assert "Votre numéro de suivi est " + code in acknowledgement[0].get_body(("plain",)).get_content()  # French, like the request
 
     page = httpx.get(f"{live_server.url}/track/{code}?lang=fr")
     assert page.status_code == 200
@@ -47,7 +47,7 @@ def test_english_request_gets_english_acknowledgement(live_server, smtp_server, 
     assert response.status_code == 201
     assert response.json()["category"] == "streetlight"
     acknowledgement = wait_until(lambda: smtp_server.to("john.smith@example.org"))[0]
-    assert "Your tracking code is " + response.json()["code"] in acknowledgement.get_content()
+    assert "Your tracking code is " + response.json()["code"] in acknowledgement.get_body(("plain",)).get_content()
     assert acknowledgement["Content-Language"] == "en"
 
 
@@ -87,7 +87,7 @@ def test_status_change_by_city_system_reaches_citizen_in_their_language(client, 
 
     assert response.status_code == 200 and response.get_json()["status"] == "resolved"
     mails = wait_until(lambda: [m for m in smtp_server.to("marie.tremblay@example.org") if "résolue" in m["Subject"]])
-    assert "Le trou a été rebouché ce matin." in mails[0].get_content()
+    assert "Le trou a été rebouché ce matin." in mails[0].get_body(("plain",)).get_content()
     page = client.get(f"/track/{created['code']}?lang=fr").get_data(as_text=True)
     assert "Résolue" in page
 

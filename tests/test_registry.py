@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+
+import pytest
 
 from adapters import registry
 
@@ -37,3 +40,17 @@ def test_every_fixture_file_is_used_by_a_test():
     for path in FIXTURES.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".eml", ".txt", ".csv", ".xml") and "README" not in path.name:
             assert path.stem in text or path.name in text or path.parent.name in text, f"unused fixture {path}"
+
+
+@pytest.mark.parametrize("name", sorted(registry.SINKS))
+def test_every_sink_has_docs_fixtures_and_tests(name):
+    module = importlib.import_module(f"adapters.sinks.{name}")
+    assert module.__doc__ and len(module.__doc__) > 200, "the docstring names the provider's docs and quirks"
+    assert (FIXTURES / name).is_dir() and any((FIXTURES / name).iterdir())
+    assert (TESTS / "sinks" / f"test_{name}.py").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(registry.SINKS))
+def test_every_sink_can_check_its_settings(name):
+    sink = registry.SINKS[name]({})
+    assert callable(getattr(sink, "check", None)) and sink.type == name

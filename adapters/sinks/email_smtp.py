@@ -67,6 +67,13 @@ class EmailSmtpSink:
     def from_settings(cls, settings) -> EmailSmtpSink:
         return cls(SmtpTransport.from_settings(settings), settings.get("GATEWAY_REPLY_TO"))
 
+    def check(self, target: dict[str, Any]) -> None:
+        """Raises AdapterMisconfiguredError when this target cannot be delivered to."""
+        if not target.get("to"):
+            raise AdapterMisconfiguredError("email_smtp sink needs a 'to' address")
+        if not self.transport.host or not self.transport.sender:
+            raise AdapterMisconfiguredError("SMTP_HOST and SMTP_FROM must be set")
+
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str
     ) -> DeliveryReceipt:
@@ -75,6 +82,12 @@ class EmailSmtpSink:
         if not to:
             raise AdapterMisconfiguredError("email_smtp sink needs a 'to' address")
         message = self.compose(request, to, target.get("language", "fr"), idempotency_key)
+        notice = target.get("notice")
+        if notice:  # a follow-up about a request already sent (SLA warning), not a new one
+            subject = message["Subject"]
+            del message["Subject"]
+            message["Subject"] = f"{notice['text'].splitlines()[0]} — {subject}"
+            message.set_content(notice["text"] + "\n\n" + message.get_content())
         return DeliveryReceipt(external_id=self.transport.send(message))
 
     def compose(

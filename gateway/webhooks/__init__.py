@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, jsonify
+
+from adapters.errors import AdapterError, AdapterMisconfiguredError
 
 from ..intake import store_inbound
 
@@ -30,5 +32,18 @@ def accept(channel: str, provider_id: str, body: bytes, content_type: str, heade
     return inbound_id, created
 
 
+def refuse(channel: str, exc: AdapterError):
+    """The answer to a payload that failed verification: 503 while the channel is not
+    configured (the provider retries later), 403 for a missing or wrong signature."""
+    if isinstance(exc, AdapterMisconfiguredError):
+        log.error("%s webhook disabled: %s", channel, exc)
+        return jsonify(error=f"the {channel} channel is not configured"), 503
+    log.warning("%s webhook refused: %s", channel, exc)
+    return jsonify(error="invalid signature"), 403
+
+
 # Provider modules register their routes on `bp` when imported (one line each):
+from . import messenger  # noqa: E402,F401,I001
+from . import slack  # noqa: E402,F401  (Slack buttons and thread replies)
+from . import telegram  # noqa: E402,F401,I001
 from . import twilio  # noqa: E402,F401

@@ -1,1 +1,1 @@
-"""Benchmarks (`make bench`, `python -m tests.bench`); not collected by pytest."""
+"""Benchmarks (`make bench`): each module measures one thing and prints a Markdown table."""

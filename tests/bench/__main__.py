@@ -1,26 +1,27 @@
-"""`python -m tests.bench [--quick] [--only intake,pipeline,deliveries,dedup]` (`make bench`).
+"""`python -m tests.bench [--quick] [--only intake,pipeline,deliveries,dedup,dashboard]` (`make bench`).
 
-Prints the figures and saves them in var/bench/results.json. Not a test: nothing here is
-collected by pytest, and no figure fails the build; docs/benchmarks.md records them.
+Runs the chosen benchmarks in turn and prints their figures; this package's own ones (intake,
+pipeline, deliveries) are also saved in var/bench/results-<selection>.json. Not a test:
+nothing here is collected by pytest, and no figure fails the build; docs/benchmarks.md
+records them. One line per benchmark in ``main`` below.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 
 from .common import WORK, Results, durable_commit_ms, machine, section
 
-ALL = ("intake", "pipeline", "deliveries", "dedup")
+ALL = ("intake", "pipeline", "deliveries", "dedup", "dashboard")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs, small data (a few minutes)")
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
-    parser.add_argument("--db", default="sqlite,postgres", help="databases for intake: sqlite,postgres")
-    parser.add_argument("--rounds", type=int, default=None, help="saturation runs per target (median)")
+    parser.add_argument("--db", default="sqlite,postgres", help="databases for intake, pipeline, deliveries")
+    parser.add_argument("--rounds", type=int, default=None, help="intake: saturation runs per target (median)")
     parser.add_argument("--requests", type=int, default=None, help="pipeline: generated requests")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -47,23 +48,19 @@ def main(argv: list[str] | None = None) -> None:
             from . import deliveries
 
             deliveries.run(results, args.quick, databases)
-        elif name == "dedup":
-            _dedup(results, args.quick)
+        elif name == "dedup":  # 10 k / 100 k / 1 M open requests (the dedup issue's benchmark)
+            from . import dedup_decisions
+
+            section("dedup")
+            dedup_decisions.main(["--quick"] if args.quick else [])
+        elif name == "dashboard":
+            from . import dashboard
+
+            section("dashboards")
+            dashboard.main([] if not args.quick else [f"sqlite:///{WORK / 'dashboard.db'}", "100000"])
     saved = WORK / f"results-{'-'.join(chosen)}{'-quick' if args.quick else ''}.json"
     results.save(saved)
     print(f"\nall done in {time.monotonic() - started:.0f} s; figures saved in {saved}")
-
-
-def _dedup(results: Results, quick: bool) -> None:
-    """The dedup benchmark (10 k / 100 k / 1 M open requests) lives in tests/bench/dedup.py,
-    written with the dedup issue: ``run(results, quick)``. Until it exists, say so."""
-    section("dedup")
-    try:
-        module = importlib.import_module("tests.bench.dedup")
-    except ModuleNotFoundError:
-        results.note("dedup benchmark not present yet (tests/bench/dedup.py, from the dedup issue)")
-        return
-    module.run(results, quick)
 
 
 if __name__ == "__main__":

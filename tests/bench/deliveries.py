@@ -25,7 +25,7 @@ def prepare(url: str, count: int) -> None:
     from gateway import create_app, pipeline
     from gateway.models import Delivery
 
-    from .generate import insert_inbound
+    from .replay import insert_inbound
 
     app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
                       "GATEWAY_LOG_LEVEL": "WARNING"})

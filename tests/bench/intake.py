@@ -36,7 +36,7 @@ from .common import (
     section,
     wait_for_http,
 )
-from .generate import records
+from .replay import records
 
 LUA = Path(__file__).resolve().parent / "wrk_signed.lua"
 TWILIO_TOKEN = "bench-twilio-auth-token"

@@ -1,6 +1,6 @@
 """Pipeline: normalize → dedup → route → outbox for replayed real requests, end to end and per step.
 
-The generator (``generate.py``) stores N requests (bulk INSERTs; 1 M in a full run); then
+The replay generator (``replay.py``) stores N requests (bulk INSERTs; 1 M in a full run); then
 one worker process per core takes ``gateway.pipeline.process_inbound`` through them for a
 fixed time, as the RQ workers would (ids only, the database re-read, one transaction each,
 durable commit). Each step is timed inside the workers by wrapping the functions the
@@ -79,7 +79,7 @@ def run(results, quick: bool, requests: int | None, databases: list[str]) -> Non
     from gateway.db import upgrade
     from tests.support.servers import PostgresServer
 
-    from .generate import insert_inbound
+    from .replay import insert_inbound
 
     section("pipeline: normalize → dedup → route → outbox on replayed Boston requests")
     count = requests or (20_000 if quick else 1_000_000)

@@ -62,22 +62,26 @@ def test_too_many_transient_failures_end_in_dead_letters(make_app, smtp_server, 
     assert all("gave up after 2 attempts" in d.last_error for d in deliveries(runtime))
 
 
-def test_claimed_delivery_is_not_sent_by_a_second_worker(client, runtime, auth, smtp_server):
-    smtp_server.stop()
-    client.post("/api/v1/requests", json=SUBMISSION, headers=auth)
-    first = deliveries(runtime)[0]
-    wait_until(lambda: deliveries(runtime)[0].attempts >= 1)
-    smtp_server.start()
+def test_claimed_delivery_is_not_sent_by_a_second_worker(make_app, auth, smtp_server):
     from datetime import timedelta
 
     from gateway.models import utcnow
-    with runtime.db.session() as session:
-        # a first worker holds it (lease in the future): a second claim must fail
-        session.get(Delivery, first.id).state = "sending"
-        session.get(Delivery, first.id).lease_until = utcnow() + timedelta(minutes=5)
+
+    app = make_app(GATEWAY_INLINE_JOBS=False)  # no sweeper thread: nothing else touches the rows
+    runtime = app.extensions["runtime"]
+    smtp_server.stop()
+    app.test_client().post("/api/v1/requests", json=SUBMISSION, headers=auth)
+    wait_until(lambda: all(d.attempts == 1 and d.state == "pending" for d in deliveries(runtime)))
+    first = deliveries(runtime)[0]
+    smtp_server.start()
+    with runtime.db.session() as session:  # a first worker holds it: lease in the future
+        row = session.get(Delivery, first.id)
+        row.state, row.lease_until, row.next_attempt_at = "sending", utcnow() + timedelta(minutes=5), utcnow()
+
     with runtime.db.session() as session:
         assert outbox.claim(session, first.id, utcnow(), timedelta(seconds=30)) is False
     assert outbox.run_delivery(runtime, first.id) is None
+    assert first.id not in outbox.due_deliveries(runtime)
     assert smtp_server.to("collectes@bellerive.example.org") == []
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from adapters import registry
 from router import Facts, decide, load_rulebook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def sentences() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def book():
-    return load_rulebook(CONFIG_DIR, {"email_smtp"})
+    return load_rulebook(CONFIG_DIR, set(registry.SINKS))
 
 
 def test_sentence_table_covers_every_category_in_both_languages(book):

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
+from adapters import registry
 from router import ConfigError, RuleBookHolder, load_rulebook
 from tests.conftest import ROOT
 
-SINKS = {"email_smtp"}
+SINKS = set(registry.SINKS)
 
 
 @pytest.fixture

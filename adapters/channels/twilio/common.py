@@ -22,6 +22,7 @@ import httpx
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 
+from ...download import read_limited
 from ...errors import (
     AdapterMisconfiguredError,
     MalformedPayloadError,
@@ -86,16 +87,7 @@ class TwilioAccount:
             with httpx.stream("GET", target, auth=(self.account_sid, self.auth_token),
                               follow_redirects=True, timeout=30) as response:
                 _raise_for_status(response.status_code, response.headers.get("Retry-After"))
-                declared = int(response.headers.get("Content-Length") or 0)
-                if declared > max_bytes:
-                    raise PermanentDeliveryError(f"media is {declared} bytes, over the {max_bytes} limit")
-                data = bytearray()
-                for chunk in response.iter_bytes():
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise PermanentDeliveryError(f"media is over the {max_bytes} bytes limit")
-                kind = response.headers.get("Content-Type", "application/octet-stream").split(";")[0]
-                return bytes(data), kind
+                return read_limited(response, max_bytes)
         except httpx.HTTPError as exc:
             raise TransientDeliveryError(f"media fetch failed: {type(exc).__name__}") from exc
 

@@ -1,4 +1,4 @@
-"""The load generator the benchmarks (and others) reuse: real Boston requests replayed into
+"""The replay generator the benchmarks (and others) reuse: real Boston requests replayed into
 the sample city. Correctness only; `make bench` measures speed."""
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from sqlalchemy import func, select
 from adapters.channels.web_form import validate
 from gateway import pipeline
 from gateway.models import InboundMessage, Request
-from tests.bench import generate
+from tests.bench import replay
 
 
 def use_sample_only(monkeypatch):
-    monkeypatch.setattr(generate, "SHARED", generate.SAMPLE.parent / "absent")  # boston_sample.json
+    monkeypatch.setattr(replay, "SHARED", replay.SAMPLE.parent / "absent")  # boston_sample.json
 
 
 def test_generated_requests_are_valid_submissions_inside_the_city(monkeypatch):
     use_sample_only(monkeypatch)
-    base = generate.records()
-    produced = list(generate.documents(3 * len(base)))
+    base = replay.records()
+    produced = list(replay.documents(3 * len(base)))
 
     assert len(base) == 287
     times = [at for _, at in produced]
@@ -28,8 +28,8 @@ def test_generated_requests_are_valid_submissions_inside_the_city(monkeypatch):
     for body, _ in produced:
         submission = validate(body)  # the gateway's own intake format, strictly checked
         if submission.location.lon is not None:
-            assert generate.CITY[0] <= submission.location.lon <= generate.CITY[1]
-            assert generate.CITY[2] <= submission.location.lat <= generate.CITY[3]
+            assert replay.CITY[0] <= submission.location.lon <= replay.CITY[1]
+            assert replay.CITY[2] <= submission.location.lat <= replay.CITY[3]
     first, repeated = json.loads(produced[0][0]), json.loads(produced[len(base)][0])
     assert first["description"] == repeated["description"] == base[0]["description"].strip()
     assert first["location"] != repeated["location"]  # the same words, shifted in space
@@ -37,8 +37,8 @@ def test_generated_requests_are_valid_submissions_inside_the_city(monkeypatch):
 
 def test_bulk_inserted_requests_go_through_the_pipeline(monkeypatch, runtime):
     use_sample_only(monkeypatch)
-    ids = generate.insert_inbound(runtime.db.engine, 30)
-    again = generate.insert_inbound(runtime.db.engine, 5, tag="second")
+    ids = replay.insert_inbound(runtime.db.engine, 30)
+    again = replay.insert_inbound(runtime.db.engine, 5, tag="second")
 
     assert len(ids) == 30 and len(again) == 5 and not set(ids) & set(again)
     for inbound_id in ids[:10]:

@@ -1,0 +1,335 @@
+"""Facebook Messenger: a city's Facebook page, in (webhook) and out (Send API).
+
+Provider docs: Messenger Platform webhooks
+(developers.facebook.com/docs/messenger-platform/webhooks, event reference under
+.../webhook-events: messages, messaging_postbacks, message_edits, message_deliveries,
+message_reads, message_echoes) and the Send API (.../reference/send-api).
+
+Signature: every POST carries ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body
+keyed with the app secret>``; compared in constant time. The subscription check is a GET with
+``hub.mode=subscribe``, ``hub.verify_token`` and ``hub.challenge`` (echoed when the token
+matches).
+
+Quirks:
+- One POST batches several ``entry`` items, each with several ``messaging`` events: the
+  webhook splits them and stores one inbound message per event, keyed by the message id
+  ``mid`` (postbacks without a mid get ``postback:<psid>:<timestamp>``).
+- Deliveries, reads, echoes of the page's own messages, opt-ins and referrals are never
+  requests: :func:`split_batch` drops them (counted).
+- Location attachments were removed from the platform in 2019; old payloads still parse.
+- Only messages within 24 hours of the citizen's last message may be sent without a tag
+  (the gateway checks the window before choosing the channel; Meta's own refusal, error
+  code 10 / subcode 2018278, is a permanent error).
+- facebook-sdk is not used: unmaintained since 2018, retired Graph versions only, no Send
+  API, no signature check. Plain httpx instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from ..base import (
+    Attachment,
+    CitizenMessage,
+    Contact,
+    DeliveryReceipt,
+    Location,
+    OutboundMessage,
+    RawInbound,
+)
+from ..download import read_limited
+from ..errors import (
+    AdapterMisconfiguredError,
+    MalformedPayloadError,
+    PermanentDeliveryError,
+    SignatureError,
+    TransientDeliveryError,
+    UnsupportedEventError,
+)
+from ..payload import json_object
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRAPH_API_BASE = "https://graph.facebook.com"
+DEFAULT_GRAPH_API_VERSION = "v21.0"
+TRACK_PAYLOADS = {"TRACK_REQUEST", "SUIVRE_DEMANDE", "STATUS"}
+START_PAYLOADS = {"GET_STARTED", "START"}
+MAX_TEXT = 2000  # Send API limit for a text message
+NOT_EVENTS = ("delivery", "read", "optin", "referral", "account_linking", "reaction", "policy_enforcement")
+ATTACHMENT_TYPES = {"image": ("image", "image/jpeg"), "audio": ("audio", "audio/mpeg"),
+                    "video": ("video", "video/mp4"), "file": ("file", "application/octet-stream")}
+QUICK_REPLY_TITLE = {"fr": "Suivre ma demande", "en": "Track my request"}
+
+
+# --- webhook side: verification and batch splitting ------------------------------------------
+
+def verify_signature(app_secret: str | None, body: bytes, header: str | None) -> None:
+    """Raises AdapterMisconfiguredError (no secret) or SignatureError (missing or wrong)."""
+    if not app_secret:
+        raise AdapterMisconfiguredError("MESSENGER_APP_SECRET is not set")
+    if not header or not header.startswith("sha256="):
+        raise SignatureError("X-Hub-Signature-256 is missing")
+    expected = "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), header.strip().encode()):
+        raise SignatureError("X-Hub-Signature-256 does not match the body")
+
+
+def verify_subscription(verify_token: str | None, mode: str | None, token: str | None) -> bool:
+    """The GET handshake: True when Meta may subscribe this webhook."""
+    if not verify_token or mode != "subscribe" or token is None:
+        return False
+    return hmac.compare_digest(verify_token.encode(), token.encode())
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    provider_id: str
+    body: bytes  # a one-event envelope: {"object": "page", "entry": [{…, "messaging": [event]}]}
+
+
+@dataclass
+class Batch:
+    items: list[BatchItem]
+    ignored: dict[str, int]
+    rejected: list[dict]
+
+
+def split_batch(body: bytes) -> Batch:
+    """One item per storable event (messages, postbacks, edits). Raises MalformedPayloadError
+    when the envelope itself cannot be read, UnsupportedEventError for other objects."""
+    document = json_object(body)
+    if document.get("object") != "page":
+        raise UnsupportedEventError(f"object type {str(document.get('object'))[:40]!r} is not handled")
+    entries = document.get("entry")
+    if not isinstance(entries, list):
+        raise MalformedPayloadError("entry must be a list", field="entry")
+    batch = Batch([], {}, [])
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            batch.rejected.append({"field": f"entry.{i}", "error": "not an object"})
+            continue
+        events = entry.get("messaging")
+        if not isinstance(events, list):
+            batch.ignored["entry without messaging"] = batch.ignored.get("entry without messaging", 0) + 1
+            continue
+        for j, event in enumerate(events):
+            _split_event(batch, entry, event, f"entry.{i}.messaging.{j}")
+    return batch
+
+
+def _split_event(batch: Batch, entry: dict, event, where: str) -> None:
+    if not isinstance(event, dict):
+        batch.rejected.append({"field": where, "error": "not an object"})
+        return
+    kind = event_kind(event)
+    if kind in NOT_EVENTS or kind == "echo":
+        batch.ignored[kind] = batch.ignored.get(kind, 0) + 1
+        return
+    if kind is None:
+        batch.ignored["unknown"] = batch.ignored.get("unknown", 0) + 1
+        return
+    if not _sender(event):
+        batch.rejected.append({"field": f"{where}.sender.id", "error": "missing sender"})
+        return
+    provider_id = _provider_id(kind, event)
+    if provider_id is None:
+        batch.rejected.append({"field": f"{where}.{kind}.mid", "error": "missing message id"})
+        return
+    one = {"object": "page", "entry": [{"id": entry.get("id"), "time": entry.get("time"), "messaging": [event]}]}
+    batch.items.append(BatchItem(provider_id, json.dumps(one, ensure_ascii=False).encode()))
+
+
+def event_kind(event: dict) -> str | None:
+    message = event.get("message")
+    if isinstance(message, dict):
+        return "echo" if message.get("is_echo") else "message"
+    for kind in ("postback", "message_edit", *NOT_EVENTS):
+        if kind in event:
+            return kind
+    return None
+
+
+def _sender(event: dict) -> str | None:
+    sender = event.get("sender")
+    value = sender.get("id") if isinstance(sender, dict) else None
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def _provider_id(kind: str, event: dict) -> str | None:
+    body = event.get(kind) if isinstance(event.get(kind), dict) else {}
+    mid = body.get("mid")
+    if kind == "message":
+        return str(mid) if mid else None
+    if kind == "message_edit":
+        return f"{mid}:edit:{body.get('num_edit', 0)}" if mid else None
+    return str(mid) if mid else f"postback:{_sender(event)}:{event.get('timestamp', '')}"
+
+
+# --- pipeline side: one stored event → a citizen message --------------------------------------
+
+class MessengerChannel:
+    """Parses stored Messenger events; sends with the Graph API Send API."""
+
+    name = "messenger"
+
+    def __init__(self, page_token: str | None = None, base: str = DEFAULT_GRAPH_API_BASE,
+                 version: str = DEFAULT_GRAPH_API_VERSION, timeout: float = 10.0):
+        self.page_token = page_token
+        self.base = base.rstrip("/")
+        self.version = version.strip("/")
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> MessengerChannel:
+        return cls(settings.get("MESSENGER_PAGE_TOKEN"),
+                   str(settings.get("GRAPH_API_BASE") or DEFAULT_GRAPH_API_BASE),
+                   str(settings.get("GRAPH_API_VERSION") or DEFAULT_GRAPH_API_VERSION))
+
+    def parse(self, raw: RawInbound) -> CitizenMessage:
+        """Raises MalformedPayloadError or UnsupportedEventError."""
+        batch = split_batch(raw.body)
+        if len(batch.items) != 1:
+            reason = batch.rejected[0]["field"] if batch.rejected else "no storable event"
+            raise MalformedPayloadError(f"expected one Messenger event: {reason}", field="entry")
+        event = json.loads(batch.items[0].body)["entry"][0]["messaging"][0]
+        psid = _sender(event)
+        contact = Contact(messenger_psid=psid, preferred_channel="messenger")
+        kind = event_kind(event)
+        if kind == "postback":
+            return _postback(event["postback"], contact)
+        if kind == "message_edit":
+            edit = event["message_edit"]
+            return CitizenMessage(channel="messenger", text=str(edit.get("text") or ""), contact=contact,
+                                  external_id=f"{edit['mid']}:edit:{edit.get('num_edit', 0)}",
+                                  edit_of=str(edit["mid"]))
+        return _message(event["message"], contact)
+
+    # --- sending ---
+
+    def send(self, message: OutboundMessage) -> DeliveryReceipt:
+        """POST /{version}/me/messages. Raises AdapterMisconfiguredError,
+        TransientDeliveryError (timeouts, 429, 5xx, rate limits) or PermanentDeliveryError."""
+        if not self.page_token:
+            raise AdapterMisconfiguredError("MESSENGER_PAGE_TOKEN is not set")
+        payload = {
+            "recipient": {"id": message.to},
+            "messaging_type": "RESPONSE",
+            "message": {"text": _fit(message.text), "quick_replies": [{
+                "content_type": "text", "payload": "TRACK_REQUEST",
+                "title": QUICK_REPLY_TITLE.get(message.language, QUICK_REPLY_TITLE["fr"])}]},
+        }
+        try:
+            response = self._http().post(f"{self.base}/{self.version}/me/messages",
+                                         params={"access_token": self.page_token}, json=payload)
+        except httpx.TransportError as exc:
+            raise TransientDeliveryError(f"Graph API unreachable: {type(exc).__name__}") from exc
+        return _receipt(response)
+
+    def fetch(self, url: str, max_bytes: int) -> tuple[bytes, str]:
+        """An attachment from its CDN URL: (content, content type). Raises
+        TransientDeliveryError (network, 429, 5xx) or PermanentDeliveryError (4xx, too large)."""
+        try:
+            with self._http().stream("GET", url, follow_redirects=True) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise TransientDeliveryError(f"attachment fetch answered {response.status_code}")
+                if response.status_code != 200:
+                    raise PermanentDeliveryError(f"attachment fetch answered {response.status_code}")
+                return read_limited(response, max_bytes)
+        except httpx.TransportError as exc:
+            raise TransientDeliveryError(f"attachment unreachable: {type(exc).__name__}") from exc
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout)
+        return self._client
+
+
+def _message(message: dict, contact: Contact) -> CitizenMessage:
+    text = message.get("text") if isinstance(message.get("text"), str) else ""
+    attachments, location, links = [], Location(), []
+    for i, item in enumerate(message.get("attachments") or []):
+        if not isinstance(item, dict):
+            continue
+        payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
+        kind = item.get("type")
+        if kind == "location" and isinstance(payload.get("coordinates"), dict):
+            where = payload["coordinates"]
+            location = Location(lat=_number(where.get("lat")), lon=_number(where.get("long")))
+        elif kind == "fallback" and payload.get("url"):
+            links.append(str(payload["url"]))
+        elif kind in ATTACHMENT_TYPES and payload.get("url"):
+            stem, content_type = ATTACHMENT_TYPES[kind]
+            attachments.append(Attachment(filename=f"{stem}-{i + 1}", content_type=content_type,
+                                          url=str(payload["url"])))
+    if not text and not attachments and location.lat is None and not links:
+        raise UnsupportedEventError("a Messenger message with nothing the gateway can use (sticker, reaction…)")
+    quick = message.get("quick_reply") if isinstance(message.get("quick_reply"), dict) else {}
+    reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
+    command = _command(quick.get("payload"))
+    words = "\n".join(filter(None, [text, *links]))
+    return CitizenMessage(
+        channel="messenger", text=words, contact=contact,
+        location=location, attachments=tuple(attachments), external_id=str(message["mid"]),
+        in_reply_to=str(reply_to["mid"]) if reply_to.get("mid") else None, command=command,
+        # A photo alone waits for words (needs_info); the first words describe and route it.
+        needs_info=not words.strip(), fills_description=bool(words.strip()),
+    )
+
+
+def _postback(postback: dict, contact: Contact) -> CitizenMessage:
+    command = _command(postback.get("payload"))
+    if command is None:
+        raise UnsupportedEventError("postback with a payload the gateway does not know")
+    return CitizenMessage(channel="messenger", text=str(postback.get("title") or ""), contact=contact,
+                          command=command, external_id=postback.get("mid"))
+
+
+def _command(payload) -> str | None:
+    if not isinstance(payload, str):
+        return None
+    if payload.upper() in TRACK_PAYLOADS:
+        return "status"
+    if payload.upper() in START_PAYLOADS:
+        return "start"
+    return None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _receipt(response: httpx.Response) -> DeliveryReceipt:
+    if response.status_code == 200:
+        try:
+            return DeliveryReceipt(external_id=str(response.json().get("message_id") or "") or None)
+        except (ValueError, AttributeError) as exc:
+            raise TransientDeliveryError("Graph API answered 200 with a body that is not JSON") from exc
+    error = _graph_error(response)
+    code, subcode = error.get("code"), error.get("error_subcode")
+    detail = f"Graph API {response.status_code} (code {code}, subcode {subcode}): {str(error.get('message', ''))[:200]}"
+    if response.status_code == 429 or response.status_code >= 500 or code in (1, 2, 4, 17, 32, 613) \
+            or error.get("is_transient"):
+        retry_after = response.headers.get("retry-after")
+        raise TransientDeliveryError(detail, float(retry_after) if retry_after and retry_after.isdigit() else None)
+    if code == 190:
+        raise AdapterMisconfiguredError(detail)  # the page token is invalid or expired
+    raise PermanentDeliveryError(detail)  # e.g. 10/2018278: outside the 24-hour window; 551: unavailable
+
+
+def _graph_error(response: httpx.Response) -> dict:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}

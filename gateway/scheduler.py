@@ -1,0 +1,170 @@
+"""The `scheduler` process: one pass every GATEWAY_SWEEP_SECONDS.
+
+Each pass: the sweeper (due and abandoned work back on the queue), SLA checks (requests
+approaching or past ``sla_due_at`` are marked, the department's tools are told, and past-due
+ones are escalated to the 311 supervisors), closing of requests resolved long enough ago, and
+polling of departments' Open311 servers for status changes. One step failing is logged and
+does not stop the others; whatever it left undone is found again on the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from adapters.errors import AdapterError
+from adapters.sinks.open311 import TOKEN_PREFIX, RemoteStatus
+
+from . import closure, jobs
+from .department import notify_department, report
+from .models import OPEN_STATUSES, Delivery, Event, Request, User, utcnow
+from .notify import render
+from .outbox import add_delivery
+from .status import StatusError
+
+log = logging.getLogger(__name__)
+
+
+def run_once(runtime, now: datetime | None = None) -> None:
+    """One pass of every periodic task."""
+    for step in (jobs.sweep, check_sla, closure.close_resolved, poll_open311):
+        try:
+            ids = step(runtime) if step is jobs.sweep else step(runtime, now)
+        except Exception:
+            log.exception("scheduler step %s failed; retried on the next pass", step.__name__)
+            continue
+        for delivery_id in ids or []:
+            runtime.jobs.enqueue("deliver", delivery_id)
+
+
+# --- SLA ---------------------------------------------------------------------------------
+
+def check_sla(runtime, now: datetime | None = None) -> list[int]:
+    """Mark requests approaching (GATEWAY_SLA_WARN_RATIO of the time used) or past their SLA."""
+    now = now or utcnow()
+    ratio = float(runtime.settings.get("GATEWAY_SLA_WARN_RATIO", 0.8))
+    ids: list[int] = []
+    with runtime.db.session() as session:
+        candidates = session.scalars(select(Request).where(
+            Request.status.in_(OPEN_STATUSES), Request.sla_due_at.is_not(None),
+            (Request.sla_state.is_(None)) | (Request.sla_state != "breached")).limit(1000)).all()
+        for request in candidates:
+            state = _sla_state(request, now, ratio)
+            if state is None or state == request.sla_state:
+                continue
+            request.sla_state = state
+            session.add(Event(request_id=request.id, actor="system:sla", type=f"sla_{state}",
+                              data={"due": request.sla_due_at.isoformat()}))
+            ids += notify_department(session, runtime, request, f"sla_{state}")
+            if state == "breached":
+                ids += _escalate(session, runtime, request)
+    return ids
+
+
+def _sla_state(request: Request, now: datetime, ratio: float) -> str | None:
+    if now >= request.sla_due_at:
+        return "breached"
+    warn_at = request.created_at + (request.sla_due_at - request.created_at) * ratio
+    return "approaching" if now >= warn_at else None
+
+
+def _escalate(session, runtime, request: Request) -> list[int]:
+    """E-mail every active 311 supervisor, and record the escalation."""
+    supervisors = session.scalars(select(User).where(User.role == "supervisor", User.active.is_(True))).all()
+    ids = []
+    for user in supervisors:
+        subject, body = render(runtime, "supervisor_sla_breached", request, {"status_label": "", "note": ""},
+                               language=user.language)
+        message = {"to": user.email, "text": body, "subject": subject, "language": user.language}
+        ids.append(add_delivery(session, request, "staff", "email", {"kind": "sla_escalation", "message": message},
+                                f"{request.code}:sla:escalation:user:{user.id}").id)
+    session.add(Event(request_id=request.id, actor="system:sla", type="escalated",
+                      data={"supervisors": [u.id for u in supervisors], "department": request.department}))
+    return ids
+
+
+# --- Open311 ------------------------------------------------------------------------------
+
+def poll_open311(runtime, now: datetime | None = None) -> list[int]:
+    """Bring back status changes from the departments' Open311 servers."""
+    now = now or utcnow()
+    every = timedelta(seconds=float(runtime.settings.get("GATEWAY_OPEN311_POLL_SECONDS", 300)))
+    with runtime.db.session() as session:
+        rows = session.execute(select(Delivery.id, Delivery.settings).join(Request).where(
+            Delivery.target == "open311", Delivery.purpose == "sink", Delivery.state == "delivered",
+            Delivery.external_id.is_not(None), Request.status.in_(OPEN_STATUSES + ("resolved",)),
+            (Delivery.polled_at.is_(None)) | (Delivery.polled_at <= now - every))).all()
+    groups: dict[str, list[int]] = defaultdict(list)
+    targets: dict[str, dict] = {}
+    for delivery_id, settings in rows:
+        if settings.get("notice") or not settings.get("endpoint"):
+            continue
+        groups[settings["endpoint"]].append(delivery_id)
+        targets[settings["endpoint"]] = settings
+    ids: list[int] = []
+    sink = runtime.sink("open311")
+    for endpoint, delivery_ids in groups.items():
+        try:
+            ids += _poll_server(runtime, sink, targets[endpoint], delivery_ids, now)
+        except AdapterError as exc:
+            runtime.record_health("sink:open311", ok=False, detail=f"polling: {type(exc).__name__}: {exc}")
+            log.warning("open311 polling of %s failed, next pass retries: %s", endpoint, exc)
+    return ids
+
+
+def _poll_server(runtime, sink, target: dict, delivery_ids: list[int], now: datetime) -> list[int]:
+    with runtime.db.session() as session:
+        deliveries = session.scalars(select(Delivery).where(Delivery.id.in_(delivery_ids))).all()
+        by_remote = {}
+        for delivery in deliveries:
+            if delivery.external_id.startswith(TOKEN_PREFIX):
+                found = sink.resolve_token(target, delivery.external_id[len(TOKEN_PREFIX):])
+                if found is None:
+                    continue  # the server has not created it yet
+                delivery.external_id = found
+            by_remote[delivery.external_id] = delivery
+        session.flush()
+        since = min((d.polled_at or d.delivered_at or now) for d in deliveries) - timedelta(minutes=1)
+    current = sink.statuses(target, list(by_remote)) if by_remote else []
+    updates = [r for r in sink.updates(target, since, now) if r.service_request_id in by_remote] \
+        if target.get("updates") else []
+    ids = []
+    with runtime.db.session() as session:
+        for status in current:
+            delivery = session.get(Delivery, by_remote[status.service_request_id].id)
+            if status.remote != delivery.remote_status:  # GET requests repeats itself: act on changes only
+                delivery.remote_status = status.remote[:64]
+                ids += _apply_remote(session, runtime, delivery, status)
+        for status in updates:
+            delivery = session.get(Delivery, by_remote[status.service_request_id].id)
+            if not _seen_before(status, delivery.polled_at):
+                ids += _apply_remote(session, runtime, delivery, status)
+        for delivery in by_remote.values():
+            session.get(Delivery, delivery.id).polled_at = now
+    runtime.record_health("sink:open311", ok=True)
+    return ids
+
+
+def _seen_before(status: RemoteStatus, polled_at: datetime | None) -> bool:
+    """An update already read by the previous poll (the query window overlaps by a minute)."""
+    try:
+        updated = datetime.fromisoformat(status.updated or "")
+    except ValueError:
+        return False
+    return polled_at is not None and updated.tzinfo is not None and updated <= polled_at
+
+
+def _apply_remote(session, runtime, delivery: Delivery, status: RemoteStatus) -> list[int]:
+    request = delivery.request
+    if status.status is None or status.status == request.status:
+        return []
+    external = {"external_status_code": status.remote, "service_request_id": status.service_request_id}
+    try:
+        return report(session, runtime, request, status.status, f"open311:{request.department}", status.note, external)
+    except StatusError as exc:
+        session.add(Event(request_id=request.id, actor=f"open311:{request.department}", type="status_refused",
+                          data={"status": status.status, "remote": status.remote, "reason": str(exc)}))
+        return []
