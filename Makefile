@@ -16,8 +16,10 @@ test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
+# Figures, not tests: `make bench` (full, ~25 min) or `make bench BENCH_ARGS="--quick --only intake"`.
+BENCH_ARGS ?=
 bench: install system-deps
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

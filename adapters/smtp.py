@@ -3,11 +3,15 @@
 Classifies every failure for the outbox: a server that cannot be reached, a timeout or a
 4xx reply is transient (retried with backoff); a 5xx reply for the recipient or the message
 is permanent (dead letter). See RFC 5321 §4.2.1 for the reply-code classes.
+
+Each thread keeps its SMTP session open between messages (checked with NOOP before reuse,
+dropped after any error): connecting, greeting and EHLO cost more than sending a message.
 """
 
 from __future__ import annotations
 
 import smtplib
+import threading
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -32,6 +36,7 @@ class SmtpTransport:
         self.password = password
         self.starttls = starttls
         self.timeout = timeout
+        self._local = threading.local()
 
     @classmethod
     def from_settings(cls, settings) -> SmtpTransport:
@@ -66,12 +71,11 @@ class SmtpTransport:
         if "Message-ID" not in message:
             message["Message-ID"] = make_msgid(domain=self.domain)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                if self.starttls:
-                    smtp.starttls()
-                if self.username:
-                    smtp.login(self.username, self.password or "")
-                smtp.send_message(message)
+            try:
+                self._session().send_message(message)
+            except BaseException:
+                self._drop()  # never reuse a session in an unknown state
+                raise
         except smtplib.SMTPRecipientsRefused as exc:
             raise _classify(next(iter(exc.recipients.values()))[0], "recipient refused") from exc
         except smtplib.SMTPResponseException as exc:
@@ -80,6 +84,33 @@ class SmtpTransport:
             # Refused connection, timeout, dropped session: the server may be back later.
             raise TransientDeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from exc
         return str(message["Message-ID"])
+
+    def _session(self) -> smtplib.SMTP:
+        """This thread's open session if the server still answers NOOP, else a new one."""
+        smtp = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            try:
+                if smtp.noop()[0] == 250:
+                    return smtp
+            except (OSError, smtplib.SMTPException):
+                pass  # closed by the server while idle: open another
+            self._drop()
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.starttls:
+                smtp.starttls()
+            if self.username:
+                smtp.login(self.username, self.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        self._local.smtp = smtp
+        return smtp
+
+    def _drop(self) -> None:
+        smtp, self._local.smtp = getattr(self._local, "smtp", None), None
+        if smtp is not None:
+            smtp.close()
 
 
 def _classify(code: int, what: str) -> Exception:

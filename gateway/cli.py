@@ -28,29 +28,39 @@ def main():
 @click.option("--workers", default=None, type=int, help="gunicorn workers (default: WEB_CONCURRENCY or 2)")
 def serve(host: str, port: int, workers: int | None):
     """Apply pending migrations, then serve the gateway with gunicorn."""
-    from gunicorn.app.base import BaseApplication
-
     settings = load_settings()
     _check_config(settings)
     _upgrade(settings)
     count = workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
 
-    class Server(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", count)
-            self.cfg.set("threads", 4)
-            self.cfg.set("timeout", 30)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("control_socket_disable", True)
+    def load():
+        from . import create_app
 
-        def load(self):
-            from . import create_app
-
-            return create_app()
+        return create_app()
 
     click.echo(f"gateway: serving on http://{host}:{port} ({count} workers)", err=True)
-    Server().run()
+    gunicorn_server(load, server_options(host, port, count)).run()
+
+
+def server_options(host: str, port: int, workers: int) -> dict:
+    """gunicorn's settings for the gateway; the benchmarks serve their bare endpoint with them too."""
+    return {"bind": f"{host}:{port}", "workers": workers, "threads": 4, "timeout": 30, "accesslog": "-",
+            "control_socket_disable": True}
+
+
+def gunicorn_server(load, options: dict):
+    """A gunicorn application serving what ``load()`` returns, with ``options``."""
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return load()
+
+    return Server()
 
 
 @main.command()

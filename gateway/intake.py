@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def store_inbound(runtime, channel: str, provider_id: str, body: bytes, content_type: str,
-                  headers: dict | None = None, reserve_code: bool = False) -> tuple[int, bool]:
-    """(inbound id, created). Committed when this returns: the message is safe."""
+                  headers: dict | None = None, reserve_code: bool = False, code: str | None = None) -> tuple[int, bool]:
+    """(inbound id, created). Committed when this returns: the message is safe.
+
+    ``reserve_code`` draws a tracking code for the request to come; a caller that must answer
+    with it draws it first (``new_code``) and passes it as ``code``, saving a re-read."""
     book = runtime.rules.current
     received = utcnow()
-    code = new_code(book.city.code_prefix, received.year) if reserve_code else None
+    if reserve_code and code is None:
+        code = new_code(book.city.code_prefix, received.year)
     try:
         with runtime.db.session() as session:
             row = InboundMessage(channel=channel, provider_id=provider_id, body=body, content_type=content_type,

@@ -166,9 +166,10 @@ def _record(session, delivery: Delivery, values: dict) -> None:
 
 
 def _delivered(runtime, delivery_id: int, external_id: str | None) -> str:
-    _finish(runtime, delivery_id, state="delivered", delivered_at=utcnow(), external_id=external_id,
-            lease_until=None, last_error=None)
-    runtime.record_health(_health_name(runtime, delivery_id), ok=True)
+    delivery = _finish(runtime, delivery_id, state="delivered", delivered_at=utcnow(), external_id=external_id,
+                       lease_until=None, last_error=None)
+    name = f"{delivery.purpose}:{delivery.target}" if delivery is not None else _health_name(runtime, delivery_id)
+    runtime.record_health(name, ok=True)
     log.info("delivery %s delivered", delivery_id)
     return "delivered"
 

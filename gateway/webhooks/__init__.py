@@ -20,13 +20,13 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 
 def accept(channel: str, provider_id: str, body: bytes, content_type: str, headers: dict | None = None,
-           reserve_code: bool = False) -> tuple[int, bool]:
+           reserve_code: bool = False, code: str | None = None) -> tuple[int, bool]:
     """Store one provider message and enqueue its processing. (inbound id, created).
 
     A provider's retry (same channel + provider id) is found, not stored twice, and not
-    processed twice."""
+    processed twice. ``code``: a tracking code already drawn for it (see store_inbound)."""
     runtime = current_app.extensions["runtime"]
-    inbound_id, created = store_inbound(runtime, channel, provider_id, body, content_type, headers, reserve_code)
+    inbound_id, created = store_inbound(runtime, channel, provider_id, body, content_type, headers, reserve_code, code)
     if created:
         runtime.jobs.enqueue("process_inbound", inbound_id)
     return inbound_id, created

@@ -24,7 +24,7 @@ from adapters.channels.twilio import verify_signature
 from adapters.channels.twilio import voice as twilio_voice
 from adapters.channels.twilio.common import first, form_fields, required
 from adapters.errors import MalformedPayloadError, SignatureError
-from normalizer.codes import find_codes
+from normalizer.codes import find_codes, new_code
 from normalizer.language import detect
 from normalizer.phone import to_e164
 from normalizer.text import clean, fold
@@ -112,15 +112,18 @@ def twilio_sms_inbound(body: bytes, fields):
         return twiml(twilio_sms.sms_reply(words["empty"].format(city=city)))  # nothing stored
     thread = _open_conversation(phone, text)
     headers = {twilio_sms.REFERENCE_HEADER: thread} if thread else {twilio_sms.ANSWERED_HEADER: "acknowledged"}
-    inbound_id = _accept_sms(sid, body, headers, reserve_code=thread is None)
-    stored_headers, code = _stored(inbound_id)
+    # A new request's code is drawn here: on a first delivery (the usual case) the answer needs
+    # no re-read of what was just stored; a provider's retry reads the first one's answer.
+    drawn = new_code(book.city.code_prefix, utcnow().year) if thread is None else None
+    inbound_id, created = accept("twilio_sms", sid, body, request.content_type, headers, thread is None, drawn)
+    stored_headers, code = (headers, drawn) if created else _stored(inbound_id)
     if twilio_sms.REFERENCE_HEADER in stored_headers:  # also on a retry: the same answer as the first time
         return twiml(twilio_sms.sms_reply(words["added"].format(city=city, code=stored_headers[twilio_sms.REFERENCE_HEADER])))
     return twiml(twilio_sms.sms_reply(words["acknowledged"].format(city=city, code=code)))
 
 
-def _accept_sms(sid: str, body: bytes, headers: dict, reserve_code: bool = False) -> int:
-    inbound_id, _created = accept("twilio_sms", sid, body, request.content_type, headers, reserve_code)
+def _accept_sms(sid: str, body: bytes, headers: dict) -> int:
+    inbound_id, _created = accept("twilio_sms", sid, body, request.content_type, headers)
     return inbound_id
 
 

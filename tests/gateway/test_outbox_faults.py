@@ -106,3 +106,19 @@ def test_worker_that_died_mid_send_is_replaced_after_its_lease(make_app, auth, s
     assert outbox.run_delivery(runtime, first.id) == "delivered"
     assert outbox.run_delivery(runtime, first.id) is None  # a second hand-out does nothing
     assert len(smtp_server.to("collectes@bellerive.example.org")) == 1
+
+
+def test_smtp_restart_between_messages_loses_no_delivery(client, runtime, smtp_server, auth):
+    """The transport keeps its SMTP session open between messages: a server restarted in the
+    meantime must not turn the next delivery into a failure."""
+    client.post("/api/v1/requests", json=SUBMISSION, headers=auth)
+    wait_until(lambda: all(d.state == "delivered" for d in deliveries(runtime)) and deliveries(runtime))
+    smtp_server.stop()
+    smtp_server.start()  # same port: the sessions kept open by the workers are gone
+
+    client.post("/api/v1/requests", json={**SUBMISSION, "citizen": {"email": "marc@example.org"}}, headers=auth)
+    wait_until(lambda: len(deliveries(runtime)) == 4 and all(d.state == "delivered" for d in deliveries(runtime)),
+               timeout=5)
+
+    assert all(d.attempts == 1 for d in deliveries(runtime))  # reconnected, not retried later
+    assert len(smtp_server.to("marc@example.org")) == 1

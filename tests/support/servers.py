@@ -129,7 +129,8 @@ def postgres_binaries() -> Path:
 class PostgresServer:
     """A throwaway PostgreSQL cluster (initdb refuses root, so it runs as `postgres`)."""
 
-    def __init__(self):
+    def __init__(self, durable: bool = False):
+        self.durable = durable  # fsync on (benchmarks); tests run with fsync=off for speed
         # Not under pytest's tmp_path: its parents are private to root, and PostgreSQL runs as `postgres`.
         self.directory = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
         self.port = free_port()
@@ -153,7 +154,7 @@ class PostgresServer:
         d = self.directory
         self._run(f"{self.bin}/initdb -D {d}/data -A trust -U postgres >/dev/null")
         self._run(f"{self.bin}/pg_ctl -D {d}/data -o '-k {d} -p {self.port} -c listen_addresses=127.0.0.1 "
-                  f"-c fsync=off' -l {d}/log -w start >/dev/null")
+                  f"-c fsync={'on' if self.durable else 'off'} -c max_connections=200' -l {d}/log -w start >/dev/null")
         return self
 
     def stop(self) -> None:

@@ -1,0 +1,147 @@
+"""Deliveries: outbox jobs per second through RQ to a local stand-in sink (a real SMTP server).
+
+A few replayed requests go through the pipeline for real; their deliveries (e-mail to the
+department, acknowledgement e-mail to the citizen) are cloned into N pending outbox rows with
+distinct idempotency keys, enqueued on a real redis-server, and sent by `gateway worker
+--burst` processes (RQ SimpleWorker: jobs run in the worker process, no fork per job) to an
+aiosmtpd server on loopback. Throughput is N over the time between the first and the last
+``delivered_at``, so worker start-up is not counted; each worker's peak RSS is measured.
+Afterwards every row must be delivered and the SMTP server must hold N messages.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from sqlalchemy import create_engine, func, insert, select
+
+from .common import BIN, ROOT, fresh_dir, peak_rss_mb, section
+
+
+def prepare(url: str, count: int) -> None:
+    """N pending deliveries, cloned from the real ones of a few processed requests."""
+    from gateway import create_app, pipeline
+    from gateway.models import Delivery
+
+    from .replay import insert_inbound
+
+    app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
+                      "GATEWAY_LOG_LEVEL": "WARNING"})
+    runtime = app.extensions["runtime"]
+    for inbound_id in insert_inbound(runtime.db.engine, 40, tag="deliveries"):
+        pipeline.process_inbound(runtime, inbound_id)
+    table = Delivery.__table__
+    with runtime.db.engine.begin() as connection:
+        originals = connection.execute(select(table.c.request_id, table.c.purpose, table.c.target,
+                                              table.c.settings)).all()
+        connection.execute(table.delete())
+        rows = [{"request_id": o.request_id, "purpose": o.purpose, "target": o.target, "settings": o.settings,
+                 "idempotency_key": f"bench:{i}", "state": "pending", "attempts": 0}
+                for i, o in ((i, originals[i % len(originals)]) for i in range(count))]
+        for start in range(0, count, 5000):
+            connection.execute(insert(table), rows[start:start + 5000])
+    runtime.jobs.shutdown()
+    runtime.db.engine.dispose()
+
+
+def enqueue_all(url: str, redis_url: str) -> int:
+    from gateway.models import Delivery
+    from gateway.queue import RqQueue
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        ids = list(connection.scalars(select(Delivery.id).where(Delivery.state == "pending").order_by(Delivery.id)))
+    engine.dispose()
+    queue = RqQueue(redis_url)
+    for delivery_id in ids:
+        queue.enqueue("deliver", delivery_id)
+    queue.shutdown()
+    return len(ids)
+
+
+def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tuple[float, list[float]]:
+    """Run ``workers`` burst workers to the end: (wall seconds, peak RSS MiB of each)."""
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "SMTP_HOST": "127.0.0.1",
+           "SMTP_PORT": str(smtp_port), "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench",
+           "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311"}
+    started = time.monotonic()
+    logs = [(folder / f"worker-{i}.log").open("wb") for i in range(workers)]
+    processes = [subprocess.Popen([str(BIN / "gateway"), "worker", "--burst"], env=env, cwd=ROOT,
+                                  stdout=log, stderr=subprocess.STDOUT) for log in logs]
+    # VmHWM read while they run: a child's ru_maxrss would count the bench process it was forked
+    # from before exec.
+    peaks = [0.0] * workers
+    while any(p.poll() is None for p in processes):
+        for i, process in enumerate(processes):
+            peaks[i] = max(peaks[i], peak_rss_mb(process.pid) or 0.0)
+        time.sleep(0.2)
+    for log in logs:
+        log.close()
+    if any(p.returncode for p in processes):
+        raise RuntimeError(f"a worker failed; see {folder}")
+    return time.monotonic() - started, peaks
+
+
+def delivered(url: str) -> tuple[int, float, int]:
+    """(delivered rows, seconds from the first to the last delivery, rows not delivered)."""
+    from gateway.models import Delivery
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        done, first, last = connection.execute(select(func.count(), func.min(Delivery.delivered_at),
+                                                      func.max(Delivery.delivered_at))
+                                               .where(Delivery.state == "delivered")).one()
+        other = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state != "delivered"))
+    engine.dispose()
+    if isinstance(first, str):  # SQLite without type information in aggregates
+        from datetime import datetime
+
+        first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return done, (last - first).total_seconds() if done else 0.0, other
+
+
+def run(results, quick: bool, databases: list[str]) -> None:
+    from gateway.db import upgrade
+    from tests.support.servers import PostgresServer, RedisServer, SmtpServer
+
+    section("deliveries: outbox → RQ SimpleWorker → local SMTP server")
+    count = 500 if quick else 2_000
+    folder = fresh_dir("deliveries")
+    redis = RedisServer(folder).start()
+    smtp = SmtpServer().start()
+    postgres = PostgresServer(durable=True).start() if "postgres" in databases else None
+    try:
+        for label in databases:
+            for workers in (1, 2):
+                if label == "postgres":
+                    url = f"{postgres.url.rsplit('/', 1)[0]}/d{workers}"
+                    _create_database(postgres, f"d{workers}")
+                else:
+                    url = f"sqlite:///{folder / f'deliveries-{workers}.db'}"
+                upgrade(url)
+                prepare(url, count)
+                smtp.messages.clear()
+                queued = enqueue_all(url, redis.url)
+                wall, peaks = work(url, redis.url, smtp.port, workers, folder)
+                done, span, other = delivered(url)
+                name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
+                results.add("deliveries", f"{name}: jobs/s (first to last delivery)", round(done / span, 1), "jobs/s")
+                results.add("deliveries", f"{name}: wall time incl. worker start-up", round(wall, 1), "s")
+                results.add("deliveries", f"{name}: peak RSS per worker", f"{max(peaks):.0f}", "MiB")
+                exact = done == queued == len(smtp.messages) and other == 0
+                results.add("deliveries", f"{name}: {queued:,} queued, all delivered once",
+                            "yes" if exact else f"NO ({done} delivered, {len(smtp.messages)} e-mails, {other} left)")
+    finally:
+        smtp.stop()
+        redis.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def _create_database(postgres, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres", autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")

@@ -1,0 +1,148 @@
+"""Pipeline: normalize → dedup → route → outbox for replayed real requests, end to end and per step.
+
+The replay generator (``replay.py``) stores N requests (bulk INSERTs; 1 M in a full run); then
+one worker process per core takes ``gateway.pipeline.process_inbound`` through them for a
+fixed time, as the RQ workers would (ids only, the database re-read, one transaction each,
+durable commit). Each step is timed inside the workers by wrapping the functions the
+pipeline calls; what is left (claim, the four events, commit) is reported as "write + commit".
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import Counter
+
+from sqlalchemy import create_engine, func, select
+
+from .common import fresh_dir, median, peak_rss_mb, section
+
+# Grouped as the issue names them: what each wrapped function belongs to.
+STEPS = {
+    "parse + normalize": ("normalize",),
+    "citizen identity + conversation": ("resolve_citizen", "find_conversation"),
+    "route": ("decide",),
+    "dedup": ("same_citizen",),
+    "request rows": ("_create_request",),
+    "outbox (sink + acknowledgement)": ("add_delivery", "notify"),
+}
+
+
+def _worker(url: str, ids: list[int], seconds: float, out) -> None:
+    import os
+
+    from gateway import create_app, pipeline
+
+    app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
+                      "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"})
+    runtime = app.extensions["runtime"]
+    spent: Counter = Counter()
+    for names in STEPS.values():
+        for name in names:
+            setattr(pipeline, name, _timed(getattr(pipeline, name), name, spent))
+    pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
+    done, started = 1, time.perf_counter()
+    deadline = started + seconds
+    for inbound_id in ids[1:]:
+        pipeline.process_inbound(runtime, inbound_id)
+        done += 1
+        if time.perf_counter() > deadline:
+            break
+    elapsed = time.perf_counter() - started
+    out.put({"done": done - 1, "elapsed": elapsed, "spent": dict(spent), "peak_mb": peak_rss_mb(os.getpid())})
+
+
+def _timed(function, name: str, spent: Counter):
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - start
+
+    return timed
+
+
+def process(url: str, ids: list[int], workers: int, seconds: float) -> list[dict]:
+    context = multiprocessing.get_context("spawn")  # fresh interpreters, as RQ workers are
+    out = context.Queue()
+    processes = [context.Process(target=_worker, args=(url, ids[i::workers], seconds, out)) for i in range(workers)]
+    for p in processes:
+        p.start()
+    reports = [out.get(timeout=seconds + 600) for _ in processes]
+    for p in processes:
+        p.join()
+    return reports
+
+
+def run(results, quick: bool, requests: int | None, databases: list[str]) -> None:
+    from gateway.db import upgrade
+    from tests.support.servers import PostgresServer
+
+    from .replay import insert_inbound
+
+    section("pipeline: normalize → dedup → route → outbox on replayed Boston requests")
+    count = requests or (20_000 if quick else 1_000_000)
+    seconds = 20 if quick else 60
+    folder = fresh_dir("pipeline")
+    postgres = PostgresServer(durable=True).start() if "postgres" in databases else None
+    try:
+        urls = {}
+        if "sqlite" in databases:
+            urls["sqlite"] = f"sqlite:///{folder / 'gateway.db'}"
+        if postgres is not None:
+            urls["postgres"] = postgres.url
+        for label, url in urls.items():
+            upgrade(url)
+            engine = create_engine(url)
+            started = time.perf_counter()
+            ids = insert_inbound(engine, count, tag=label)
+            generated = time.perf_counter() - started
+            results.add("pipeline", f"{label}: generator, {count:,} stored requests (bulk INSERT)",
+                        round(count / generated), "rows/s")
+            for workers in (1, 2):
+                reports = process(url, ids[(workers - 1) * len(ids) // 2:], workers, seconds)
+                _report(results, f"{label}, {workers} worker{'s' if workers > 1 else ''}", reports)
+            _check(results, label, engine)
+            engine.dispose()
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def _report(results, label: str, reports: list[dict]) -> None:
+    done = sum(r["done"] for r in reports)
+    elapsed = median([r["elapsed"] for r in reports])
+    rate = done / elapsed
+    results.add("pipeline", f"{label}: end to end", round(rate, 1), "requests/s")
+    results.add("pipeline", f"{label}: a year of New York (2.5 M) would take", round(2_500_000 / rate / 3600, 1), "h")
+    spent = Counter()
+    for r in reports:
+        spent.update(r["spent"])
+    per_request = {step: sum(spent.get(n, 0.0) for n in names) / done * 1000 for step, names in STEPS.items()}
+    total = sum(r["elapsed"] for r in reports) / done * 1000
+    for step, ms in per_request.items():
+        results.add("pipeline", f"{label}: {step}", f"{ms:.2f} ms ({1000 / ms if ms else 0:,.0f}/s)", "")
+    rest = total - sum(per_request.values())
+    results.add("pipeline", f"{label}: claim + events + commit (the rest)", f"{rest:.2f} ms ({1000 / rest:,.0f}/s)", "")
+    results.add("pipeline", f"{label}: peak RSS per worker", f"{max(r['peak_mb'] or 0 for r in reports):.0f}", "MiB")
+
+
+def _check(results, label: str, engine) -> None:
+    """Every processed message became exactly one request or joined one; nothing doubled."""
+    from gateway.models import Delivery, InboundMessage, Request
+
+    with engine.connect() as connection:
+        processed = connection.scalar(select(func.count()).select_from(InboundMessage).where(
+            InboundMessage.state == "processed"))
+        linked = connection.scalar(select(func.count(func.distinct(InboundMessage.id))).where(
+            InboundMessage.request_id.is_not(None)))
+        requests = connection.scalar(select(func.count()).select_from(Request))
+        deliveries = connection.scalar(select(func.count()).select_from(Delivery))
+        keys = connection.scalar(select(func.count(func.distinct(Delivery.idempotency_key))))
+    results.add("pipeline", f"{label}: processed / requests created / joined", f"{processed:,} / {requests:,} / "
+                f"{processed - requests:,}")
+    results.add("pipeline", f"{label}: deliveries queued (distinct keys)", f"{deliveries:,} ({keys:,})")
+    if linked != processed or keys != deliveries:
+        results.note(f"pipeline {label}: {processed - linked} processed without a request, "
+                     f"{deliveries - keys} deliveries doubled")
