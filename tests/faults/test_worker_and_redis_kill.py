@@ -1,0 +1,164 @@
+"""kill -9 of redis-server during deliveries (down a while, then back), and kill -9 of a
+department's webhook server mid-delivery (then back on the same port).
+
+The gateway runs as real processes (`gateway serve` with 2 gunicorn workers, `gateway worker`
+x2, `gateway scheduler`) on PostgreSQL. Citizens submit bus-shelter reports through the JSON
+API; the transit department gets each by e-mail (real SMTP) and by its signed webhook; each
+citizen gets one acknowledgement e-mail. The RQ worker killed mid-delivery is covered by
+tests/test_outbox_rq.py::test_worker_killed_mid_delivery_delivers_exactly_once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from ..conftest import API_TOKEN
+from ..support.servers import free_port, wait_for_port, wait_until
+from ..support.standins import TRANSIT_URL, sample_config
+from ..test_outbox_rq import SECRET
+from .conftest import report
+from .stack import Stack, settle, sink_deliveries, tally
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RECOVERY_LIMIT = 90.0
+
+
+def submit(url: str, i: int) -> str:
+    body = {"description": f"L'abribus de l'arrêt {5000 + i} a une vitre cassée, il y a du verre partout",
+            "citizen": {"email": f"usager{i}@example.org", "name": f"Usager {i}"}}
+    for _ in range(50):
+        try:
+            response = httpx.post(f"{url}/api/v1/requests", json=body, timeout=20,
+                                  headers={"Authorization": f"Bearer {API_TOKEN}", "Idempotency-Key": f"storm-{i}"})
+            if response.status_code == 201:
+                return response.json()["code"]
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"submission {i} never accepted")
+
+
+def acknowledgements(smtp_server, count: int) -> Counter:
+    return Counter(str(m["Message-ID"]) for i in range(count) for m in smtp_server.to(f"usager{i}@example.org"))
+
+
+def supervise(stack: Stack) -> int:
+    """What systemd or a Procfile runner does: start again a worker that exited."""
+    restarted = 0
+    for process in list(stack.processes):
+        if process.poll() is not None and process.args[-1] == "worker":
+            stack.processes.remove(process)
+            stack.start()
+            restarted += 1
+    return restarted
+
+
+def test_redis_killed_during_deliveries_and_back_later_loses_and_doubles_nothing(
+        stack, redis_server, receiver, smtp_server):
+    stack.serve(workers=2)
+    stack.start()
+    stack.start()
+    stack.scheduler()
+    codes = [submit(stack.url, i) for i in range(10)]
+    wait_until(lambda: len(receiver.accepted) >= 3, timeout=60)
+
+    redis_server.stop(kill=True)  # SIGKILL: its queue is gone (no persistence)
+    killed_at = time.monotonic()
+    codes += [submit(stack.url, i) for i in range(10, 25)]  # accepted while Redis is down
+    time.sleep(max(0.0, 5.0 - (time.monotonic() - killed_at)))
+    redis_server.start()  # same port, empty
+    back_at = time.monotonic()
+    restarted = 0
+
+    def all_sent():
+        nonlocal restarted
+        restarted += supervise(stack)
+        rows = sink_deliveries(stack.database_url)
+        return len(rows) == 2 * len(codes) and all(d.state == "delivered" for d in rows)
+
+    wait_until(all_sent, timeout=RECOVERY_LIMIT, every=0.5)
+    recovered = time.monotonic() - back_at
+    figures = settle(stack, receiver, smtp_server, expected_requests=len(codes))
+    acks = wait_until(lambda: (a := acknowledgements(smtp_server, len(codes))) and sum(a.values()) >= len(codes) and a,
+                      timeout=RECOVERY_LIMIT)
+
+    assert len(set(codes)) == len(codes) == tally(stack.database_url)["requests"]
+    assert figures["webhook_lost"] == figures["webhook_acted_twice"] == figures["email_lost"] == 0
+    assert figures["webhook_acted"] == figures["email_expected"] == len(codes)
+    assert len(acks) == len(codes) and set(acks.values()) == {1}  # one acknowledgement each
+    assert recovered < RECOVERY_LIMIT
+    report("redis_kill", {"sent": len(codes), "answered_201": len(codes), "submitted_while_redis_down": 15,
+                          "redis_down_seconds": round(back_at - killed_at, 1), "workers_restarted": restarted,
+                          "requests": len(codes), "acknowledgements_sent": sum(acks.values()), **figures,
+                          "all_delivered_seconds_after_redis_back": round(recovered, 1)})
+
+
+def start_department(port: int, journal: Path, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "tests.faults.department_server", str(port), SECRET, str(journal)],
+                               cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    wait_for_port(port)
+    return process
+
+
+def journal_lines(journal: Path, kind: str) -> list[str]:
+    return [line.split(" ", 1)[1].strip() for line in journal.read_text().splitlines() if line.startswith(kind + " ")]
+
+
+def test_department_webhook_server_killed_mid_delivery_and_back(fault_settings, tmp_path, smtp_server):
+    port, journal = free_port(), tmp_path / "department.journal"
+    journal.touch()
+    folder = sample_config(tmp_path / "config-killed", {TRANSIT_URL: f"http://127.0.0.1:{port}/311/requests"})
+    stack = Stack({**fault_settings, "GATEWAY_CONFIG_DIR": str(folder)}, tmp_path)
+    department = start_department(port, journal, tmp_path / "department.log")
+    try:
+        stack.serve(workers=2)
+        stack.start()
+        stack.start()
+        stack.scheduler()
+        codes = [submit(stack.url, i) for i in range(20)]
+        wait_until(lambda: len(journal_lines(journal, "acted")) >= 5, timeout=60, every=0.02)
+        os.kill(department.pid, signal.SIGKILL)
+        department.wait(timeout=10)
+        killed_at = time.monotonic()
+        time.sleep(4)
+        department = start_department(port, journal, tmp_path / "department.log")
+        back_at = time.monotonic()
+
+        def all_sent():
+            rows = sink_deliveries(stack.database_url)
+            return len(rows) == 2 * len(codes) and all(d.state == "delivered" for d in rows) and rows
+
+        rows = wait_until(all_sent, timeout=RECOVERY_LIMIT, every=0.5)
+        recovered = time.monotonic() - back_at
+        acks = wait_until(lambda: (a := acknowledgements(smtp_server, len(codes))) and sum(a.values()) >= len(codes)
+                          and a, timeout=RECOVERY_LIMIT)
+    finally:
+        stack.stop()
+        if department.poll() is None:
+            department.terminate()
+            department.wait(timeout=10)
+
+    keys = {d.idempotency_key for d in rows if d.target == "webhook"}
+    acted = Counter(journal_lines(journal, "acted"))
+    seen = Counter(journal_lines(journal, "seen"))
+    mails = Counter(str(m["Message-ID"]) for m in smtp_server.to("transport@bellerive.example.org"))
+    assert set(acted) == keys and set(acted.values()) == {1}  # each request acted upon exactly once
+    assert set(acks.values()) == {1} and len(acks) == len(codes)
+    assert len(mails) == len(codes) and set(mails.values()) == {1}
+    retried = [d for d in rows if d.target == "webhook" and d.attempts > 1]
+    assert retried  # the kill did interrupt deliveries
+    report("department_kill", {
+        "sent": len(codes), "answered_201": len(codes), "requests": len(codes), "webhook_expected": len(keys),
+        "webhook_acted": sum(acted.values()), "webhook_acted_twice": 0,
+        "webhook_resent_same_key": sum(n - 1 for n in seen.values() if n > 1),
+        "webhook_deliveries_retried": len(retried), "email_received": sum(mails.values()),
+        "acknowledgements_sent": sum(acks.values()), "department_down_seconds": round(back_at - killed_at, 1),
+        "all_delivered_seconds_after_department_back": round(recovered, 1), "lost": 0, "duplicates": 0})
