@@ -70,11 +70,13 @@ class Stack(Workers):
         self.stop_all()  # the master stops its own workers on SIGTERM
 
 
-def sink_deliveries(database_url: str) -> list[Delivery]:
+def sink_deliveries(database_url: str, purpose: str | None = "sink") -> list[Delivery]:
+    """The outbox rows (all of them with ``purpose=None``)."""
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
-            rows = list(session.scalars(select(Delivery).where(Delivery.purpose == "sink")))
+            query = select(Delivery) if purpose is None else select(Delivery).where(Delivery.purpose == purpose)
+            rows = list(session.scalars(query))
             session.expunge_all()
             return rows
     finally:
