@@ -62,6 +62,7 @@ class CitizenMessage:
     language: str | None = None
     category: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    attributes: dict | None = None  # answers to the service's questions (Open311 attributes)
     # Threading hints: a tracking code the citizen quoted, or the provider's reply reference.
     reference_code: str | None = None
     in_reply_to: str | None = None

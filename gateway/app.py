@@ -63,14 +63,18 @@ def _template_globals() -> dict:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .admin import bp as admin
     from .api import bp as api
+    from .dashboard import bp as dashboard
     from .inbox import bp as inbox
+    from .open311 import bp as open311
     from .public import bp as public
     from .webhooks import bp as webhooks
 
     csrf.exempt(api)  # token-authenticated JSON, no cookies
     csrf.exempt(webhooks)  # providers sign their payloads instead
-    for blueprint in (public, api, inbox, webhooks):
+    csrf.exempt(open311)  # api_key-authenticated, no cookies
+    for blueprint in (public, api, inbox, admin, webhooks, dashboard, open311):
         app.register_blueprint(blueprint)
 
 
@@ -81,6 +85,10 @@ def _wants_json() -> bool:
 def _register_errors(app: Flask) -> None:
     def handler(status: int, message: str):
         def handle(_error):
+            if request.path.startswith("/open311/"):  # the spec's own error document
+                from .open311.formats import error
+
+                return error("json" if request.path.endswith(".json") else "xml", status, message)
             if _wants_json():
                 return jsonify(error=message), status
             return render_template("error.html", status=status), status

@@ -1,4 +1,5 @@
-"""The `gateway` command: serve, worker, scheduler, poll-email, db, rules, user, deliveries."""
+"""The `gateway` command: serve, worker, scheduler, poll-email, db, rules, user, deliveries,
+telegram, dashboards, opendata."""
 
 from __future__ import annotations
 
@@ -334,6 +335,54 @@ def telegram_set_webhook(url: str | None):
     except AdapterError as exc:
         raise click.ClickException(f"Telegram refused the webhook: {exc}") from exc
     click.echo(f"Telegram webhook set to {url}")
+@main.group()
+def dashboards():
+    """The dashboards' roll-up of settled days."""
+
+
+@dashboards.command("refresh")
+@click.option("--since", required=True, help="first day to rebuild, YYYY-MM-DD (UTC)")
+def dashboards_refresh(since):
+    """Rebuild the roll-up from a day on, e.g. after requests were re-categorized."""
+    from datetime import date
+
+    from . import create_app
+    from .dashboard import rollup
+
+    try:
+        first = date.fromisoformat(since)
+    except ValueError as exc:
+        raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
+    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    with runtime.db.engine.connect() as connection:
+        forgotten = rollup.refresh(connection, first)
+    click.echo(f"{forgotten} days will be rebuilt when a dashboard next needs them")
+
+
+@main.command("opendata")
+@click.option("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+@click.option("--end", required=True, help="last day, YYYY-MM-DD (UTC), included")
+@click.option("--format", "fmt", type=click.Choice(["csv", "geojson"]), default="csv", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default="-", help="file (default: stdout)")
+def opendata(start, end, fmt, output):
+    """Write the anonymized open-data export of the requests received in a period."""
+    from datetime import date, timedelta
+
+    from . import create_app
+    from .dashboard import opendata as export
+    from .dashboard.queries import Filters
+
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError as exc:
+        raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
+    app = create_app({"GATEWAY_INLINE_JOBS": False})
+    begin = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    filters = Filters(begin, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
+    rows = export.export_rows(app.extensions["runtime"], filters, export.precision(app.config))
+    with click.open_file(output, "w", encoding="utf-8") as out:
+        for chunk in export.csv_stream(rows) if fmt == "csv" else export.geojson_stream(rows):
+            out.write(chunk)
 
 
 if __name__ == "__main__":

@@ -28,4 +28,35 @@ EVENT = {
     "duplicate_linked": _l("Linked to a request about the same problem"),
     "duplicate_unlinked": _l("Handled as a request of its own"),
     "split_from": _l("Separated from another request"),
+    "duplicate_added": _l("A duplicate was linked to this request"),
+    "duplicate_confirmed": _l("Suggested duplicate confirmed by an agent"),
+    "duplicate_rejected": _l("Suggested duplicate rejected by an agent"),
+    "duplicate_removed": _l("A duplicate was unlinked"),
+    "rerouted": _l("Routed again"),
+    "normalized": _l("Read and understood"),
+    "dedup": _l("Checked for duplicates"),
+    "dedup_joined": _l("Joined to this request (same citizen, same problem)"),
+    "delivered": _l("Delivered"),
+    "delivery_retry": _l("Delivery failed, will retry"),
+    "delivery_dead": _l("Delivery failed for good"),
+    "delivery_requeued": _l("Delivery sent again by an administrator"),
+    "notification_skipped": _l("Citizen not notified"),
+    "reply_queued": _l("Reply to the citizen"),
+    "assigned": _l("Assigned"),
+    "note": _l("Internal note"),
+    "marked_spam": _l("Marked as spam"),
+}
+CHANNEL_ICON = {
+    "phone": "☎", "sms": "✆", "email": "✉", "messenger": "◉", "telegram": "➤", "walk_in": "⌂",
+    "web": "⌨", "open311": "⚙", "api": "⚙",
+}
+DELIVERY_STATE = {"pending": _l("Waiting"), "sending": _l("Sending"), "delivered": _l("Delivered"),
+                  "dead": _l("Failed")}
+ROLE = {"agent": _l("311 agent"), "supervisor": _l("Supervisor"), "admin": _l("Administrator"),
+        "department": _l("Department staff"), "manager": _l("Manager"), "readonly": _l("Read-only (ombudsman)")}
+MATCHED_BY = {
+    "category": _l("no rule: the category's defaults"),
+    "explicit_category": _l("no rule: the category chosen"),
+    "triage": _l("no category recognized: 311 triage"),
+    "agent": _l("department chosen by an agent"),
 }

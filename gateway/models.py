@@ -130,6 +130,17 @@ class Request(Base):
         Index("ix_requests_dedup", "category", "status", "created_at"),
         Index("ix_requests_dedup_cell", "category", "dedup_cell", "created_at"),
         Index("ix_requests_dedup_street", "category", "dedup_street", "created_at"),
+        # the inbox's keyset pagination and filters (see gateway/inbox/queries.py)
+        Index("ix_requests_created", "created_at", "id"),
+        Index("ix_requests_urgency", "priority", "created_at", "id"),
+        Index("ix_requests_channel_created", "channel", "created_at"),
+        Index("ix_requests_department_created", "department", "created_at"),
+        Index("ix_requests_district_created", "district", "created_at"),
+        Index("ix_requests_assignee_created", "assigned_to_id", "created_at"),
+        Index("ix_requests_sla", "sla_due_at"),
+        Index("ix_requests_duplicate_of", "duplicate_of_id"),
+        # Dashboards: every aggregate is over a period; the extra columns make it index-only.
+        Index("ix_requests_period", "created_at", "channel", "category", "department", "district"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -150,9 +161,11 @@ class Request(Base):
     district: Mapped[str | None] = mapped_column(String(64))
     rule: Mapped[str | None] = mapped_column(String(80))
     decision: Mapped[dict | None]
+    attributes: Mapped[dict | None]  # answers to the service's questions (Open311 attribute[…])
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
     dedup_cell: Mapped[str | None] = mapped_column(String(24))  # dedup/index.py: grid cell
     dedup_street: Mapped[str | None] = mapped_column(String(120))  # and street key
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     sla_due_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -237,6 +250,7 @@ class Event(Base):
     """The audit trail: who or what did what, when, and why."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_type_at", "type", "at"),)  # Open311 servicerequestupdates
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
@@ -312,6 +326,52 @@ class User(Base):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.role}>"
+
+
+class ConfigVersion(Base):
+    """One change of a configuration file made from the administrators' console."""
+
+    __tablename__ = "config_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(64), index=True)
+    previous: Mapped[str] = mapped_column(Text)  # the file before the change, for rollback
+    content: Mapped[str] = mapped_column(Text)  # the file after the change
+    action: Mapped[str] = mapped_column(String(16))  # "apply" or "rollback"
+    author: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept a short while to slow down password guessing."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))  # "ip:…" or "email:…" (hashed)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+class DashboardDay(Base):
+    """Requests received per UTC day and channel × category × department × district ('' for
+    none): the dashboards' roll-up for days old enough not to change (gateway/dashboard/rollup.py)."""
+
+    __tablename__ = "dashboard_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    department: Mapped[str] = mapped_column(String(64), primary_key=True)
+    district: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+
+
+class DashboardDayBuilt(Base):
+    """The days present in dashboard_days (a day with no request has no row there)."""
+
+    __tablename__ = "dashboard_days_built"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 ROLES = ("agent", "supervisor", "admin", "department", "manager", "readonly")

@@ -158,6 +158,7 @@ def _record(session, delivery: Delivery, values: dict) -> None:
             request_id=delivery.request_id, direction="out", channel=delivery.target,
             body=message["text"], subject=message.get("subject"),
             external_id=values.get("external_id"), delivery_id=delivery.id,
+            author=delivery.settings.get("author"),
         ))
         request = session.get(Request, delivery.request_id)
         if delivery.settings.get("kind") == "acknowledgement" and request.acknowledged_at is None:

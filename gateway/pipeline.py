@@ -29,7 +29,7 @@ from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
 MAX_PROCESSING_ATTEMPTS = 5
-SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone")  # the code is in the answer itself
+SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 
 
 def process_inbound(runtime, inbound_id: int) -> list[int]:
@@ -178,6 +178,7 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen)
         district=decision.district,
         rule=decision.rule,
         decision=decision.as_dict(),
+        attributes=message.attributes,
         sla_due_at=inbound.received_at + timedelta(hours=decision.sla_hours),
         created_at=inbound.received_at,
         acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS else None,

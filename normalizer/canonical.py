@@ -40,6 +40,7 @@ class Normalized:
     external_id: str | None = None  # the channel's id for this message (e-mail Message-ID)
     command: str | None = None
     edit_of: str | None = None
+    attributes: dict | None = None
 
     def contact_points(self) -> list[tuple[str, str]]:
         points = [
@@ -83,4 +84,5 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         external_id=message.external_id,
         command=message.command,
         edit_of=message.edit_of,
+        attributes=message.attributes,
     )

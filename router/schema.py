@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Priority = Literal["urgent", "routine", "deferrable"]
 Kind = Literal["service_request", "complaint", "information_request", "suggestion"]
@@ -60,6 +60,29 @@ class CityFile(_Model):
     city: City
 
 
+class AttributeValue(_Model):
+    key: str = Field(min_length=1, max_length=64)
+    name: Names
+
+
+class Attribute(_Model):
+    """A question the service asks (Open311 service definition attribute)."""
+
+    code: Code
+    datatype: Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"] = "string"
+    required: bool = False
+    variable: bool = True  # False: an information shown to the citizen, no answer expected
+    description: Names
+    order: int | None = None
+    values: list[AttributeValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lists_have_values(self):
+        if self.datatype.endswith("valuelist") and not self.values:
+            raise ValueError(f"attribute {self.code}: a {self.datatype} needs values")
+        return self
+
+
 class Category(_Model):
     code: Code
     name: Names
@@ -68,6 +91,7 @@ class Category(_Model):
     department: Code
     priority: Priority = "routine"
     sla_hours: float = Field(gt=0, le=24 * 365)
+    attributes: list[Attribute] = Field(default_factory=list)
 
 
 class CatalogueFile(_Model):

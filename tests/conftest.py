@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from gateway import create_app
 from gateway.db import upgrade
@@ -110,3 +112,16 @@ def postgres_server():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server):
+    """A fresh, migrated database on the session's PostgreSQL server."""
+    name = f"gw_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    url = postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    return url

@@ -36,8 +36,8 @@ def test_neighbour_reporting_same_pothole_is_linked_told_and_notified_at_resolut
     dedup = next(e for e in shown["events"] if e["type"] == "dedup")["data"]["cross_citizen"]
     assert dedup["action"] == "link" and dedup["master"]["score"] >= 90  # the scores are recorded
     told = wait_until(lambda: smtp_server.to("paul.roy@example.org"))[0]
-    assert first["code"] in told["Subject"] and first["code"] in told.get_content()
-    assert "transmise au service responsable" in told.get_content()  # the master's status
+    assert first["code"] in told["Subject"] and first["code"] in told.get_body(("plain",)).get_content()
+    assert "transmise au service responsable" in told.get_body(("plain",)).get_content()  # the master's status
 
     resolved = client.post(f"/api/v1/requests/{first['code']}/status", json={"status": "resolved"}, headers=auth)
     assert resolved.status_code == 200

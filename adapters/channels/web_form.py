@@ -7,7 +7,7 @@ silent conversion. Schema (``POST /api/v1/requests``)::
     {"channel": "walk_in|web|api|phone", "description": "...", "language": "fr|en",
      "subject": "...", "category": "pothole",
      "citizen": {"name", "email", "phone", "preferred_channel", "consent"},
-     "location": {"lat", "lon", "address"}}
+     "location": {"lat", "lon", "address"}, "attributes": {"code": "value" | ["values"]}}
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..errors import MalformedPayloadError
 from ..payload import json_object
 
 MAX_DESCRIPTION = 10_000
-CHANNELS = ("walk_in", "web", "api", "phone")
+CHANNELS = ("walk_in", "web", "api", "phone", "open311")
 CONTACT_CHANNELS = ("email", "sms", "phone", "messenger", "telegram", "none")
 
 
@@ -56,6 +56,7 @@ class Submission(_Strict):
     category: str | None = Field(None, max_length=64)
     citizen: CitizenIn = Field(default_factory=CitizenIn)
     location: LocationIn = Field(default_factory=LocationIn)
+    attributes: dict[str, str | list[str]] | None = None  # checked against the catalogue by the caller
 
 
 class WebFormChannel:
@@ -81,6 +82,7 @@ class WebFormChannel:
                 consent=citizen.consent,
             ),
             location=Location(lat=where.lat, lon=where.lon, address=where.address),
+            attributes=submission.attributes,
         )
 
 

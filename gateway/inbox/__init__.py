@@ -1,34 +1,78 @@
-"""The staff side: sign-in, the counter's walk-in form, the list of requests."""
+"""The staff side: sign-in, the unified inbox, the request page, the counter's walk-in form.
+
+Routes here read and render; what agents do to a request lives in actions.py, the list's
+filters and pagination in queries.py.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 
 from adapters.errors import MalformedPayloadError
 
-from .. import intake
+from .. import intake, ratelimit
 from ..auth import authenticate, current_user, require_role
 from ..forms import submission_from_form
-from ..models import Request
+from ..i18n import LANGUAGES, current_language
+from ..models import Request, User, utcnow
+from ..permissions import ANSWERS_CITIZENS, SEES_CONTACTS, can
+from . import queries
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox")
-COUNTER_ROLES = ("agent", "supervisor", "admin")
+COUNTER_ROLES = ANSWERS_CITIZENS
+
+
+def runtime():
+    return current_app.extensions["runtime"]
+
+
+@bp.before_app_request
+def remember_language():
+    """A signed-in user's choice of language is kept with their account."""
+    chosen = request.args.get("lang")
+    user_id = session.get("user_id")
+    if chosen in LANGUAGES and user_id is not None:
+        with runtime().db.session() as db:
+            user = db.get(User, user_id)
+            if user is not None and user.language != chosen:
+                user.language = chosen
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
-    if request.method == "POST":
-        user = authenticate(current_app.extensions["runtime"], request.form.get("email", ""),
-                            request.form.get("password", ""))
-        if user is not None:
-            session.clear()
-            session["user_id"] = user.id
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("inbox.index"))
-        error = True
-    return render_template("login.html", error=error), 401 if error else 200
+    if request.method == "GET":
+        return render_template("login.html", error=None)
+    email = request.form.get("email", "")
+    keys = ratelimit.keys(request.remote_addr, email)
+    limit = int(runtime().settings["GATEWAY_LOGIN_FAILURES"])
+    with runtime().db.session() as db:
+        if ratelimit.blocked(db, keys, limit):
+            return render_template("login.html", error="throttled"), 429, {"Retry-After": "900"}
+    user = authenticate(runtime(), email, request.form.get("password", ""))
+    with runtime().db.session() as db:
+        if user is None:
+            ratelimit.record_failure(db, keys)
+            return render_template("login.html", error="wrong"), 401
+        ratelimit.forget(db, keys)
+        chosen = session.get("lang")  # picked on the sign-in page: kept with the account
+        if chosen in LANGUAGES and chosen != user.language:
+            db.get(User, user.id).language = chosen
+    session.clear()
+    session["user_id"] = user.id
+    session["lang"] = chosen if chosen in LANGUAGES else user.language
+    target = request.args.get("next", "")
+    safe = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return redirect(target if safe else url_for("inbox.index"))
 
 
 @bp.post("/logout")
@@ -37,29 +81,71 @@ def logout():
     return redirect(url_for("inbox.login"))
 
 
+def _listing(filters: queries.Filters):
+    user = current_user()
+    book = runtime().rules.current
+    where = queries.conditions(filters, user.id, utcnow(), book.city.phone_region, can(user, SEES_CONTACTS))
+    return user, book, where
+
+
 @bp.get("/")
 @require_role()
 def index():
-    runtime = current_app.extensions["runtime"]
-    with runtime.db.session() as db:
-        rows = db.scalars(select(Request).order_by(Request.created_at.desc()).limit(50)).all()
-        book = runtime.rules.current
-        return render_template("inbox.html", rows=rows, book=book, user=current_user())
+    filters = queries.Filters.from_args(request.args)
+    user, book, where = _listing(filters)
+    cache = queries.cached_counts
+    cache.ttl = float(runtime().settings["GATEWAY_INBOX_COUNTS_SECONDS"])
+    scope = f"{runtime().db.url}|{user.id if filters.mine else ''}|{sorted(filters.args(sort='newest').items())}"
+    with runtime().db.session() as db:
+        page = queries.list_page(db, filters, where, counts=cache, count_key=scope)
+        counts = cache.get(f"{runtime().db.url}|facets", lambda: queries.facet_counts.compute(db))
+        mine = queries.capped_count(db, [queries.assigned_to(user.id), Request.status.in_(queries.OPEN_STATUSES)])
+        return render_template(
+            "inbox.html", page=page, filters=filters, counts=counts, mine=mine, book=book, user=user,
+            poll_seconds=runtime().settings["GATEWAY_INBOX_POLL_SECONDS"],
+            last_id=max((r.id for r in page.rows), default=0), cap=queries.COUNT_CAP,
+            sees_contacts=can(user, SEES_CONTACTS), choices=_choices(book), now=utcnow(),
+        )
+
+
+def _choices(book) -> dict:
+    """(code, name) pairs for the filters whose values come from config/."""
+    lang = current_language()
+    return {
+        "category": sorted(((c, v.name.get(lang)) for c, v in book.categories.items()), key=lambda p: p[1]),
+        "department": sorted(((c, v.name.get(lang)) for c, v in book.departments.items()), key=lambda p: p[1]),
+        "district": sorted(((c, d.name) for c, d in book.areas.districts.items()), key=lambda p: p[1]),
+    }
+
+
+@bp.get("/poll")
+@require_role()
+def poll():
+    """New requests matching the inbox's filters since ``since`` (an id), as table rows."""
+    filters = queries.Filters.from_args(request.args)
+    user, book, where = _listing(filters)
+    since = request.args.get("since", type=int) or 0
+    with runtime().db.session() as db:
+        rows = queries.newer_than(db, where, since)
+        html = render_template("_inbox_rows.html", rows=rows, book=book, user=user, now=utcnow())
+    return jsonify(count=len(rows), last_id=max((r.id for r in rows), default=since), html=html)
 
 
 @bp.route("/walk-in", methods=["GET", "POST"])
 @require_role(*COUNTER_ROLES)
 def walk_in():
-    runtime = current_app.extensions["runtime"]
-    book = runtime.rules.current
+    book = runtime().rules.current
     if request.method == "GET":
         return render_template("walk_in.html", form={}, error=None, book=book, user=current_user())
     document = submission_from_form(request.form, channel="walk_in", language=None)
     try:
-        outcome = intake.submit(runtime, document)
+        outcome = intake.submit(runtime(), document)
     except MalformedPayloadError as exc:
         return render_template("walk_in.html", form=request.form, error=exc, book=book, user=current_user()), 400
-    with runtime.db.session() as db:
+    with runtime().db.session() as db:
         created = db.scalar(select(Request).where(Request.code == outcome.code))
         return render_template("walk_in_done.html", request_=created, code=outcome.code, book=book,
                                user=current_user())
+
+
+from . import detail  # noqa: E402,F401  (registers the request page's routes on bp)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import dedup_decisions
+from . import dashboard, dedup_decisions
 
-BENCHMARKS = [dedup_decisions.main]  # one line per benchmark
+BENCHMARKS = [dedup_decisions.main, dashboard.main]  # one line per benchmark
 
 if __name__ == "__main__":
     for run in BENCHMARKS:

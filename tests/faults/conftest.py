@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from ..gateway.test_postgresql import pg_url  # noqa: F401  (a fresh migrated database per test)
 from ..support.standins import TRANSIT_URL, DepartmentWebhook, sample_config
 from ..support.twilio import TwilioStandIn, twilio_settings
 from ..test_outbox_rq import SECRET
@@ -29,7 +28,7 @@ def twilio():
 
 
 @pytest.fixture
-def fault_settings(settings, tmp_path, pg_url, redis_server, receiver, twilio) -> dict:  # noqa: F811
+def fault_settings(settings, tmp_path, pg_url, redis_server, receiver, twilio) -> dict:
     """Production-like: PostgreSQL, Redis, short leases and sweeps so recovery is quick."""
     folder = sample_config(tmp_path / "config", {TRANSIT_URL: f"{receiver.url}/311/requests"})
     return {**settings, **twilio_settings(twilio), "DATABASE_URL": pg_url, "GATEWAY_CONFIG_DIR": str(folder),

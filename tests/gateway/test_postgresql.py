@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
+from sqlalchemy import create_engine, inspect
 
-import pytest
-from sqlalchemy import create_engine, inspect, text
-
-from gateway.db import upgrade
 from tests.support.servers import wait_until
-
-
-@pytest.fixture
-def pg_url(postgres_server):
-    name = f"gw_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    return url
 
 
 def test_migrations_create_every_table_on_postgresql(pg_url):
