@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from gateway.auth import add_user
 from gateway.models import Citizen, Delivery, InboundMessage, Message, Request
 
 from ..conftest import API_TOKEN, FIXTURES
@@ -33,6 +34,7 @@ from ..support.twilio import sign as twilio_sign
 MESSENGER_SECRET = "fuzz-messenger-secret"
 TELEGRAM_SECRET = "fuzz-telegram-secret"
 SLACK_SECRET = "fuzz-slack-signing-secret"
+OPEN311_KEY = "fuzz-open311-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -56,7 +58,7 @@ class RecordingQueue:
 def fuzz_app(make_app):
     app = make_app(**twilio_settings(None), MESSENGER_APP_SECRET=MESSENGER_SECRET, MESSENGER_VERIFY_TOKEN="v",
                    MESSENGER_PAGE_TOKEN="p", TELEGRAM_BOT_TOKEN="5550199:fuzz", TELEGRAM_SECRET_TOKEN=TELEGRAM_SECRET,
-                   SLACK_SIGNING_SECRET=SLACK_SECRET, GATEWAY_INLINE_JOBS=False)
+                   SLACK_SIGNING_SECRET=SLACK_SECRET, GATEWAY_INLINE_JOBS=False, OPEN311_API_KEY=OPEN311_KEY)
     app.config["WTF_CSRF_ENABLED"] = False  # reach the forms' validation, not only the CSRF check
     runtime = app.extensions["runtime"]
     runtime.jobs.shutdown()
@@ -172,6 +174,58 @@ def test_public_forms(fuzz_app, fields, lang, code):
     check(fuzz_app, lambda: client.get("/track", query_string={"code": code}))
     check(fuzz_app, lambda: client.post("/inbox/login", data=fields))
     check(fuzz_app, lambda: client.post("/inbox/walk-in", data=fields))
+
+
+# --- the Open311 GeoReport v2 server, and the pages behind a sign-in --------------------------
+
+open311_fields = st.dictionaries(
+    st.sampled_from(["service_code", "lat", "long", "address_string", "address_id", "email", "device_id",
+                     "account_id", "first_name", "last_name", "phone", "description", "media_url", "jurisdiction_id",
+                     "attribute[WHISHETN]", "api_key", "start_date", "end_date", "status", "service_request_id"])
+    | st.text(max_size=12),
+    st.sampled_from(["pothole", "streetlight", "-91", "181", "45.44", "-75.72", "2026-11-22T10:00:00Z",
+                     "open,closed", "nan", "1e308", ""]) | st.text(max_size=120), max_size=10)
+formats = st.sampled_from(["json", "xml", "csv", "zz"])
+
+
+@FUZZ
+@given(fields=open311_fields, fmt=formats, keyed=st.booleans(), code=st.text(max_size=30))
+def test_open311_server(fuzz_app, fields, fmt, keyed, code):
+    client = fuzz_app.test_client()
+    fields = {**fields, "api_key": OPEN311_KEY} if keyed else fields
+    check(fuzz_app, lambda: client.post(f"/open311/v2/requests.{fmt}", data=fields))
+    check(fuzz_app, lambda: client.get(f"/open311/v2/requests.{fmt}", query_string=fields))
+    for path in ("discovery", "services", "servicerequestupdates"):
+        check(fuzz_app, lambda p=path: client.get(f"/open311/v2/{p}.{fmt}", query_string=fields))
+    for path in ("services", "requests", "tokens"):
+        check(fuzz_app, lambda p=path: client.get(f"/open311/v2/{p}/{code.replace('/', '')}.{fmt}"))
+
+
+def admin_client(app):
+    """A client signed in as an administrator (who sees the console, dashboards and inbox)."""
+    if "fuzz_admin" not in app.config:
+        add_user(app.extensions["runtime"], "admin@bellerive.example.org", "admin", "un mot de passe solide")
+        app.config["fuzz_admin"] = True
+    client = app.test_client()
+    signed = client.post("/inbox/login", data={"email": "admin@bellerive.example.org",
+                                               "password": "un mot de passe solide"})
+    assert signed.status_code == 302, signed.status_code
+    return client
+
+
+@FUZZ
+@given(query=st.dictionaries(st.text(max_size=12), st.text(max_size=60), max_size=6),
+       path=st.sampled_from(["/dashboard/", "/dashboard/volumes", "/dashboard/report", "/dashboard/open-data",
+                             "/dashboard/open-data/requests.csv", "/admin/", "/admin/rules", "/admin/health",
+                             "/admin/users", "/inbox/", "/api/v1/duplicates/suggestions"]),
+       post=st.booleans(), signed_in=st.booleans())
+def test_pages_behind_a_sign_in(fuzz_app, query, path, post, signed_in):
+    client = admin_client(fuzz_app) if signed_in else fuzz_app.test_client()
+    headers = AUTH if path.startswith("/api/") else {}
+    if post:
+        check(fuzz_app, lambda: client.post(path, data=query, headers=headers))
+    else:
+        check(fuzz_app, lambda: client.get(path, query_string=query, headers=headers))
 
 
 # --- provider webhooks -----------------------------------------------------------------------
