@@ -71,15 +71,25 @@ def worker(burst: bool):
     if not settings.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside `gateway serve`")
     from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from rq import Queue, SimpleWorker
 
     from .queue import QUEUE_NAME
 
     connection = Redis.from_url(str(settings["REDIS_URL"]))
-    # SimpleWorker: jobs run in this process, no fork per job; the runtime is built once.
-    SimpleWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection).work(
-        with_scheduler=True, burst=burst
-    )
+    while True:
+        # SimpleWorker: jobs run in this process, no fork per job; the runtime is built once.
+        try:
+            SimpleWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection).work(
+                with_scheduler=True, burst=burst
+            )
+            return
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Redis died or restarted: wait for it instead of exiting; the sweeper re-enqueues
+            # whatever its queue lost (tests/faults/test_worker_and_redis_kill.py).
+            click.echo(f"gateway worker: Redis unavailable ({type(exc).__name__}), retrying in 1 s", err=True)
+            time.sleep(1)
 
 
 @main.command()

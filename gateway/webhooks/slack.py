@@ -48,7 +48,13 @@ def _refusal(runtime):
     if not secret:
         runtime.record_health("inbound:slack", ok=False, detail="AdapterMisconfiguredError: SLACK_SIGNING_SECRET is not set")
         return jsonify(error="Slack is not configured on this gateway"), 503
-    if not SignatureVerifier(str(secret)).is_valid_request(request.get_data(), dict(request.headers)):
+    body = request.get_data()
+    try:
+        body.decode("utf-8")  # Slack sends UTF-8; the SDK's verifier raises on anything else
+    except UnicodeDecodeError:
+        log.warning("slack request refused: the body is not UTF-8")
+        return jsonify(error="invalid Slack signature"), 403
+    if not SignatureVerifier(str(secret)).is_valid_request(body, dict(request.headers)):
         log.warning("slack request refused: bad or stale signature")
         return jsonify(error="invalid Slack signature"), 403
     return None

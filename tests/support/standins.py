@@ -64,7 +64,7 @@ class Answer:
 class StandIn:
     """A recording HTTP server; subclasses implement ``answer(recorded)``."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.requests: list[Recorded] = []
         self.scripted: dict[str, list[Answer]] = {}
         self._lock = threading.Lock()
@@ -106,7 +106,7 @@ class StandIn:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -235,8 +235,8 @@ class DepartmentWebhook(StandIn):
     kill the gateway's worker while the department holds the request.
     """
 
-    def __init__(self, secret: str):
-        super().__init__()
+    def __init__(self, secret: str, port: int = 0):
+        super().__init__(port)
         self.secret = secret
         self.accepted: list[str] = []  # idempotency keys acted upon, in order
         self.hold: threading.Event | None = None
