@@ -37,6 +37,7 @@ class MailboxConfig(BaseModel):
     processed_folder: str = "Traités"
     idle: bool = True  # use IDLE when the server offers it
     poll_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0, le=600)  # socket timeout: a silent server is dropped
     tls_ca_file: str | None = None  # a private CA's certificates; default: the system's
 
 
@@ -56,6 +57,7 @@ class Mailbox:
     processed_folder: str = "Traités"
     idle: bool = True
     poll_seconds: float = 60.0
+    timeout_seconds: float = 30.0
     tls_ca_file: str | None = None
 
     def __repr__(self) -> str:  # no password, no address in logs
@@ -101,6 +103,7 @@ def _from_environment(settings) -> Mailbox:
         processed_flag=str(settings.get("IMAP_PROCESSED_FLAG") or DEFAULT_FLAG),
         processed_folder=str(settings.get("IMAP_PROCESSED_FOLDER") or "Traités"),
         poll_seconds=float(settings.get("IMAP_POLL_SECONDS") or 60.0),
+        timeout_seconds=float(settings.get("IMAP_TIMEOUT_SECONDS") or 30.0),
         idle=str(settings.get("IMAP_IDLE") or "yes").strip().lower() not in ("0", "no", "false", "off"),
         tls_ca_file=settings.get("IMAP_TLS_CA_FILE") or None,
     )

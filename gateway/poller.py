@@ -68,7 +68,8 @@ class MailboxPoller:
         """A logged-in client. Raises IMAPClientError (LoginError…) or OSError."""
         box = self.mailbox
         context = ssl.create_default_context(cafile=box.tls_ca_file)
-        client = IMAPClient(box.host, port=box.port, ssl=box.tls == "tls", ssl_context=context, timeout=30)
+        client = IMAPClient(box.host, port=box.port, ssl=box.tls == "tls", ssl_context=context,
+                            timeout=box.timeout_seconds)
         try:
             if box.tls == "starttls":
                 client.starttls(context)
@@ -213,8 +214,12 @@ class MailboxPoller:
         if self.mailbox.idle and client.has_capability("IDLE"):
             client.idle()
             started = time.monotonic()
+            # Mail that arrives between a read and the start of IDLE is announced before IDLE's
+            # continuation and never reaches idle_check: re-reading every poll_seconds bounds
+            # how long such a message waits (instead of until the next IDLE renewal).
+            limit = min(IDLE_RENEW_SECONDS, self.mailbox.poll_seconds)
             try:
-                while not stop.is_set() and time.monotonic() - started < IDLE_RENEW_SECONDS:
+                while not stop.is_set() and time.monotonic() - started < limit:
                     if client.idle_check(timeout=1):
                         return  # EXISTS, EXPUNGE, FETCH…: something changed
             finally:
