@@ -35,8 +35,10 @@ def test_generated_requests_are_valid_submissions_inside_the_city(monkeypatch):
     assert first["location"] != repeated["location"]  # the same words, shifted in space
 
 
-def test_bulk_inserted_requests_go_through_the_pipeline(monkeypatch, runtime):
+def test_bulk_inserted_requests_go_through_the_pipeline(monkeypatch, make_app):
     use_sample_only(monkeypatch)
+    # No sweeper thread: it would process the other 25 stored messages behind the test's back.
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     ids = replay.insert_inbound(runtime.db.engine, 30)
     again = replay.insert_inbound(runtime.db.engine, 5, tag="second")
 

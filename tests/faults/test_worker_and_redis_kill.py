@@ -150,22 +150,29 @@ def all_sent(stack: Stack, count: int):
     return len(rows) == 2 * count and all(d.state == "delivered" for d in rows) and rows
 
 
-def exactly_once(department: Department, rows, smtp_server, count: int) -> dict:
-    """Each key acted upon once by the department, one e-mail and one acknowledgement each."""
+def exactly_once(department: Department, rows, smtp_server, count: int, killed_senders: int = 0) -> dict:
+    """Each key acted upon once by the department, one e-mail and one acknowledgement each.
+
+    SMTP has no idempotency key: a worker killed after the mail server accepted a message but
+    before the outbox recorded it sends that message again, with the same Message-ID (mail
+    clients show it once). So a resend is allowed only when workers were killed, at most one
+    per killed worker (a worker holds one delivery at a time), and never with a new Message-ID.
+    """
     keys = {d.idempotency_key for d in rows if d.target == "webhook"}
     acted, seen = Counter(department.lines("acted")), Counter(department.lines("seen"))
     mails = Counter(str(m["Message-ID"]) for m in smtp_server.to("transport@bellerive.example.org"))
     acks = wait_until(lambda: (a := acknowledgements(smtp_server, count)) and sum(a.values()) >= count and a,
                       timeout=RECOVERY_LIMIT)
     assert set(acted) == keys and set(acted.values()) == {1}  # each request acted upon exactly once
-    assert set(acks.values()) == {1} and len(acks) == count
-    assert len(mails) == count and set(mails.values()) == {1}
+    assert len(acks) == count and len(mails) == count  # one Message-ID per citizen, per request
+    resent = sum(acks.values()) - count + sum(mails.values()) - count
+    assert resent <= killed_senders, (acks, mails)
     return {"sent": count, "answered_201": count, "requests": count, "webhook_expected": len(keys),
             "webhook_acted": sum(acted.values()), "webhook_acted_twice": 0,
             "webhook_resent_same_key": sum(n - 1 for n in seen.values() if n > 1),
             "webhook_deliveries_retried": sum(1 for d in rows if d.target == "webhook" and d.attempts > 1),
             "email_received": sum(mails.values()), "acknowledgements_sent": sum(acks.values()),
-            "lost": 0, "duplicates": 0}
+            "email_resent_same_id": resent, "lost": 0, "duplicates": 0}
 
 
 def test_department_webhook_server_killed_mid_delivery_and_back(department_stack, department, smtp_server):
@@ -206,6 +213,6 @@ def test_rq_workers_killed_during_a_burst_of_deliveries(department_stack, depart
     rows = wait_until(lambda: all_sent(stack, len(codes)), timeout=RECOVERY_LIMIT, every=0.5)
     recovered = time.monotonic() - killed_at
 
-    figures = exactly_once(department, rows, smtp_server, len(codes))
+    figures = exactly_once(department, rows, smtp_server, len(codes), killed_senders=len(killed))
     report("rq_worker_kill", {**figures, "workers_killed": len(killed),
                               "all_delivered_seconds_after_last_kill": round(recovered, 1)})
