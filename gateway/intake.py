@@ -11,8 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
 
 from adapters.channels.web_form import validate
 from adapters.errors import MalformedPayloadError
@@ -24,31 +23,68 @@ from .models import InboundMessage, Request, utcnow
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What ``insert_inbound`` found or made. On a provider's retry (``created`` False), the
+    headers stored the first time and the request's code (or the one reserved for it)."""
+
+    id: int
+    created: bool
+    headers: dict
+    code: str | None
+
+
+_TABLE = InboundMessage.__table__
+_INSERTS: dict[str, object] = {}
+
+
+def _insert(dialect: str):
+    """INSERT … ON CONFLICT (channel, provider_id) DO NOTHING RETURNING id, built once per
+    dialect (SQLite ≥ 3.35 and PostgreSQL): a retry costs no exception and no rollback."""
+    if dialect not in _INSERTS:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise RuntimeError(f"intake: no upsert for the {dialect} dialect")
+        _INSERTS[dialect] = (insert(_TABLE).on_conflict_do_nothing(index_elements=["channel", "provider_id"])
+                             .returning(_TABLE.c.id))
+    return _INSERTS[dialect]
+
+
+_EXISTING = (select(_TABLE.c.id, _TABLE.c.headers, _TABLE.c.reserved_code, Request.code)
+             .outerjoin(Request, Request.id == _TABLE.c.request_id)
+             .where(_TABLE.c.channel == bindparam("channel"), _TABLE.c.provider_id == bindparam("provider_id")))
+
+
+def insert_inbound(connection, channel: str, provider_id: str, body: bytes, content_type: str,
+                   headers: dict | None = None, code: str | None = None) -> Stored:
+    """One SQLAlchemy Core statement on ``connection``; the caller commits (durably) before
+    answering. ``code``: the tracking code reserved for the request to come, if any."""
+    headers = headers or {}
+    new_id = connection.execute(_insert(connection.dialect.name), {
+        "channel": channel, "provider_id": provider_id, "body": body, "content_type": content_type,
+        "headers": headers, "received_at": utcnow(), "reserved_code": code, "state": "received",
+        "attempts": 0}).scalar()
+    if new_id is not None:
+        return Stored(new_id, True, headers, code)
+    row = connection.execute(_EXISTING, {"channel": channel, "provider_id": provider_id}).one()
+    log.info("inbound %s/%s already stored (id %s): provider retry ignored", channel, provider_id[:12], row.id)
+    return Stored(row.id, False, dict(row.headers or {}), row.code or row.reserved_code)
+
+
 def store_inbound(runtime, channel: str, provider_id: str, body: bytes, content_type: str,
                   headers: dict | None = None, reserve_code: bool = False, code: str | None = None) -> tuple[int, bool]:
     """(inbound id, created). Committed when this returns: the message is safe.
 
     ``reserve_code`` draws a tracking code for the request to come; a caller that must answer
     with it draws it first (``new_code``) and passes it as ``code``, saving a re-read."""
-    book = runtime.rules.current
-    received = utcnow()
     if reserve_code and code is None:
-        code = new_code(book.city.code_prefix, received.year)
-    try:
-        with runtime.db.session() as session:
-            row = InboundMessage(channel=channel, provider_id=provider_id, body=body, content_type=content_type,
-                                 headers=headers or {}, received_at=received, reserved_code=code)
-            session.add(row)
-            session.flush()
-            return row.id, True
-    except IntegrityError:
-        with runtime.db.session() as session:
-            existing = session.scalar(select(InboundMessage.id).where(
-                InboundMessage.channel == channel, InboundMessage.provider_id == provider_id))
-        if existing is None:
-            raise
-        log.info("inbound %s/%s already stored (id %s): provider retry ignored", channel, provider_id[:12], existing)
-        return existing, False
+        code = new_code(runtime.rules.current.city.code_prefix, utcnow().year)
+    with runtime.db.engine.begin() as connection:
+        stored = insert_inbound(connection, channel, provider_id, body, content_type, headers, code)
+    return stored.id, stored.created
 
 
 @dataclass

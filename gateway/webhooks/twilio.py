@@ -17,7 +17,7 @@ from datetime import timedelta
 import phonenumbers
 from flask import Response, current_app, jsonify, request
 from flask_babel import force_locale
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from adapters.channels.twilio import sms as twilio_sms
 from adapters.channels.twilio import verify_signature
@@ -30,6 +30,7 @@ from normalizer.phone import to_e164
 from normalizer.text import clean, fold
 
 from .. import labels
+from ..intake import insert_inbound
 from ..models import (
     OPEN_STATUSES,
     ContactPoint,
@@ -110,16 +111,21 @@ def twilio_sms_inbound(body: bytes, fields):
     has_media = int(first(fields, "NumMedia") or 0) > 0 if (first(fields, "NumMedia") or "0").isdigit() else False
     if not twilio_sms.has_words(text) and not has_media:
         return twiml(twilio_sms.sms_reply(words["empty"].format(city=city)))  # nothing stored
-    thread = _open_conversation(phone, text)
-    headers = {twilio_sms.REFERENCE_HEADER: thread} if thread else {twilio_sms.ANSWERED_HEADER: "acknowledged"}
-    # A new request's code is drawn here: on a first delivery (the usual case) the answer needs
-    # no re-read of what was just stored; a provider's retry reads the first one's answer.
-    drawn = new_code(book.city.code_prefix, utcnow().year) if thread is None else None
-    inbound_id, created = accept("twilio_sms", sid, body, request.content_type, headers, thread is None, drawn)
-    stored_headers, code = (headers, drawn) if created else _stored(inbound_id)
-    if twilio_sms.REFERENCE_HEADER in stored_headers:  # also on a retry: the same answer as the first time
-        return twiml(twilio_sms.sms_reply(words["added"].format(city=city, code=stored_headers[twilio_sms.REFERENCE_HEADER])))
-    return twiml(twilio_sms.sms_reply(words["acknowledged"].format(city=city, code=code)))
+    runtime = _runtime()
+    # One connection for the look-up and the INSERT, committed (durably) before the answer.
+    with runtime.db.engine.connect() as connection:
+        thread = _open_conversation(connection, phone, text)
+        headers = {twilio_sms.REFERENCE_HEADER: thread} if thread else {twilio_sms.ANSWERED_HEADER: "acknowledged"}
+        # A new request's code is drawn here: on a first delivery (the usual case) the answer
+        # needs no re-read; a provider's retry gets the first one's headers and code back.
+        drawn = new_code(book.city.code_prefix, utcnow().year) if thread is None else None
+        stored = insert_inbound(connection, "twilio_sms", sid, body, request.content_type, headers, drawn)
+        connection.commit()
+    if stored.created:
+        runtime.jobs.enqueue("process_inbound", stored.id)
+    if twilio_sms.REFERENCE_HEADER in stored.headers:  # also on a retry: the same answer as the first time
+        return twiml(twilio_sms.sms_reply(words["added"].format(city=city, code=stored.headers[twilio_sms.REFERENCE_HEADER])))
+    return twiml(twilio_sms.sms_reply(words["acknowledged"].format(city=city, code=stored.code)))
 
 
 def _accept_sms(sid: str, body: bytes, headers: dict) -> int:
@@ -153,31 +159,41 @@ def _open_requests(session, phone: str | None) -> list[Request]:
                                 .order_by(Request.created_at.desc()).limit(5)))
 
 
-def _open_conversation(phone: str | None, text: str) -> str | None:
+def _open_conversation(connection, phone: str | None, text: str) -> str | None:
     """The code of the sender's open request this SMS continues, or None for a new request.
 
     It continues one when it quotes one of the sender's own codes, or when the sender wrote
     about an open request within the window and the new text is not clearly about another
-    category."""
+    category. One indexed SELECT (contact point → open requests, latest first, with the time
+    of the latest one's last inbound message)."""
+    if not phone:
+        return None
+    mine = connection.execute(_OPEN_CONVERSATION, {"phone": phone}).all()
+    if not mine:
+        return None
     book = _runtime().rules.current
+    quoted = set(find_codes(text, book.city.code_prefix))
+    for candidate in mine:
+        if candidate.code in quoted:
+            return candidate.code
+    latest = mine[0]
     minutes = float(_runtime().settings.get("TWILIO_CONVERSATION_MINUTES") or DEFAULT_THREAD_MINUTES)
-    with _runtime().db.session() as session:
-        mine = _open_requests(session, phone)
-        quoted = set(find_codes(text, book.city.code_prefix))
-        for candidate in mine:
-            if candidate.code in quoted:
-                return candidate.code
-        if not mine:
-            return None
-        latest = mine[0]
-        last_in = session.scalar(select(func.max(Message.created_at)).where(Message.request_id == latest.id,
-                                                                         Message.direction == "in"))
-    if last_in is None or utcnow() - last_in > timedelta(minutes=minutes):
+    if latest.last_in is None or utcnow() - latest.last_in > timedelta(minutes=minutes):
         return None
     category = book.categorizer.categorize(fold(clean(text))).category
     if category is not None and latest.category is not None and category != latest.category:
         return None  # clearly a new subject
     return latest.code
+
+
+_OPEN_CONVERSATION = (
+    select(Request.code, Request.category,
+           select(func.max(Message.created_at)).where(Message.request_id == Request.id, Message.direction == "in")
+           .scalar_subquery().label("last_in"))
+    .join(ContactPoint, ContactPoint.citizen_id == Request.citizen_id)
+    .where(ContactPoint.kind == "phone", ContactPoint.value == bindparam("phone"),
+           Request.status.in_(OPEN_STATUSES))
+    .order_by(Request.created_at.desc()).limit(5))
 
 
 def _status_answer(rest: str, phone: str | None, language: str, city: str) -> str:

@@ -291,3 +291,93 @@ def _report(results, targets, saturation, fixed) -> None:
                 results.add("intake", f"ratio gateway {database} / {bare}", f"{100 * gateway / best[bare]:.0f}", "%")
                 results.add("intake", f"CPU ratio {bare} / gateway {database}",
                             f"{100 * cpu[bare] / cpu[f'gateway {database}']:.0f}", "%")
+
+
+# --- CPU per webhook in one process (profiling; not part of `make bench`) ------------------------
+
+def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = None) -> dict:
+    """CPU time per signed SMS webhook through the production app (create_app, RqQueue on a real
+    redis-server, durable SQLite or PostgreSQL) driven by Flask's test client, next to the bare
+    endpoint driven the same way. Same code as `gateway serve` minus gunicorn's HTTP parsing.
+
+    ``python -m tests.bench.intake --cpu 2000 [--db postgres] [--profile out.prof]``"""
+    import cProfile
+
+    from gateway.app import create_app
+    from gateway.db import upgrade
+    from tests.support.servers import PostgresServer, RedisServer
+
+    from . import bare_app
+
+    folder = fresh_dir(f"intake-cpu-{database}")
+    redis = RedisServer(folder).start()
+    postgres = PostgresServer(durable=True).start() if database == "postgres" else None
+    try:
+        if postgres is not None:
+            import psycopg
+
+            with psycopg.connect(f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres", autocommit=True) as c:
+                c.execute("CREATE DATABASE bare")
+                c.execute("CREATE DATABASE gateway")
+            url = f"postgresql+psycopg://postgres@127.0.0.1:{postgres.port}/gateway"
+            bare_target = f"postgresql://postgres@127.0.0.1:{postgres.port}/bare"
+        else:
+            url, bare_target = f"sqlite:///{folder / 'gateway.db'}", f"sqlite-full:{folder / 'bare.db'}"
+        upgrade(url)
+        public = "http://127.0.0.1:8311"
+        env = gateway_env(url, redis.url, 8311, folder / "data")
+        app = create_app({k: v for k, v in env.items() if k != "WEB_CONCURRENCY"})
+        lines = CHANNELS["twilio_sms"].signed(public, count * (2 if profile else 1) + 200, "cpu")
+        client = app.test_client()
+        sms = CHANNELS["twilio_sms"]
+
+        def post(signature: str, body: str):
+            answer = client.post(sms.path, data=body, headers={sms.header: signature},
+                                 content_type="application/x-www-form-urlencoded")
+            assert answer.status_code == 200, answer.data
+
+        for signature, body in lines[:200]:  # warm-up: imports, lingua's models, pools
+            post(signature, body)
+        start = time.process_time()
+        for signature, body in lines[200:200 + count]:
+            post(signature, body)
+        gateway_ms = (time.process_time() - start) / count * 1000
+        if profile:  # a second batch under the profiler (CPU time), not counted above
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            for signature, body in lines[200 + count:]:
+                post(signature, body)
+            profiler.disable()
+            profiler.dump_stats(str(profile))
+        retry_start = time.process_time()
+        for signature, body in lines[200:200 + count // 4]:  # provider retries: same MessageSid
+            post(signature, body)
+        retry_ms = (time.process_time() - retry_start) / (count // 4) * 1000
+
+        bare_app.create_schema(bare_target)
+        bare = bare_app.create_bare_app(bare_target).test_client()
+        for i in range(200):
+            bare.post("/hit", data=f"MessageSid=w{i}&Body=x", content_type="application/x-www-form-urlencoded")
+        start = time.process_time()
+        for i in range(count):
+            bare.post("/hit", data=f"MessageSid=b{i}&Body=x", content_type="application/x-www-form-urlencoded")
+        bare_ms = (time.process_time() - start) / count * 1000
+        app.extensions["runtime"].jobs.shutdown()
+        app.extensions["database"].engine.dispose()
+        return {"database": database, "requests": count, "gateway_cpu_ms": round(gateway_ms, 3),
+                "gateway_retry_cpu_ms": round(retry_ms, 3), "bare_cpu_ms": round(bare_ms, 3)}
+    finally:
+        redis.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=cpu_in_process.__doc__)
+    parser.add_argument("--cpu", type=int, default=2000)
+    parser.add_argument("--db", default="sqlite", choices=("sqlite", "postgres"))
+    parser.add_argument("--profile", type=Path)
+    options = parser.parse_args()
+    print(json.dumps(cpu_in_process(options.cpu, options.db, options.profile)))
