@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify
 
 from adapters.errors import AdapterError, AdapterMisconfiguredError
 
-from ..intake import store_inbound
+from ..intake import Stored, insert_inbound, store_inbound
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -30,6 +30,19 @@ def accept(channel: str, provider_id: str, body: bytes, content_type: str, heade
     if created:
         runtime.jobs.enqueue("process_inbound", inbound_id)
     return inbound_id, created
+
+
+def accept_all(channel: str, items: list[tuple[str, bytes]], content_type: str) -> list[Stored]:
+    """Store a provider's batch (provider id, body) in ONE transaction, one durable commit, then
+    enqueue the new ones. Retries and repeats inside the batch are found, not stored twice."""
+    runtime = current_app.extensions["runtime"]
+    with runtime.db.engine.begin() as connection:
+        stored = [insert_inbound(connection, channel, provider_id, body, content_type)
+                  for provider_id, body in items]
+    for item in stored:
+        if item.created:
+            runtime.jobs.enqueue("process_inbound", item.id)
+    return stored
 
 
 def refuse(channel: str, exc: AdapterError):

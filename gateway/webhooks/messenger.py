@@ -20,7 +20,7 @@ from adapters.errors import (
     UnsupportedEventError,
 )
 
-from . import accept, bp, refuse
+from . import accept_all, bp, refuse
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,8 @@ def messenger_events():
         return jsonify(ignored=str(exc)), 200
     if batch.rejected and not batch.items:
         return jsonify(error="no usable event in the batch", rejected=batch.rejected), 400
-    stored = 0
-    for item in batch.items:
-        _, created = accept("messenger", _key(item.provider_id), item.body, "application/json")
-        stored += created
+    stored = sum(item.created for item in accept_all(
+        "messenger", [(_key(item.provider_id), item.body) for item in batch.items], "application/json"))
     log.info("messenger webhook: %s stored, %s already stored, ignored %s, %s rejected", stored,
              len(batch.items) - stored, batch.ignored or "nothing", len(batch.rejected))
     return jsonify(stored=stored, duplicates=len(batch.items) - stored, ignored=batch.ignored,

@@ -231,6 +231,18 @@ def test_batch_is_stored_once_per_message_and_a_redelivery_doubles_nothing(clien
     wait_until(lambda: count(runtime, Request) == 2)
 
 
+def test_a_message_repeated_inside_one_batch_is_stored_once(client, runtime):
+    batch = doc("message__pothole_fr")
+    batch["entry"].append(json.loads(json.dumps(batch["entry"][0])))  # Meta sent the same event twice
+
+    response = post(client, batch)
+
+    assert response.status_code == 200
+    assert response.get_json()["stored"] == 1 and response.get_json()["duplicates"] == 1
+    assert count(runtime, InboundMessage, InboundMessage.channel == "messenger") == 1
+    wait_until(lambda: count(runtime, Request) == 1)
+
+
 BAD_INPUT = [
     (b"this is not json", 400, "not valid JSON"),
     (b"[1, 2, 3]", 400, "JSON object"),

@@ -154,6 +154,23 @@ def test_twilio_retry_of_the_same_message_creates_nothing_new(twilio_client, twi
     assert count(twilio_runtime, Request) == 1
 
 
+def test_concurrent_retries_of_a_new_sms_store_it_once_and_all_carry_its_code(twilio_app, twilio_runtime):
+    """Twilio retries on a slow answer: the copies race on the INSERT … ON CONFLICT DO NOTHING."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def deliver(_):
+        return post(twilio_app.test_client(), sms("sms__pothole_fr"))
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(deliver, range(16)))
+
+    assert {a.status_code for a in answers} == {200}
+    assert len({code_in(a.get_data(as_text=True)) for a in answers}) == 1
+    assert count(twilio_runtime, InboundMessage) == 1
+    request_by_code(twilio_runtime, code_in(answers[0].get_data(as_text=True)))
+    assert count(twilio_runtime, Request) == 1
+
+
 # --- Conversation ------------------------------------------------------------------------------
 
 def test_second_sms_within_the_window_is_added_to_the_open_request(twilio_client, twilio_runtime):
@@ -168,6 +185,18 @@ def test_second_sms_within_the_window_is_added_to_the_open_request(twilio_client
             return session.scalar(select(func.count()).select_from(Message).join(Request)
                                   .where(Request.code == code, Message.direction == "in")) == 2
     wait_until(added)
+    assert count(twilio_runtime, Request) == 1
+
+
+def test_retry_of_a_follow_up_is_answered_as_the_first_time_and_adds_nothing(twilio_client, twilio_runtime):
+    code = code_in(post(twilio_client, sms("sms__pothole_fr")).get_data(as_text=True))
+    request_by_code(twilio_runtime, code)
+    first = post(twilio_client, sms("sms__followup_fr")).get_data(as_text=True)
+
+    again = post(twilio_client, sms("sms__followup_fr")).get_data(as_text=True)
+
+    assert again == first and "ajouté à votre demande " + code in again
+    assert count(twilio_runtime, InboundMessage) == 2
     assert count(twilio_runtime, Request) == 1
 
 
