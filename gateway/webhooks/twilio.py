@@ -17,7 +17,7 @@ from datetime import timedelta
 import phonenumbers
 from flask import Response, current_app, jsonify, request
 from flask_babel import force_locale
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal_column, select
 
 from adapters.channels.twilio import sms as twilio_sms
 from adapters.channels.twilio import verify_signature
@@ -155,7 +155,7 @@ def _open_requests(session, phone: str | None) -> list[Request]:
     if citizen_id is None:
         return []
     return list(session.scalars(select(Request).where(Request.citizen_id == citizen_id,
-                                                      Request.status.in_(OPEN_STATUSES))
+                                                      Request.status.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES]))  # constants: no per-call expansion
                                 .order_by(Request.created_at.desc()).limit(5)))
 
 
@@ -192,7 +192,7 @@ _OPEN_CONVERSATION = (
            .scalar_subquery().label("last_in"))
     .join(ContactPoint, ContactPoint.citizen_id == Request.citizen_id)
     .where(ContactPoint.kind == "phone", ContactPoint.value == bindparam("phone"),
-           Request.status.in_(OPEN_STATUSES))
+           Request.status.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES]))  # constants: no per-call expansion
     .order_by(Request.created_at.desc()).limit(5))
 
 

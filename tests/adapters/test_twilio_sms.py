@@ -171,6 +171,19 @@ def test_concurrent_retries_of_a_new_sms_store_it_once_and_all_carry_its_code(tw
     assert count(twilio_runtime, Request) == 1
 
 
+@pytest.mark.parametrize("text", [None, "", "Bellerive 311 : demande R-2026-4821735 reçue.", "a & b <c> \"d\" 'e' ]]>",
+                                  "👍\n\r\tfin", "x" * 2000])
+def test_twiml_answer_is_what_the_twilio_library_prints(text):
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    from adapters.channels.twilio import sms_reply
+
+    expected = MessagingResponse()
+    if text:
+        expected.message(text[:1600])
+    assert sms_reply(text) == str(expected)
+
+
 # --- Conversation ------------------------------------------------------------------------------
 
 def test_second_sms_within_the_window_is_added_to_the_open_request(twilio_client, twilio_runtime):
