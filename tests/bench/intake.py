@@ -8,8 +8,8 @@ settings. Load comes from wrk on loopback with pre-signed requests (a distinct M
 each): at saturation, then at a fixed offered rate. After every run the database is counted:
 every answered 200 must be a stored row, each provider id exactly once.
 
-Channels: ``CHANNELS`` below. Twilio SMS now; Messenger and Telegram are added by writing
-their ``signed()`` (body + signature header) and one line in ``CHANNELS``.
+Channels: ``CHANNELS`` below (Twilio SMS under wrk; Messenger and Telegram too in the
+in-process CPU harness at the end, ``python -m tests.bench.intake --cpu N --channel …``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class TwilioSms:
     path: str = "/webhooks/twilio/sms"
     header: str = "X-Twilio-Signature"
     table_channel: str = "twilio_sms"
+    content_type: str = "application/x-www-form-urlencoded"
 
     def signed(self, public_url: str, count: int, tag: str) -> list[tuple[str, str]]:
         from twilio.request_validator import RequestValidator
@@ -72,8 +73,51 @@ class TwilioSms:
         return out
 
 
-# Messenger and Telegram: add their classes here when their webhooks are merged.
-CHANNELS = {"twilio_sms": TwilioSms()}
+MESSENGER_SECRET = "bench-messenger-app-secret"
+TELEGRAM_SECRET = "bench-telegram-secret-token"
+
+
+@dataclass
+class Messenger:
+    """One text message per webhook (Meta batches several under load; each is stored)."""
+
+    path: str = "/webhooks/messenger"
+    header: str = "X-Hub-Signature-256"
+    table_channel: str = "messenger"
+    content_type: str = "application/json"
+
+    def signed(self, public_url: str, count: int, tag: str) -> list[tuple[str, str]]:
+        import hashlib
+        import hmac
+
+        texts = [r["description"].strip().replace("\n", " ")[:300] for r in records()]
+        out = []
+        for i in range(count):
+            event = {"sender": {"id": f"{5550100 + i % 100}"}, "recipient": {"id": "PAGE_ID"},
+                     "timestamp": 1764000000000 + i, "message": {"mid": f"m_{tag}_{i}", "text": texts[i % len(texts)]}}
+            body = json.dumps({"object": "page", "entry": [{"id": "PAGE_ID", "time": 1764000000000 + i,
+                                                            "messaging": [event]}]})
+            out.append(("sha256=" + hmac.new(MESSENGER_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest(), body))
+        return out
+
+
+@dataclass
+class Telegram:
+    path: str = "/webhooks/telegram"
+    header: str = "X-Telegram-Bot-Api-Secret-Token"
+    table_channel: str = "telegram"
+    content_type: str = "application/json"
+
+    def signed(self, public_url: str, count: int, tag: str) -> list[tuple[str, str]]:
+        texts = [r["description"].strip().replace("\n", " ")[:300] for r in records()]
+        base = int.from_bytes(tag.encode()[:3].ljust(3, b"0"), "big") * 10_000_000
+        return [(TELEGRAM_SECRET, json.dumps({"update_id": base + i, "message": {
+            "message_id": i, "date": 1764000000 + i, "chat": {"id": 5550100 + i % 100, "type": "private"},
+            "from": {"id": 5550100 + i % 100, "is_bot": False, "first_name": "Bench"}, "text": texts[i % len(texts)]}}))
+            for i in range(count)]
+
+
+CHANNELS = {"twilio_sms": TwilioSms(), "messenger": Messenger(), "telegram": Telegram()}
 
 
 # --- servers -----------------------------------------------------------------------------------
@@ -108,7 +152,8 @@ class Served:
 def gateway_env(database_url: str, redis_url: str, port: int, data: Path) -> dict:
     return {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "GATEWAY_SECRET_KEY": "bench", "GATEWAY_DATA_DIR": str(data), "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-            "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT, "TWILIO_FROM_NUMBER": "+18195550100", "WEB_CONCURRENCY": "2"}
+            "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT, "TWILIO_FROM_NUMBER": "+18195550100", "WEB_CONCURRENCY": "2",
+            "MESSENGER_APP_SECRET": MESSENGER_SECRET, "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET}
 
 
 def start_gateway(database_url: str, redis_url: str, port: int, folder: Path) -> Served:
@@ -295,12 +340,13 @@ def _report(results, targets, saturation, fixed) -> None:
 
 # --- CPU per webhook in one process (profiling; not part of `make bench`) ------------------------
 
-def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = None) -> dict:
+def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = None,
+                   channel: str = "twilio_sms") -> dict:
     """CPU time per signed SMS webhook through the production app (create_app, RqQueue on a real
     redis-server, durable SQLite or PostgreSQL) driven by Flask's test client, next to the bare
     endpoint driven the same way. Same code as `gateway serve` minus gunicorn's HTTP parsing.
 
-    ``python -m tests.bench.intake --cpu 2000 [--db postgres] [--profile out.prof]``"""
+    ``python -m tests.bench.intake --cpu 2000 [--db postgres] [--channel telegram] [--profile out.prof]``"""
     import cProfile
 
     from gateway.app import create_app
@@ -327,13 +373,12 @@ def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = 
         public = "http://127.0.0.1:8311"
         env = gateway_env(url, redis.url, 8311, folder / "data")
         app = create_app({k: v for k, v in env.items() if k != "WEB_CONCURRENCY"})
-        lines = CHANNELS["twilio_sms"].signed(public, count * (2 if profile else 1) + 200, "cpu")
+        sms = CHANNELS[channel]
+        lines = sms.signed(public, count * (2 if profile else 1) + 200, "cpu")
         client = app.test_client()
-        sms = CHANNELS["twilio_sms"]
 
         def post(signature: str, body: str):
-            answer = client.post(sms.path, data=body, headers={sms.header: signature},
-                                 content_type="application/x-www-form-urlencoded")
+            answer = client.post(sms.path, data=body, headers={sms.header: signature}, content_type=sms.content_type)
             assert answer.status_code == 200, answer.data
 
         for signature, body in lines[:200]:  # warm-up: imports, lingua's models, pools
@@ -364,7 +409,7 @@ def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = 
         bare_ms = (time.process_time() - start) / count * 1000
         app.extensions["runtime"].jobs.shutdown()
         app.extensions["database"].engine.dispose()
-        return {"database": database, "requests": count, "gateway_cpu_ms": round(gateway_ms, 3),
+        return {"database": database, "channel": channel, "requests": count, "gateway_cpu_ms": round(gateway_ms, 3),
                 "gateway_retry_cpu_ms": round(retry_ms, 3), "bare_cpu_ms": round(bare_ms, 3)}
     finally:
         redis.stop()
@@ -379,5 +424,6 @@ if __name__ == "__main__":
     parser.add_argument("--cpu", type=int, default=2000)
     parser.add_argument("--db", default="sqlite", choices=("sqlite", "postgres"))
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--channel", default="twilio_sms", choices=sorted(CHANNELS))
     options = parser.parse_args()
-    print(json.dumps(cpu_in_process(options.cpu, options.db, options.profile)))
+    print(json.dumps(cpu_in_process(options.cpu, options.db, options.profile, options.channel)))
