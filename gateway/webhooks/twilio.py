@@ -155,7 +155,7 @@ def _open_requests(session, phone: str | None) -> list[Request]:
     if citizen_id is None:
         return []
     return list(session.scalars(select(Request).where(Request.citizen_id == citizen_id,
-                                                      Request.status.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES]))  # constants: no per-call expansion
+                                                      Request.status.in_(OPEN_STATUSES))
                                 .order_by(Request.created_at.desc()).limit(5)))
 
 
@@ -186,13 +186,14 @@ def _open_conversation(connection, phone: str | None, text: str) -> str | None:
     return latest.code
 
 
+_OPEN = [literal_column(f"'{status}'") for status in OPEN_STATUSES]  # constants: no per-call IN expansion
 _OPEN_CONVERSATION = (
     select(Request.code, Request.category,
            select(func.max(Message.created_at)).where(Message.request_id == Request.id, Message.direction == "in")
            .scalar_subquery().label("last_in"))
     .join(ContactPoint, ContactPoint.citizen_id == Request.citizen_id)
     .where(ContactPoint.kind == "phone", ContactPoint.value == bindparam("phone"),
-           Request.status.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES]))  # constants: no per-call expansion
+           Request.status.in_(_OPEN))
     .order_by(Request.created_at.desc()).limit(5))
 
 
