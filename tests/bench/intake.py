@@ -45,6 +45,11 @@ TWILIO_ACCOUNT = "AC" + "0123456789abcdef" * 2
 
 # --- channels: how to make N distinct, correctly signed requests ---------------------------------
 
+def bodies() -> list[str]:
+    """Real Boston 311 descriptions, one line, at most 300 characters: the messages' texts."""
+    return [r["description"].strip().replace("\n", " ")[:300] for r in records()]
+
+
 @dataclass
 class TwilioSms:
     path: str = "/webhooks/twilio/sms"
@@ -57,7 +62,7 @@ class TwilioSms:
         from werkzeug.datastructures import MultiDict
 
         validator = RequestValidator(TWILIO_TOKEN)
-        texts = [r["description"].strip().replace("\n", " ")[:300] for r in records()]
+        texts = bodies()
         rng = random.Random(tag)
         out = []
         for i in range(count):
@@ -90,7 +95,7 @@ class Messenger:
         import hashlib
         import hmac
 
-        texts = [r["description"].strip().replace("\n", " ")[:300] for r in records()]
+        texts = bodies()
         out = []
         for i in range(count):
             event = {"sender": {"id": f"{5550100 + i % 100}"}, "recipient": {"id": "PAGE_ID"},
@@ -109,7 +114,7 @@ class Telegram:
     content_type: str = "application/json"
 
     def signed(self, public_url: str, count: int, tag: str) -> list[tuple[str, str]]:
-        texts = [r["description"].strip().replace("\n", " ")[:300] for r in records()]
+        texts = bodies()
         base = int.from_bytes(tag.encode()[:3].ljust(3, b"0"), "big") * 10_000_000
         return [(TELEGRAM_SECRET, json.dumps({"update_id": base + i, "message": {
             "message_id": i, "date": 1764000000 + i, "chat": {"id": 5550100 + i % 100, "type": "private"},
