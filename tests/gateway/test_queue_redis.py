@@ -78,28 +78,3 @@ def test_health_reports_redis_down(make_app, redis_server):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["checks"]["redis"] is False
-
-
-def test_a_job_is_stored_exactly_as_rq_itself_stores_it(redis_server):
-    """RqQueue.enqueue writes RQ's job hash directly (cheaper on the webhooks' path): the same
-    fields and values as rq's own enqueue_call, readable by rq, on the queue rq workers pop."""
-    from rq.job import Job
-
-    from gateway.queue import RQ_ENTRY, RqQueue
-
-    queue = RqQueue(redis_server.url)
-    try:
-        queue.enqueue("process_inbound", 4821)
-        ours = queue.queue.get_job_ids()[-1]
-        theirs = queue.queue.enqueue_call(RQ_ENTRY, args=("process_inbound", 4821), timeout=300, result_ttl=0,
-                                          failure_ttl=86400).id
-        fields = {name: queue.redis.hgetall(f"rq:job:{job_id}") for name, job_id in (("ours", ours), ("rq", theirs))}
-        for stamp in (b"created_at", b"enqueued_at"):
-            assert fields["ours"].pop(stamp)[:4] == fields["rq"].pop(stamp)[:4]
-        assert fields["ours"] == fields["rq"]
-        job = Job.fetch(ours, connection=queue.redis)
-        assert (job.func_name, job.args, job.timeout, job.result_ttl, job.failure_ttl, job.origin,
-                job.get_status()) == (RQ_ENTRY, ("process_inbound", 4821), 300, 0, 86400, "gateway", "queued")
-        assert queue.redis.sismember("rq:queues", "rq:queue:gateway")
-    finally:
-        queue.shutdown()
