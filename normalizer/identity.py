@@ -33,17 +33,15 @@ def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | No
     else:
         citizen = Citizen(consent=message.consent)
         session.add(citizen)
-        session.flush()
-    for kind, value in points:
-        if (kind, value) not in known:
-            session.add(ContactPoint(citizen_id=citizen.id, kind=kind, value=value))
+    # New points go through the relationship: the citizen's contacts are then complete in
+    # memory, written in the same flush, and need no re-read.
+    citizen.contacts.extend(ContactPoint(kind=kind, value=value) for kind, value in points if (kind, value) not in known)
     if message.name and not citizen.name:
         citizen.name = message.name
     if message.preferred_channel:
         citizen.preferred_channel = message.preferred_channel
     citizen.language = message.language
     session.flush()
-    session.refresh(citizen)
     return citizen, notes
 
 
