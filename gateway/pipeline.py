@@ -161,7 +161,8 @@ def _claim(session, inbound_id: int, now, lease) -> InboundMessage | None:
         update(InboundMessage)
         .where(InboundMessage.id == inbound_id, _processable(now))
         .values(state="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1)
-        .returning(InboundMessage)
+        .returning(InboundMessage),
+        execution_options={"synchronize_session": False},  # the row read back is the one claimed
     ).one_or_none()
 
 
