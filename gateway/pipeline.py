@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import lru_cache
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
@@ -158,12 +159,21 @@ def _attachments_of(runtime, inbound_ids: list[int]) -> list[int]:
 def _claim(session, inbound_id: int, now, lease) -> InboundMessage | None:
     """Take the message if it is due and nobody holds it; read in the same statement."""
     return session.scalars(
-        update(InboundMessage)
-        .where(InboundMessage.id == inbound_id, _processable(now))
-        .values(state="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1)
-        .returning(InboundMessage),
+        _claim_statement(), {"inbound_id": inbound_id, "now": now, "until": now + lease},
         execution_options={"synchronize_session": False},  # the row read back is the one claimed
     ).one_or_none()
+
+
+@lru_cache(maxsize=1)
+def _claim_statement():
+    """Built once: composing a statement costs more CPU than running it on SQLite."""
+    when = InboundMessage.lease_until.type
+    return (
+        update(InboundMessage)
+        .where(InboundMessage.id == bindparam("inbound_id"), _processable(bindparam("now", type_=when)))
+        .values(state="processing", lease_until=bindparam("until", type_=when), attempts=InboundMessage.attempts + 1)
+        .returning(InboundMessage)
+    )
 
 
 def _processable(now):
@@ -318,9 +328,14 @@ def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> lis
 
 def _unused_code(session, book, inbound: InboundMessage) -> str:
     code = inbound.reserved_code
-    while code is None or session.scalar(select(Request.id).where(Request.code == code)) is not None:
+    while code is None or session.scalar(_code_statement(), {"code": code}) is not None:
         code = new_code(book.city.code_prefix, inbound.received_at.year)
     return code
+
+
+@lru_cache(maxsize=1)
+def _code_statement():
+    return select(Request.id).where(Request.code == bindparam("code"))
 
 
 def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
