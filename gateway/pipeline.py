@@ -312,7 +312,13 @@ def _insert_events(session, rows: list[dict]) -> None:
     """Events are written, never read back here: one INSERT for all of them, no ORM objects
     (every row with the same columns, or the rows would be split into several statements)."""
     now = utcnow()
-    session.execute(insert(Event), [{"at": now, "public": False, **row} for row in rows])
+    session.connection().execute(_table_insert(Event), [{"at": now, "public": False, **row} for row in rows])
+
+
+@lru_cache(maxsize=4)
+def _table_insert(model):
+    """A plain INSERT on the model's table, built once (no ORM unit of work, no RETURNING)."""
+    return insert(model.__table__)
 
 
 def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list[Delivery]:
@@ -339,14 +345,17 @@ def _code_statement():
 
 
 def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
-    row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
+    values = dict(request_id=request.id, direction="in", channel=message.channel, body=message.text,
                   subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
                   created_at=inbound.received_at)
+    if not message.attachments:  # nothing refers to the row here: written without an ORM object
+        session.connection().execute(_table_insert(Message), values)
+        return
+    row = Message(**values)
     session.add(row)
-    if message.attachments:
-        session.flush()
-        attachments.add_pending(session, request.id, row.id, message.attachments)  # files given by URL
-        attachments.add_received(session, runtime, request.id, row.id, message.attachments)  # files in the message
+    session.flush()
+    attachments.add_pending(session, request.id, row.id, message.attachments)  # files given by URL
+    attachments.add_received(session, runtime, request.id, row.id, message.attachments)  # files in the message
 
 
 def _add_to_conversation(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
