@@ -5,7 +5,7 @@ worker processes take them through the pipeline for a fixed time, as the RQ work
 (ids only, the database re-read, durable commits): ``gateway.pipeline.process_batch`` with
 GATEWAY_PIPELINE_BATCH ids at a time (what ``jobs.process_inbound`` runs: one transaction and
 one commit per batch, a SAVEPOINT per message), and, for comparison, one message per
-transaction (batch 1, what the pipeline did before batches). Each step is timed inside the
+transaction (``process_inbound``: what the API and forms run, and what the job ran before batches). Each step is timed inside the
 workers by wrapping the functions the pipeline calls; what is left (claim, events, commit) is
 reported as "the rest". The CPU time of each worker process is measured too
 (``time.process_time``): on a shared machine it is the steadier figure.
@@ -50,7 +50,10 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
     deadline = started + seconds
     for start in range(1, len(ids), batch):
         chunk = ids[start:start + batch]
-        pipeline.process_batch(runtime, chunk, len(chunk))
+        if batch == 1:  # one transaction per message: the API's path, and the job's before batches
+            pipeline.process_inbound(runtime, chunk[0])
+        else:
+            pipeline.process_batch(runtime, chunk, len(chunk))
         done += len(chunk)
         if time.perf_counter() > deadline:
             break
