@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
@@ -122,7 +123,8 @@ def _take_batch(session, wanted: list[int], size: int, now) -> list[int]:
     return sorted(ids)
 
 
-def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces: list) -> list[int]:
+def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces: list,
+                          again: bool = True) -> list[int]:
     try:
         with session.begin_nested():
             inbound = _claim(session, inbound_id, now, lease)
@@ -137,8 +139,14 @@ def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces
             bounces.append((inbound_id, exc.bounce))
         return []
     except Exception as exc:
+        session.expire_all()  # what was read inside the savepoint may be what it rolled back
+        if again and isinstance(exc, IntegrityError):
+            # Another worker's transaction created the same row meanwhile (two messages from
+            # one new citizen in two batches on PostgreSQL: the contact point). It is committed
+            # now: the message is processed once more, finding that row.
+            log.info("inbound %s met a concurrent write (%s); processed again", inbound_id, type(exc.orig).__name__)
+            return _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces, again=False)
         log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", inbound_id)
-        session.expire_all()
         _count_failure(session, inbound_id, exc)
         return []
 

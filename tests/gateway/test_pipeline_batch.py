@@ -15,15 +15,17 @@ from sqlalchemy import func, select
 
 from gateway import jobs, pipeline
 from gateway.intake import store_inbound
-from gateway.models import Delivery, Event, InboundMessage, Request
+from gateway.models import Citizen, Delivery, Event, InboundMessage, Request
 from gateway.settings import ROOT
 
 
-def _store(runtime, count: int, prefix: str = "m", texts: dict[int, str] | None = None) -> list[int]:
+def _store(runtime, count: int, prefix: str = "m", texts: dict[int, str] | None = None,
+           senders: int | None = None) -> list[int]:
     ids = []
     for i in range(count):
         text = (texts or {}).get(i, f"Nid de poule profond devant le {10 + 2 * i} rue Principale")
-        document = {"channel": "web", "description": text, "citizen": {"email": f"{prefix}{i}@example.org"}}
+        sender = i % senders if senders else i
+        document = {"channel": "web", "description": text, "citizen": {"email": f"{prefix}{sender}@example.org"}}
         inbound_id, _ = store_inbound(runtime, "web_form", f"{prefix}:{i}", json.dumps(document).encode(),
                                       "application/json")
         ids.append(inbound_id)
@@ -168,6 +170,7 @@ def test_the_job_for_one_message_takes_the_oldest_waiting_ones_with_it(make_app)
 def test_concurrent_batches_on_postgresql_skip_each_others_messages(make_app, pg_url):
     runtime = make_app(DATABASE_URL=pg_url, GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     ids = _store(runtime, 40)
+    ids += _store(runtime, 40, prefix="same", senders=4)  # new citizens, each in both workers' batches
     errors = []
 
     def worker(start: int) -> None:
@@ -185,6 +188,9 @@ def test_concurrent_batches_on_postgresql_skip_each_others_messages(make_app, pg
 
     assert not errors
     states = _states(runtime, ids)
-    assert all(state[:2] == ("processed", 1) for state in states.values())
-    assert len({state[2] for state in states.values()}) == 40
-    assert _counts(runtime) == (40, 80, 80)
+    assert all(state[:2] == ("processed", 1) and state[2] for state in states.values())  # once each
+    assert len({states[i][2] for i in ids[:40]}) == 40
+    requests, deliveries, keys = _counts(runtime)
+    assert deliveries == keys == 2 * requests
+    with runtime.db.session() as session:  # a concurrent new citizen is found again, not doubled
+        assert session.scalar(select(func.count()).select_from(Citizen)) == 44
