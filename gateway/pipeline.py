@@ -40,6 +40,7 @@ from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
 MAX_PROCESSING_ATTEMPTS = 5
+DEADLOCK = "40P01"  # PostgreSQL's SQLSTATE for deadlock_detected
 SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 
 
@@ -140,10 +141,11 @@ def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces
         return []
     except Exception as exc:
         session.expire_all()  # what was read inside the savepoint may be what it rolled back
-        if again and isinstance(exc, IntegrityError):
+        if again and (isinstance(exc, IntegrityError) or getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK):
             # Another worker's transaction created the same row meanwhile (two messages from
             # one new citizen in two batches on PostgreSQL: the contact point). It is committed
-            # now: the message is processed once more, finding that row.
+            # now: the message is processed once more, finding that row. Likewise when
+            # PostgreSQL broke a deadlock between two batches by failing this statement.
             log.info("inbound %s met a concurrent write (%s); processed again", inbound_id, type(exc.orig).__name__)
             return _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces, again=False)
         log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", inbound_id)
