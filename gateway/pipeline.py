@@ -104,8 +104,8 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
 
 
 def _take_batch(session, wanted: list[int], size: int, now) -> list[int]:
-    """The due messages of the batch, in the order received: ``wanted`` first, then the oldest
-    waiting ones. On SQLite the transaction takes the write lock first (BEGIN IMMEDIATE: its
+    """The due messages of the batch: ``wanted`` (those still due), then the oldest waiting
+    ones up to ``size``; processed in the order received. On SQLite the transaction takes the write lock first (BEGIN IMMEDIATE: its
     savepoints then nest in it, and no read snapshot can go stale before the first write); on
     PostgreSQL the rows are locked, skipping those another worker holds."""
     connection = session.connection()
