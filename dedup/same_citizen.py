@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from rapidfuzz import fuzz
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.models import OPEN_STATUSES, Request
@@ -45,17 +46,10 @@ def same_citizen(
         return DedupDecision("new", reason="no known citizen")
     rules = rules or DedupRules()
     window = timedelta(days=rules.same_citizen.window_days)
-    candidates = session.scalars(
-        select(Request)
-        .where(
-            Request.citizen_id == citizen_id,
-            Request.status.in_(OPEN_STATUSES),
-            Request.category == category if category else Request.category.is_(None),
-            Request.created_at >= now - window,
-        )
-        .order_by(Request.created_at.desc())
-        .limit(20)
-    ).all()
+    values = {"citizen_id": citizen_id, "since": now - window}
+    if category:
+        values["category"] = category
+    candidates = session.scalars(_candidates_statement(bool(category)), values).all()
     folded = fold(text)
     radius = rules.reach(category).radius_m
     best, best_score, elsewhere = None, 0.0, 0
@@ -72,6 +66,23 @@ def same_citizen(
     if elsewhere:
         reason += f", {elsewhere} elsewhere"
     return DedupDecision("new", score=best_score, reason=reason)
+
+
+@lru_cache(maxsize=2)
+def _candidates_statement(with_category: bool):
+    """Their open requests of the category, most recent first: built once per shape, as
+    composing a statement costs more CPU than running it."""
+    return (
+        select(Request)
+        .where(
+            Request.citizen_id == bindparam("citizen_id"),
+            Request.status.in_(OPEN_STATUSES),
+            Request.category == bindparam("category") if with_category else Request.category.is_(None),
+            Request.created_at >= bindparam("since", type_=Request.created_at.type),
+        )
+        .order_by(Request.created_at.desc())
+        .limit(20)
+    )
 
 
 def _apart(request: Request, lat, lon, address, rules: DedupRules) -> float:

@@ -11,9 +11,13 @@ _worker_runtime = None
 
 
 def process_inbound(runtime, inbound_id: int) -> None:
-    for delivery_id in pipeline.process_inbound(runtime, inbound_id):
+    """This message, and other waiting ones up to GATEWAY_PIPELINE_BATCH, in one transaction
+    (one durable commit); their deliveries are enqueued once it is committed."""
+    size = max(int(runtime.settings.get("GATEWAY_PIPELINE_BATCH") or 1), 1)
+    deliveries, pending = pipeline.process_batch(runtime, [inbound_id], size)
+    for delivery_id in deliveries:
         runtime.jobs.enqueue("deliver", delivery_id)
-    for attachment_id in attachments.pending_for_inbound(runtime, inbound_id):
+    for attachment_id in pending:
         runtime.jobs.enqueue("fetch_attachment", attachment_id)
 
 

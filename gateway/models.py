@@ -64,7 +64,8 @@ class InboundMessage(Base):
     """A provider's payload exactly as received, stored before the provider is answered."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("channel", "provider_id", name="uq_inbound_provider"),)
+    __table_args__ = (UniqueConstraint("channel", "provider_id", name="uq_inbound_provider"),
+                      Index("ix_inbound_messages_state_id", "state", "id"))  # waiting, in order
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))  # the adapter that parses it

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import lru_cache
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
@@ -23,12 +25,22 @@ from router import Facts, decide
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
 from .duplicates import apply_decision
-from .models import ContactPoint, Event, InboundMessage, Message, Request, utcnow
+from .models import (
+    Attachment,
+    ContactPoint,
+    Delivery,
+    Event,
+    InboundMessage,
+    Message,
+    Request,
+    utcnow,
+)
 from .notify import notify
 from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
 MAX_PROCESSING_ATTEMPTS = 5
+DEADLOCK = "40P01"  # PostgreSQL's SQLSTATE for deadlock_detected
 SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 
 
@@ -39,15 +51,8 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
     lease = timedelta(seconds=runtime.settings["GATEWAY_LEASE_SECONDS"])
     try:
         with runtime.db.session() as session:
-            claimed = session.execute(
-                update(InboundMessage)
-                .where(InboundMessage.id == inbound_id, _processable(now))
-                .values(state="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1)
-            ).rowcount
-            if claimed != 1:
-                return []
-            inbound = session.get(InboundMessage, inbound_id)
-            return _process(runtime, session, inbound)
+            inbound = _claim(session, inbound_id, now, lease)
+            return [] if inbound is None else _process(runtime, session, inbound)
     except (MalformedPayloadError, UnsupportedEventError) as exc:
         _set_outcome(runtime, inbound_id, "ignored" if isinstance(exc, UnsupportedEventError) else "failed", str(exc))
         if getattr(exc, "bounce", None) is not None:
@@ -56,6 +61,129 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
     except Exception as exc:
         _record_failure(runtime, inbound_id, exc)
         raise
+
+
+def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[int], list[int]]:
+    """``inbound_ids`` and other due messages, up to ``size`` in all, in ONE transaction: one
+    durable commit for the batch. Returns (deliveries, pending attachments) to enqueue, known
+    only once the batch is committed.
+
+    Each message is claimed and processed inside its own SAVEPOINT, exactly as
+    ``process_inbound`` does in its own transaction: a bad message (unparseable, or failing)
+    is rolled back alone and recorded as ignored / failed / to retry, the others go on. A crash
+    before the commit leaves every message of the batch as it was (nothing was committed): the
+    sweeper hands them out again and each is processed once. Messages another worker holds
+    (PostgreSQL: FOR UPDATE SKIP LOCKED) are left to it. If the transaction itself fails (the
+    database went away, the commit failed), each message is tried again in its own
+    transaction, so a failure is counted against the message that caused it."""
+    now = utcnow()
+    lease = timedelta(seconds=runtime.settings["GATEWAY_LEASE_SECONDS"])
+    bounces: list[tuple[int, object]] = []
+    deliveries: list[int] = []
+    taken: list[int] = []
+    try:
+        with runtime.db.session() as session:
+            taken = _take_batch(session, inbound_ids, size, now)
+            for inbound_id in taken:
+                deliveries += _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces)
+            pending = _pending_attachments(session, taken)
+    except Exception:
+        if not taken:
+            raise
+        log.exception("batch of %s inbound messages failed as a whole; processing them one by one", len(taken))
+        deliveries, pending = [], []
+        for inbound_id in taken:
+            try:
+                deliveries += process_inbound(runtime, inbound_id)
+            except Exception:
+                log.exception("inbound %s failed; it will be retried", inbound_id)
+        return deliveries, _attachments_of(runtime, taken)
+    for inbound_id, bounce in bounces:
+        record_bounce(runtime, inbound_id, bounce)
+    return deliveries, pending
+
+
+def _take_batch(session, wanted: list[int], size: int, now) -> list[int]:
+    """The due messages of the batch: ``wanted`` (those still due), then the oldest waiting
+    ones up to ``size``; processed in the order received. On SQLite the transaction takes the write lock first (BEGIN IMMEDIATE: its
+    savepoints then nest in it, and no read snapshot can go stale before the first write); on
+    PostgreSQL the rows are locked, skipping those another worker holds."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    ids = list(session.scalars(select(InboundMessage.id).where(InboundMessage.id.in_(wanted), _processable(now))
+                               .order_by(InboundMessage.id).with_for_update(skip_locked=True)))
+    if size > len(ids):
+        ids += session.scalars(
+            select(InboundMessage.id)
+            .where(InboundMessage.state == "received", InboundMessage.attempts < MAX_PROCESSING_ATTEMPTS,
+                   InboundMessage.id.not_in(wanted))
+            .order_by(InboundMessage.state, InboundMessage.id).limit(size - len(ids))
+            .with_for_update(skip_locked=True)
+        )
+    return sorted(ids)
+
+
+def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces: list,
+                          again: bool = True) -> list[int]:
+    try:
+        with session.begin_nested():
+            inbound = _claim(session, inbound_id, now, lease)
+            return [] if inbound is None else _process(runtime, session, inbound)
+    except (MalformedPayloadError, UnsupportedEventError) as exc:
+        session.expire_all()  # what was read inside the savepoint may be what it rolled back
+        state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
+        session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
+                        .values(state=state, error=str(exc)[:2000], lease_until=None))
+        log.warning("inbound %s %s: %s", inbound_id, state, exc)
+        if getattr(exc, "bounce", None) is not None:
+            bounces.append((inbound_id, exc.bounce))
+        return []
+    except Exception as exc:
+        session.expire_all()  # what was read inside the savepoint may be what it rolled back
+        if again and (isinstance(exc, IntegrityError) or getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK):
+            # Another worker's transaction created the same row meanwhile (two messages from
+            # one new citizen in two batches on PostgreSQL: the contact point). It is committed
+            # now: the message is processed once more, finding that row. Likewise when
+            # PostgreSQL broke a deadlock between two batches by failing this statement.
+            log.info("inbound %s met a concurrent write (%s); processed again", inbound_id, type(exc.orig).__name__)
+            return _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces, again=False)
+        log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", inbound_id)
+        _count_failure(session, inbound_id, exc)
+        return []
+
+
+def _pending_attachments(session, inbound_ids: list[int]) -> list[int]:
+    if not inbound_ids:
+        return []
+    return list(session.scalars(
+        select(Attachment.id).join(Message, Attachment.message_id == Message.id)
+        .where(Message.inbound_id.in_(inbound_ids), Attachment.fetch_state == "pending")))
+
+
+def _attachments_of(runtime, inbound_ids: list[int]) -> list[int]:
+    with runtime.db.session() as session:
+        return _pending_attachments(session, inbound_ids)
+
+
+def _claim(session, inbound_id: int, now, lease) -> InboundMessage | None:
+    """Take the message if it is due and nobody holds it; read in the same statement."""
+    return session.scalars(
+        _claim_statement(), {"inbound_id": inbound_id, "now": now, "until": now + lease},
+        execution_options={"synchronize_session": False},  # the row read back is the one claimed
+    ).one_or_none()
+
+
+@lru_cache(maxsize=1)
+def _claim_statement():
+    """Built once: composing a statement costs more CPU than running it on SQLite."""
+    when = InboundMessage.lease_until.type
+    return (
+        update(InboundMessage)
+        .where(InboundMessage.id == bindparam("inbound_id"), _processable(bindparam("now", type_=when)))
+        .values(state="processing", lease_until=bindparam("until", type_=when), attempts=InboundMessage.attempts + 1)
+        .returning(InboundMessage)
+    )
 
 
 def _processable(now):
@@ -107,35 +235,31 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
                     lat=message.lat, lon=message.lon, address=message.address, language=message.language,
                     priority=decision.priority)
     duplicate = cross_citizen(session, rules, report)
-    request = _create_request(session, runtime, book, message, inbound, decision, citizen)
-    request.dedup_cell, request.dedup_street = stored_keys(message.lat, message.lon, message.address, rules)
-    if parsed.needs_info:
-        request.status = "needs_info"
-    if related is not None:
-        request.related_to_id = related.id
-        session.add(Event(request_id=related.id, actor="system:pipeline", type="reported_again",
-                          data={"request": request.code}))
-    session.add_all([
-        Event(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
-              at=inbound.received_at, data={"channel": message.channel}),
-        Event(request_id=request.id, actor="system:normalizer", type="normalized",
-              data={"language": message.language, "language_detected": message.language_detected,
-                    "citizen": citizen.id if citizen else None, "notes": identity_notes}),
-        Event(request_id=request.id, actor="system:dedup", type="dedup",
-              data={**dedup.as_dict(), "cross_citizen": duplicate.as_dict()}),
-        Event(request_id=request.id, actor="system:router", type="routed", public=True,
-              data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
-                    "category": decision.category, "priority": decision.priority, "sla_hours": decision.sla_hours,
-                    "district": decision.district, "after_hours": decision.after_hours,
-                    "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
-    ])
-    session.flush()
+    request = _create_request(session, runtime, book, message, inbound, decision, citizen,
+                              status="needs_info" if parsed.needs_info else "routed",
+                              related_to_id=related.id if related is not None else None,
+                              keys=stored_keys(message.lat, message.lon, message.address, rules))
+    events = [] if related is None else [
+        dict(request_id=related.id, actor="system:pipeline", type="reported_again", data={"request": request.code}),
+    ]
+    events += [
+        dict(request_id=request.id, actor=f"channel:{message.channel}", type="received", public=True,
+             at=inbound.received_at, data={"channel": message.channel}),
+        dict(request_id=request.id, actor="system:normalizer", type="normalized",
+             data={"language": message.language, "language_detected": message.language_detected,
+                   "citizen": citizen.id if citizen else None, "notes": identity_notes}),
+        dict(request_id=request.id, actor="system:dedup", type="dedup",
+             data={**dedup.as_dict(), "cross_citizen": duplicate.as_dict()}),
+        dict(request_id=request.id, actor="system:router", type="routed", public=True,
+             data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
+                   "category": decision.category, "priority": decision.priority, "sla_hours": decision.sla_hours,
+                   "district": decision.district, "after_hours": decision.after_hours,
+                   "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
+    ]
+    _insert_events(session, events)
     deliveries = apply_decision(session, runtime, request, duplicate)
     if duplicate.action != "link" or duplicate.flagged:  # urgent: the department hears of it anyway
-        deliveries += [
-            add_delivery(session, request, "sink", sink["type"], sink, f"{request.code}:route1:{i}:{sink['type']}")
-            for i, sink in enumerate(decision.sinks)
-        ]
+        deliveries += _new_request_deliveries(session, request, decision.sinks)
     if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
         request.acknowledged_at = inbound.received_at
         session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
@@ -158,11 +282,12 @@ def _facts(book, message, inbound) -> Facts:
                  lon=message.lon, category=category)
 
 
-def _create_request(session, runtime, book, message, inbound, decision, citizen) -> Request:
+def _create_request(session, runtime, book, message, inbound, decision, citizen, status: str = "routed",
+                    related_to_id: int | None = None, keys: tuple = (None, None)) -> Request:
     now = utcnow()
     request = Request(
         code=_unused_code(session, book, inbound),
-        status="routed",
+        status=status,
         kind=decision.kind,
         priority=decision.priority,
         category=decision.category,
@@ -183,6 +308,9 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen)
         created_at=inbound.received_at,
         acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS else None,
         routed_at=now,
+        related_to_id=related_to_id,
+        dedup_cell=keys[0],
+        dedup_street=keys[1],
     )
     session.add(request)
     session.flush()
@@ -190,17 +318,50 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen)
     return request
 
 
+def _insert_events(session, rows: list[dict]) -> None:
+    """Events are written, never read back here: one INSERT for all of them, no ORM objects
+    (every row with the same columns, or the rows would be split into several statements)."""
+    now = utcnow()
+    session.connection().execute(_table_insert(Event), [{"at": now, "public": False, **row} for row in rows])
+
+
+@lru_cache(maxsize=4)
+def _table_insert(model):
+    """A plain INSERT on the model's table, built once (no ORM unit of work, no RETURNING)."""
+    return insert(model.__table__)
+
+
+def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list[Delivery]:
+    """The department's deliveries of a request created in this transaction. Their keys carry
+    its code, unused until now, so none can exist yet (outbox.add_delivery looks first; the
+    unique idempotency key would refuse a second one anyway): added in one flush."""
+    rows = [Delivery(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
+                     idempotency_key=f"{request.code}:route1:{i}:{sink['type']}") for i, sink in enumerate(sinks)]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
 def _unused_code(session, book, inbound: InboundMessage) -> str:
     code = inbound.reserved_code
-    while code is None or session.scalar(select(Request.id).where(Request.code == code)) is not None:
+    while code is None or session.scalar(_code_statement(), {"code": code}) is not None:
         code = new_code(book.city.code_prefix, inbound.received_at.year)
     return code
 
 
+@lru_cache(maxsize=1)
+def _code_statement():
+    return select(Request.id).where(Request.code == bindparam("code"))
+
+
 def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
-    row = Message(request_id=request.id, direction="in", channel=message.channel, body=message.text,
+    values = dict(request_id=request.id, direction="in", channel=message.channel, body=message.text,
                   subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
                   created_at=inbound.received_at)
+    if not message.attachments:  # nothing refers to the row here: written without an ORM object
+        session.connection().execute(_table_insert(Message), values)
+        return
+    row = Message(**values)
     session.add(row)
     session.flush()
     attachments.add_pending(session, request.id, row.id, message.attachments)  # files given by URL
@@ -269,13 +430,17 @@ def _set_outcome(runtime, inbound_id: int, state: str, error: str) -> None:
 def _record_failure(runtime, inbound_id: int, exc: Exception) -> None:
     """Count the failed attempt; after MAX_PROCESSING_ATTEMPTS the message waits for an agent."""
     with runtime.db.session() as session:
-        inbound = session.get(InboundMessage, inbound_id)
-        if inbound is None:
-            return
-        inbound.attempts += 1
-        inbound.error = f"{type(exc).__name__}: {exc}"[:2000]
-        inbound.state = "failed" if inbound.attempts >= MAX_PROCESSING_ATTEMPTS else "received"
-        inbound.lease_until = None
+        _count_failure(session, inbound_id, exc)
+
+
+def _count_failure(session, inbound_id: int, exc: Exception) -> None:
+    inbound = session.get(InboundMessage, inbound_id)
+    if inbound is None:
+        return
+    inbound.attempts += 1
+    inbound.error = f"{type(exc).__name__}: {exc}"[:2000]
+    inbound.state = "failed" if inbound.attempts >= MAX_PROCESSING_ATTEMPTS else "received"
+    inbound.lease_until = None
 
 
 def pending_inbound(runtime, limit: int = 500) -> list[int]:

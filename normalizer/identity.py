@@ -7,7 +7,9 @@ people on its own: it keeps the first match and records the conflict for an agen
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from functools import lru_cache
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Citizen, ContactPoint
@@ -33,22 +35,25 @@ def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | No
     else:
         citizen = Citizen(consent=message.consent)
         session.add(citizen)
-        session.flush()
-    for kind, value in points:
-        if (kind, value) not in known:
-            session.add(ContactPoint(citizen_id=citizen.id, kind=kind, value=value))
+    # New points go through the relationship: the citizen's contacts are then complete in
+    # memory, written in the same flush, and need no re-read.
+    citizen.contacts.extend(ContactPoint(kind=kind, value=value) for kind, value in points if (kind, value) not in known)
     if message.name and not citizen.name:
         citizen.name = message.name
     if message.preferred_channel:
         citizen.preferred_channel = message.preferred_channel
     citizen.language = message.language
     session.flush()
-    session.refresh(citizen)
     return citizen, notes
 
 
 def _known_points(session: Session, points: list[tuple[str, str]]) -> dict[tuple[str, str], ContactPoint]:
-    values = [value for _, value in points]
-    rows = session.scalars(select(ContactPoint).where(ContactPoint.value.in_(values))).all()
+    rows = session.scalars(_points_statement(), {"values": [value for _, value in points]}).all()
     wanted = set(points)
     return {(row.kind, row.value): row for row in rows if (row.kind, row.value) in wanted}
+
+
+@lru_cache(maxsize=1)
+def _points_statement():
+    """Built once (composing a statement costs more CPU than running it)."""
+    return select(ContactPoint).where(ContactPoint.value.in_(bindparam("values", expanding=True)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy
 from rapidfuzz import fuzz, process
 
 from normalizer.text import fold
@@ -76,22 +77,38 @@ class PhraseIndex:
                 if folded:
                     by_length[len(folded.split())][folded].add(owner)
         self.by_length = {k: {p: sorted(o) for p, o in v.items()} for k, v in by_length.items()}
+        self._choices = {k: list(v) for k, v in self.by_length.items()}
 
     def matches(self, text: str) -> list[Match]:
-        """Every (owner, phrase) found in ``text`` with its weighted quality and first place."""
+        """Every (owner, phrase) found in ``text`` with its weighted quality and first place.
+
+        For each phrase length, all the text's windows are scored against all the phrases in
+        one call (rapidfuzz cdist, in C); the few pairs that pass are scored again one by one
+        with the exact ratio and checked word by word, in the order of a window-by-window
+        search (windows in text order, best ratio first)."""
         words = fold(text).split()
         found: dict[tuple[str, str], tuple[float, int, int]] = {}
         for length, phrases in self.by_length.items():
-            choices = list(phrases)
+            choices = self._choices[length]
             windows: dict[str, int] = {}
             for i in range(len(words) - length + 1):
                 windows.setdefault(" ".join(words[i : i + length]), i)
-            for window, start in windows.items():
-                hits = process.extract(
-                    window, choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=None
-                )
-                for phrase, ratio, _ in hits:
-                    if not _same_words(phrase, window):
+            if not windows:
+                continue
+            queries = list(windows)
+            # float32 and a cutoff a hair lower: a filter only, never drops a pair at the cutoff
+            scores = process.cdist(queries, choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF - 0.01,
+                                   dtype=numpy.float32)
+            rows, columns = numpy.nonzero(scores)
+            hits_by_row: dict[int, list[int]] = defaultdict(list)
+            for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
+                hits_by_row[row].append(column)
+            for row in sorted(hits_by_row):
+                window, start = queries[row], windows[queries[row]]
+                hits = [(fuzz.ratio(window, choices[c]), c) for c in hits_by_row[row]]
+                for ratio, column in sorted(hits, key=lambda hit: (-hit[0], hit[1])):
+                    phrase = choices[column]
+                    if ratio < FUZZY_CUTOFF or not _same_words(phrase, window):
                         continue
                     quality = ratio / 100.0 * _weight(phrase)
                     for owner in phrases[phrase]:

@@ -1,10 +1,14 @@
 """Pipeline: normalize → dedup → route → outbox for replayed real requests, end to end and per step.
 
 The replay generator (``replay.py``) stores N requests (bulk INSERTs; 1 M in a full run); then
-one worker process per core takes ``gateway.pipeline.process_inbound`` through them for a
-fixed time, as the RQ workers would (ids only, the database re-read, one transaction each,
-durable commit). Each step is timed inside the workers by wrapping the functions the
-pipeline calls; what is left (claim, the four events, commit) is reported as "write + commit".
+worker processes take them through the pipeline for a fixed time, as the RQ workers would
+(ids only, the database re-read, durable commits): ``gateway.pipeline.process_batch`` with
+GATEWAY_PIPELINE_BATCH ids at a time (what ``jobs.process_inbound`` runs: one transaction and
+one commit per batch, a SAVEPOINT per message), and, for comparison, one message per
+transaction (``process_inbound``: what the API and forms run, and what the job ran before batches). Each step is timed inside the
+workers by wrapping the functions the pipeline calls; what is left (claim, events, commit) is
+reported as "the rest". The CPU time of each worker process is measured too
+(``time.process_time``): on a shared machine it is the steadier figure.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ STEPS = {
     "route": ("decide",),
     "dedup": ("same_citizen",),
     "request rows": ("_create_request",),
-    "outbox (sink + acknowledgement)": ("add_delivery", "notify"),
+    "outbox (sink + acknowledgement)": ("_new_request_deliveries", "add_delivery", "notify"),
 }
 
 
-def _worker(url: str, ids: list[int], seconds: float, out) -> None:
+def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
     import os
 
     from gateway import create_app, pipeline
@@ -41,15 +45,21 @@ def _worker(url: str, ids: list[int], seconds: float, out) -> None:
         for name in names:
             setattr(pipeline, name, _timed(getattr(pipeline, name), name, spent))
     pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
-    done, started = 1, time.perf_counter()
+    spent.clear()
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
     deadline = started + seconds
-    for inbound_id in ids[1:]:
-        pipeline.process_inbound(runtime, inbound_id)
-        done += 1
+    for start in range(1, len(ids), batch):
+        chunk = ids[start:start + batch]
+        if batch == 1:  # one transaction per message: the API's path, and the job's before batches
+            pipeline.process_inbound(runtime, chunk[0])
+        else:
+            pipeline.process_batch(runtime, chunk, len(chunk))
+        done += len(chunk)
         if time.perf_counter() > deadline:
             break
-    elapsed = time.perf_counter() - started
-    out.put({"done": done - 1, "elapsed": elapsed, "spent": dict(spent), "peak_mb": peak_rss_mb(os.getpid())})
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    out.put({"done": done, "elapsed": elapsed, "cpu": cpu, "spent": dict(spent),
+             "peak_mb": peak_rss_mb(os.getpid())})
 
 
 def _timed(function, name: str, spent: Counter):
@@ -63,10 +73,11 @@ def _timed(function, name: str, spent: Counter):
     return timed
 
 
-def process(url: str, ids: list[int], workers: int, seconds: float) -> list[dict]:
+def process(url: str, ids: list[int], workers: int, seconds: float, batch: int) -> list[dict]:
     context = multiprocessing.get_context("spawn")  # fresh interpreters, as RQ workers are
     out = context.Queue()
-    processes = [context.Process(target=_worker, args=(url, ids[i::workers], seconds, out)) for i in range(workers)]
+    processes = [context.Process(target=_worker, args=(url, ids[i::workers], seconds, batch, out))
+                 for i in range(workers)]
     for p in processes:
         p.start()
     reports = [out.get(timeout=seconds + 600) for _ in processes]
@@ -77,6 +88,7 @@ def process(url: str, ids: list[int], workers: int, seconds: float) -> list[dict
 
 def run(results, quick: bool, requests: int | None, databases: list[str]) -> None:
     from gateway.db import upgrade
+    from gateway.settings import DEFAULTS
     from tests.support.servers import PostgresServer
 
     from .replay import insert_inbound
@@ -100,9 +112,13 @@ def run(results, quick: bool, requests: int | None, databases: list[str]) -> Non
             generated = time.perf_counter() - started
             results.add("pipeline", f"{label}: generator, {count:,} stored requests (bulk INSERT)",
                         round(count / generated), "rows/s")
-            for workers in (1, 2):
-                reports = process(url, ids[(workers - 1) * len(ids) // 2:], workers, seconds)
-                _report(results, f"{label}, {workers} worker{'s' if workers > 1 else ''}", reports)
+            batch = DEFAULTS["GATEWAY_PIPELINE_BATCH"]
+            runs = [(1, 1, 0), (1, batch, 1), (2, batch, 2)]  # workers, batch, quarter of the ids
+            for workers, size, quarter in runs:
+                share = ids[quarter * len(ids) // 4:(quarter + 1) * len(ids) // 4 if quarter < 2 else None]
+                reports = process(url, share, workers, seconds, size)
+                _report(results, f"{label}, {workers} worker{'s' if workers > 1 else ''}, "
+                        f"{'1 message' if size == 1 else f'batches of {size}'} per transaction", reports)
             _check(results, label, engine)
             engine.dispose()
     finally:
@@ -121,6 +137,8 @@ def _report(results, label: str, reports: list[dict]) -> None:
         spent.update(r["spent"])
     per_request = {step: sum(spent.get(n, 0.0) for n in names) / done * 1000 for step, names in STEPS.items()}
     total = sum(r["elapsed"] for r in reports) / done * 1000
+    cpu = sum(r["cpu"] for r in reports) / done * 1000
+    results.add("pipeline", f"{label}: worker CPU per request", f"{cpu:.2f} ms ({1000 / cpu:,.0f}/s per core)", "")
     for step, ms in per_request.items():
         results.add("pipeline", f"{label}: {step}", f"{ms:.2f} ms ({1000 / ms if ms else 0:,.0f}/s)", "")
     rest = total - sum(per_request.values())

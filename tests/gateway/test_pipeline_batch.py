@@ -1,0 +1,196 @@
+"""Inbound messages processed in batches: one transaction and one durable commit per batch,
+each message in its own SAVEPOINT. A bad message is rolled back alone and recorded; a
+worker killed in the middle of a batch leaves every message of it waiting, and each is then
+processed exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+from sqlalchemy import func, select
+
+from gateway import jobs, pipeline
+from gateway.intake import store_inbound
+from gateway.models import Citizen, Delivery, Event, InboundMessage, Request
+from gateway.settings import ROOT
+
+
+def _store(runtime, count: int, prefix: str = "m", texts: dict[int, str] | None = None,
+           senders: int | None = None) -> list[int]:
+    ids = []
+    for i in range(count):
+        text = (texts or {}).get(i, f"Nid de poule profond devant le {10 + 2 * i} rue Principale")
+        sender = i % senders if senders else i
+        document = {"channel": "web", "description": text, "citizen": {"email": f"{prefix}{sender}@example.org"}}
+        inbound_id, _ = store_inbound(runtime, "web_form", f"{prefix}:{i}", json.dumps(document).encode(),
+                                      "application/json")
+        ids.append(inbound_id)
+    return ids
+
+
+def _states(runtime, ids) -> dict[int, tuple]:
+    with runtime.db.session() as session:
+        rows = session.execute(select(InboundMessage.id, InboundMessage.state, InboundMessage.attempts,
+                                      InboundMessage.request_id).where(InboundMessage.id.in_(ids)))
+        return {row.id: (row.state, row.attempts, row.request_id) for row in rows}
+
+
+def _counts(runtime) -> tuple[int, int, int]:
+    with runtime.db.session() as session:
+        requests = session.scalar(select(func.count()).select_from(Request))
+        deliveries = session.scalar(select(func.count()).select_from(Delivery))
+        keys = session.scalar(select(func.count(func.distinct(Delivery.idempotency_key))))
+    return requests, deliveries, keys
+
+
+def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_through(make_app, monkeypatch):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    ids = _store(runtime, 6, texts={3: "Lampadaire BOOM éteint depuis hier soir"})
+    broken, _ = store_inbound(runtime, "web_form", "broken", b"{not json", "application/json")
+    real_decide = pipeline.decide
+
+    def decide(book, facts):
+        if "BOOM" in facts.text:
+            raise RuntimeError("the router fell over")
+        return real_decide(book, facts)
+
+    monkeypatch.setattr(pipeline, "decide", decide)
+
+    deliveries, _ = pipeline.process_batch(runtime, sorted(ids + [broken]), 10)
+
+    states = _states(runtime, ids + [broken])
+    good = [i for n, i in enumerate(ids) if n != 3]
+    assert all(states[i][0] == "processed" and states[i][2] for i in good)
+    assert states[ids[3]][:2] == ("received", 1)  # counted once, retried later
+    assert states[broken][:2] == ("failed", 0)  # unparseable: reported, not retried
+    requests, count, keys = _counts(runtime)
+    assert requests == 5 and count == keys == len(deliveries) == 10  # department + acknowledgement each
+    with runtime.db.session() as session:
+        error = session.scalar(select(InboundMessage.error).where(InboundMessage.id == ids[3]))
+        assert error == "RuntimeError: the router fell over"
+        assert session.scalar(select(func.count()).select_from(Event).where(Event.type == "received")) == 5
+
+    monkeypatch.setattr(pipeline, "decide", real_decide)
+    more, _ = pipeline.process_batch(runtime, [ids[3]], 10)  # the retry: processed once
+    assert _states(runtime, [ids[3]])[ids[3]][:2] == ("processed", 2)
+    assert len(more) == 2 and _counts(runtime) == (6, 12, 12)
+
+
+class Killed(BaseException):
+    """Stands for the worker dying: not an Exception, so nothing in the pipeline catches it."""
+
+
+def test_a_crash_in_the_middle_of_a_batch_leaves_every_message_waiting(make_app, monkeypatch):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    ids = _store(runtime, 5)
+    real_decide, calls = pipeline.decide, []
+
+    def decide(book, facts):
+        calls.append(facts.text)
+        if len(calls) == 3:
+            raise Killed()
+        return real_decide(book, facts)
+
+    monkeypatch.setattr(pipeline, "decide", decide)
+    try:
+        pipeline.process_batch(runtime, ids, 5)
+    except Killed:
+        pass
+    else:
+        raise AssertionError("the batch should have died")
+    # The first two were processed inside the batch's transaction, which was never committed.
+    assert all(state == ("received", 0, None) for state in _states(runtime, ids).values())
+    assert _counts(runtime) == (0, 0, 0)
+
+    monkeypatch.setattr(pipeline, "decide", real_decide)
+    deliveries, _ = pipeline.process_batch(runtime, ids, 5)
+    assert all(state[0] == "processed" and state[1] == 1 for state in _states(runtime, ids).values())
+    assert _counts(runtime) == (5, 10, 10) and len(deliveries) == 10
+
+
+KILLER = """
+import os, signal, sys
+from gateway import create_app, pipeline
+runtime = create_app({"DATABASE_URL": sys.argv[1], "GATEWAY_INLINE_JOBS": False, "GATEWAY_SECRET_KEY": "t",
+                      "GATEWAY_LOG_LEVEL": "WARNING"}).extensions["runtime"]
+real, seen = pipeline.decide, []
+def decide(book, facts):
+    seen.append(1)
+    if len(seen) == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(book, facts)
+pipeline.decide = decide
+pipeline.process_batch(runtime, [int(sys.argv[2])], 20)
+"""
+
+
+def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(make_app, settings):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    ids = _store(runtime, 8)
+    killed = subprocess.run([sys.executable, "-c", KILLER, settings["DATABASE_URL"], str(ids[0])], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=120)
+
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert all(state == ("received", 0, None) for state in _states(runtime, ids).values())
+    assert _counts(runtime) == (0, 0, 0)
+    assert pipeline.pending_inbound(runtime) == ids  # the sweeper finds them all again
+
+    for inbound_id in pipeline.pending_inbound(runtime):  # what the sweeper's jobs do
+        jobs.process_inbound(runtime, inbound_id)
+    states = _states(runtime, ids)
+    assert all(state[:2] == ("processed", 1) for state in states.values())
+    assert len({state[2] for state in states.values()}) == 8  # one request each
+    assert _counts(runtime) == (8, 16, 16)
+
+
+def test_the_job_for_one_message_takes_the_oldest_waiting_ones_with_it(make_app):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False, GATEWAY_PIPELINE_BATCH=4).extensions["runtime"]
+    enqueued = []
+    runtime.jobs.enqueue = lambda job, item_id: enqueued.append((job, item_id))
+    ids = _store(runtime, 7)
+
+    jobs.process_inbound(runtime, ids[5])
+
+    states = _states(runtime, ids)
+    assert [i for i in ids if states[i][0] == "processed"] == [ids[0], ids[1], ids[2], ids[5]]
+    assert sorted(job for job, _ in enqueued) == ["deliver"] * 8  # enqueued once committed
+    with runtime.db.session() as session:
+        pending = set(session.scalars(select(Delivery.id).where(Delivery.state == "pending")))
+    assert {item for _, item in enqueued} == pending
+
+    jobs.process_inbound(runtime, ids[5])  # its message is done: the job takes the next ones
+    assert all(state[0] == "processed" for state in _states(runtime, ids).values())
+    assert _counts(runtime) == (7, 14, 14)
+
+
+def test_concurrent_batches_on_postgresql_skip_each_others_messages(make_app, pg_url):
+    runtime = make_app(DATABASE_URL=pg_url, GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    ids = _store(runtime, 40)
+    ids += _store(runtime, 40, prefix="same", senders=4)  # new citizens, each in both workers' batches
+    errors = []
+
+    def worker(start: int) -> None:
+        try:
+            for inbound_id in ids[start::2]:
+                pipeline.process_batch(runtime, [inbound_id], 8)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors
+    states = _states(runtime, ids)
+    assert all(state[:2] == ("processed", 1) and state[2] for state in states.values())  # once each
+    assert len({states[i][2] for i in ids[:40]}) == 40
+    requests, deliveries, keys = _counts(runtime)
+    assert deliveries == keys == 2 * requests
+    with runtime.db.session() as session:  # a concurrent new citizen is found again, not doubled
+        assert session.scalar(select(func.count()).select_from(Citizen)) == 44
