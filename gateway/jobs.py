@@ -18,14 +18,17 @@ def process_inbound(runtime, inbound_id: int) -> None:
 
 
 def deliver(runtime, delivery_id: int) -> None:
-    outbox.run_delivery(runtime, delivery_id)
+    """Send this delivery and, in the same claim, up to GATEWAY_DELIVERY_BATCH - 1 others that
+    are due: their own jobs, still queued, then find nothing to do (gateway/outbox.py)."""
+    outbox.run_batch(runtime, first=delivery_id)
 
 
 def sweep(runtime, _unused: int = 0) -> None:
     """Re-enqueue whatever is due in the database: the queue may have lost it."""
     for inbound_id in pipeline.pending_inbound(runtime):
         runtime.jobs.enqueue("process_inbound", inbound_id)
-    for delivery_id in outbox.due_deliveries(runtime):
+    # One job per batch: each deliver job claims up to GATEWAY_DELIVERY_BATCH due deliveries.
+    for delivery_id in outbox.due_deliveries(runtime)[::int(runtime.settings["GATEWAY_DELIVERY_BATCH"])]:
         runtime.jobs.enqueue("deliver", delivery_id)
     for attachment_id in attachments.pending_attachments(runtime):
         runtime.jobs.enqueue("fetch_attachment", attachment_id)
