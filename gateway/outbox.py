@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from adapters.base import OutboundMessage, RequestSummary
 from adapters.errors import (
@@ -55,29 +56,47 @@ def add_delivery(session, request: Request | None, purpose: str, target: str, se
     return delivery
 
 
-def _due(now: datetime):
+def _due(now):
     """Due now, or held by a sender whose lease ran out (it died)."""
     return or_(and_(_D.c.state == "pending", _D.c.next_attempt_at <= now),
                and_(_D.c.state == "sending", _D.c.lease_until < now))
 
 
+# The hot path's statements are built once (bound parameters), not per delivery: building and
+# coercing them cost more CPU than running them.
+_DUE = _due(bindparam("now", type_=_D.c.next_attempt_at.type))
+_TAKE = {"state": "sending", "lease_until": bindparam("lease_to", type_=_D.c.lease_until.type),
+         "attempts": _D.c.attempts + 1}
+_CLAIM_ONE = update(_D).where(_D.c.id == bindparam("first_id"), _DUE).values(_TAKE).returning(*_CLAIMED)
+_HELD = and_(_D.c.state == "sending", _D.c.lease_until == bindparam("held", type_=_D.c.lease_until.type))
+_FINISH = update(_D).where(_D.c.id == bindparam("row_id"), _HELD)  # SET: the columns given
+_RELEASE = update(_D).where(_D.c.id.in_(bindparam("row_ids", expanding=True)), _HELD).values(
+    state="pending", lease_until=None, attempts=_D.c.attempts - 1)
+_EVENT = insert(Event.__table__)
+_MESSAGE = insert(Message.__table__)
+_R = Request.__table__
+_ACKNOWLEDGED = update(_R).where(_R.c.id == bindparam("request"), _R.c.acknowledged_at.is_(None)).values(
+    acknowledged_at=bindparam("at", type_=_R.c.acknowledged_at.type))
+
+
+@lru_cache(maxsize=16)
+def _claim_many(limit: int):
+    # SKIP LOCKED: concurrent workers take different rows instead of waiting for each other;
+    # the outer condition re-checks what the subquery saw (SQLite ignores FOR UPDATE: its
+    # single writer already serializes the statement).
+    due = select(_D.c.id).where(_DUE).order_by(_D.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
+    return update(_D).where(_D.c.id.in_(due.scalar_subquery()), _DUE).values(_TAKE).returning(*_CLAIMED)
+
+
 def claim_batch(connection, now: datetime, lease_until: datetime, limit: int, first: int | None = None) -> list:
     """Take up to ``limit`` due deliveries for sending (``first`` before the others, if it is
-    due), in the caller's transaction: rows with the new attempt count, oldest due first."""
-    taken = {"state": "sending", "lease_until": lease_until, "attempts": _D.c.attempts + 1}
+    due), in the caller's transaction: rows with the new attempt count."""
+    params = {"now": now, "lease_to": lease_until}
     rows = []
     if first is not None:
-        rows += connection.execute(
-            update(_D).where(_D.c.id == first, _due(now)).values(**taken).returning(*_CLAIMED)).all()
+        rows += connection.execute(_CLAIM_ONE, {**params, "first_id": first}).all()
     if limit > len(rows):
-        # SKIP LOCKED: concurrent workers take different rows instead of waiting for each other;
-        # the outer condition re-checks what the subquery saw (SQLite ignores FOR UPDATE: its
-        # single writer already serializes the statement).
-        due = (select(_D.c.id).where(_due(now)).order_by(_D.c.next_attempt_at).limit(limit - len(rows))
-               .with_for_update(skip_locked=True))
-        rows += sorted(connection.execute(
-            update(_D).where(_D.c.id.in_(due.scalar_subquery()), _due(now)).values(**taken).returning(*_CLAIMED)
-        ).all(), key=lambda row: row.id)
+        rows += sorted(connection.execute(_claim_many(limit - len(rows)), params).all(), key=lambda row: row.id)
     return rows
 
 
@@ -192,8 +211,7 @@ def _finish(runtime, row, held: datetime, **values) -> bool:
     """Write the outcome and its event in one commit, only if we still hold the claim (our
     lease, not taken over by another worker after it ran out)."""
     with runtime.db.engine.begin() as connection:
-        result = connection.execute(update(_D).where(
-            _D.c.id == row.id, _D.c.state == "sending", _D.c.lease_until == held).values(**values))
+        result = connection.execute(_FINISH, {**values, "row_id": row.id, "held": held})
         if result.rowcount != 1:
             return False
         if row.request_id is not None:  # a chat reply about no request: the outbox row is the record
@@ -208,29 +226,24 @@ def _record(connection, row, values: dict) -> None:
         data["error"] = values["last_error"]
     kind = {"delivered": "delivered", "pending": "delivery_retry", "dead": "delivery_dead"}[state]
     actor = f"{'sink' if row.purpose == 'sink' else 'channel'}:{row.target}"
-    connection.execute(insert(Event.__table__).values(request_id=row.request_id, actor=actor, type=kind, data=data))
+    connection.execute(_EVENT, {"request_id": row.request_id, "actor": actor, "type": kind, "data": data})
     if state == "delivered" and row.purpose == "notify":
         message = row.settings["message"]
-        connection.execute(insert(Message.__table__).values(
-            request_id=row.request_id, direction="out", channel=row.target,
-            body=message["text"], subject=message.get("subject"),
-            external_id=values.get("external_id"), delivery_id=row.id,
-            author=row.settings.get("author"),
-        ))
+        connection.execute(_MESSAGE, {
+            "request_id": row.request_id, "direction": "out", "channel": row.target,
+            "body": message["text"], "subject": message.get("subject"),
+            "external_id": values.get("external_id"), "delivery_id": row.id,
+            "author": row.settings.get("author"),
+        })
         if row.settings.get("kind") == "acknowledgement":
-            requests = Request.__table__
-            connection.execute(update(requests).where(requests.c.id == row.request_id,
-                                                      requests.c.acknowledged_at.is_(None))
-                               .values(acknowledged_at=values["delivered_at"]))
+            connection.execute(_ACKNOWLEDGED, {"request": row.request_id, "at": values["delivered_at"]})
 
 
 def _release(runtime, rows, lease_until: datetime) -> None:
     """Hand back claimed deliveries whose send did not start in time: due again at once, and
     the attempt they did not make is not counted."""
     with runtime.db.engine.begin() as connection:
-        connection.execute(update(_D).where(
-            _D.c.id.in_([row.id for row in rows]), _D.c.state == "sending", _D.c.lease_until == lease_until
-        ).values(state="pending", lease_until=None, attempts=_D.c.attempts - 1))
+        connection.execute(_RELEASE, {"row_ids": [row.id for row in rows], "held": lease_until})
     log.info("%s deliveries handed back: the batch ran out of time", len(rows))
 
 
