@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, func, insert, select
 
@@ -150,7 +150,7 @@ def run(results, quick: bool, databases: list[str]) -> None:
                 queued = enqueue_all(url, redis.url)
                 wall, peaks, cpu, ended = work(url, redis.url, smtp.port, workers, folder)
                 done, first, span, other = delivered(url)
-                to_end = ended - first.replace(tzinfo=timezone.utc).timestamp() if done else 0.0
+                to_end = ended - first.replace(tzinfo=UTC).timestamp() if done else 0.0
                 name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
                 results.add("deliveries", f"{name}: jobs/s (first to last delivery)", round(done / span, 1), "jobs/s")
                 results.add("deliveries", f"{name}: jobs/s (first delivery to last job done)",
