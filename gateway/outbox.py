@@ -79,24 +79,38 @@ _ACKNOWLEDGED = update(_R).where(_R.c.id == bindparam("request"), _R.c.acknowled
     acknowledged_at=bindparam("at", type_=_R.c.acknowledged_at.type))
 
 
-@lru_cache(maxsize=16)
-def _claim_many(limit: int):
-    # SKIP LOCKED: concurrent workers take different rows instead of waiting for each other;
-    # the outer condition re-checks what the subquery saw (SQLite ignores FOR UPDATE: its
-    # single writer already serializes the statement).
-    due = select(_D.c.id).where(_DUE).order_by(_D.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
-    return update(_D).where(_D.c.id.in_(due.scalar_subquery()), _DUE).values(_TAKE).returning(*_CLAIMED)
+_NOW = bindparam("now", type_=_D.c.next_attempt_at.type)
+_EXPIRED = and_(_D.c.state == "sending", _D.c.lease_until < _NOW)
+_PENDING = and_(_D.c.state == "pending", _D.c.next_attempt_at <= _NOW)
+
+
+@lru_cache(maxsize=32)
+def _claim_many(condition: str, limit: int):
+    """Claim the first ``limit`` rows meeting ``condition`` ("expired" or "pending"), each in
+    the order of the index on (state, next_attempt_at): one condition per statement, so that
+    a backlog of a million due rows is read in index order, not sorted at every claim.
+    On PostgreSQL, FOR UPDATE SKIP LOCKED: concurrent workers take different rows instead of
+    waiting for each other, and a row is locked only after ``condition`` is checked again on
+    its latest version. SQLite ignores FOR UPDATE: its single writer runs the whole statement
+    at once. (The condition is not repeated outside the subquery: SQLite would then read every
+    due row through the index instead of the ``limit`` ids through the primary key.)"""
+    where, order = (_EXPIRED, _D.c.lease_until) if condition == "expired" else (_PENDING, _D.c.next_attempt_at)
+    due = select(_D.c.id).where(where).order_by(order, _D.c.id).limit(limit).with_for_update(skip_locked=True)
+    return update(_D).where(_D.c.id.in_(due.scalar_subquery())).values(_TAKE).returning(*_CLAIMED)
 
 
 def claim_batch(connection, now: datetime, lease_until: datetime, limit: int, first: int | None = None) -> list:
     """Take up to ``limit`` due deliveries for sending (``first`` before the others, if it is
-    due), in the caller's transaction: rows with the new attempt count."""
+    due; then those whose sender died; then the oldest due), in the caller's transaction:
+    rows with the new attempt count."""
     params = {"now": now, "lease_to": lease_until}
     rows = []
     if first is not None:
         rows += connection.execute(_CLAIM_ONE, {**params, "first_id": first}).all()
-    if limit > len(rows):
-        rows += sorted(connection.execute(_claim_many(limit - len(rows)), params).all(), key=lambda row: row.id)
+    for condition in ("expired", "pending"):
+        if limit > len(rows):
+            rows += sorted(connection.execute(_claim_many(condition, limit - len(rows)), params).all(),
+                           key=lambda row: row.id)
     return rows
 
 
@@ -286,7 +300,7 @@ def due_deliveries(runtime, limit: int = 500) -> list[int]:
     now = utcnow()
     with runtime.db.session() as session:
         return list(session.scalars(
-            select(Delivery.id).where(_due(now)).order_by(Delivery.next_attempt_at)
+            select(Delivery.id).where(_due(now)).order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(limit)
         ))
 
