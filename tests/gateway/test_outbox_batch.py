@@ -19,16 +19,20 @@ SUBMISSION = {"description": "Les ordures n'ont pas été ramassées rue Champla
               "citizen": {"email": "lucie@example.org"}}
 
 
-@pytest.fixture
-def quiet(make_app, auth, smtp_server):
+def quiet_app(make_app, auth, smtp_server, **overrides):
     """An app whose jobs run only when the test says so (no sweeper), with one request whose
     own deliveries are already sent: the test adds the deliveries it needs."""
-    app = make_app(GATEWAY_INLINE_JOBS=False)
+    app = make_app(GATEWAY_INLINE_JOBS=False, **overrides)
     runtime = app.extensions["runtime"]
     app.test_client().post("/api/v1/requests", json=SUBMISSION, headers=auth)
     wait_until(lambda: len(states(runtime)) == 2 and set(states(runtime).values()) == {"delivered"})
     smtp_server.messages.clear()
     return runtime
+
+
+@pytest.fixture
+def quiet(make_app, auth, smtp_server):
+    return quiet_app(make_app, auth, smtp_server)
 
 
 def states(runtime) -> dict[int, str]:
@@ -103,6 +107,22 @@ def test_two_batches_claimed_at_once_share_no_delivery(quiet):
     with runtime.db.engine.begin() as connection:
         two = {r.id for r in outbox.claim_batch(connection, now, now + timedelta(seconds=30), 3)}
     assert len(one) == 3 and len(two) == 2 and one | two == ids
+
+
+def test_concurrent_batch_claims_on_postgresql_skip_each_others_rows(make_app, auth, smtp_server, pg_url):
+    runtime = quiet_app(make_app, auth, smtp_server, DATABASE_URL=pg_url)
+    ids = {add_notice(runtime, f"pg:{i}", to=f"usager{i}@example.org") for i in range(6)}
+    now = utcnow()
+    lease = now + timedelta(seconds=30)
+    with runtime.db.engine.connect() as one, runtime.db.engine.connect() as two:
+        first = one.begin()
+        taken_first = {r.id for r in outbox.claim_batch(one, now, lease, 4)}  # locked, not committed yet
+        second = two.begin()
+        two.exec_driver_sql("SET LOCAL lock_timeout = '3s'")  # waiting for the first would fail, not hang
+        taken_second = {r.id for r in outbox.claim_batch(two, now, lease, 4)}
+        second.commit()
+        first.commit()
+    assert len(taken_first) == 4 and taken_second == ids - taken_first
 
 
 def test_a_worker_dead_mid_batch_leaves_the_rest_to_its_lease_and_resends_under_the_same_key(quiet, smtp_server):
