@@ -4,8 +4,12 @@ A few replayed requests go through the pipeline for real; their deliveries (e-ma
 department, acknowledgement e-mail to the citizen) are cloned into N pending outbox rows with
 distinct idempotency keys, enqueued on a real redis-server, and sent by `gateway worker
 --burst` processes (RQ SimpleWorker: jobs run in the worker process, no fork per job) to an
-aiosmtpd server on loopback. Throughput is N over the time between the first and the last
-``delivered_at``, so worker start-up is not counted; each worker's peak RSS is measured.
+aiosmtpd server on loopback (in this process: it competes with the workers for the cores).
+Throughput is N over the time between the first and the last ``delivered_at``, and N over the
+time from the first delivery to the exit of the last worker (every queued job done, including
+those that found nothing left to send), so worker start-up is not counted. The workers' CPU
+(user + system, /proc and wait4) from the first delivery to their exit, per delivery, is the
+figure the machine's load does not distort much; each worker's peak RSS is measured too.
 Afterwards every row must be delivered and the SMTP server must hold N messages.
 """
 
@@ -18,7 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, func, insert, select
 
-from .common import BIN, ROOT, fresh_dir, peak_rss_mb, section
+from .common import BIN, ROOT, cpu_seconds, fresh_dir, peak_rss_mb, section
 
 
 def prepare(url: str, count: int) -> None:
@@ -64,9 +68,10 @@ def enqueue_all(url: str, redis_url: str) -> int:
     return len(ids)
 
 
-def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tuple[float, list[float], float, float]:
-    """Run ``workers`` burst workers to the end: (wall seconds, peak RSS MiB of each, CPU seconds
-    of all workers (user + system, from wait4), wall-clock time when the last one exited)."""
+def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tuple[float, list[float], list, float]:
+    """Run ``workers`` burst workers to the end: (wall seconds, peak RSS MiB of each, for each
+    worker its CPU seconds (user + system) sampled as [(wall-clock time, CPU)], the last sample
+    being the exact total from wait4; wall-clock time when the last one exited)."""
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "SMTP_HOST": "127.0.0.1",
            "SMTP_PORT": str(smtp_port), "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench",
            "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311"}
@@ -78,17 +83,22 @@ def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tupl
     # from before exec. CPU from wait4's rusage: exact, including the last moments.
     peaks = [0.0] * workers
     status: dict[int, int] = {}
-    cpu, ended = 0.0, 0.0
+    cpu: list[list[tuple[float, float]]] = [[] for _ in processes]
+    ended = 0.0
     while len(status) < workers:
         for i, process in enumerate(processes):
             if i in status:
                 continue
             peaks[i] = max(peaks[i], peak_rss_mb(process.pid) or 0.0)
+            try:
+                cpu[i].append((time.time(), cpu_seconds(process.pid)))
+            except (OSError, IndexError):
+                pass  # exiting: wait4 gives the total below
             pid, code, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 status[i], ended = os.waitstatus_to_exitcode(code), time.time()
                 process.returncode = status[i]
-                cpu += usage.ru_utime + usage.ru_stime
+                cpu[i].append((ended, usage.ru_utime + usage.ru_stime))
         time.sleep(0.02)
     for log in logs:
         log.close()
@@ -114,15 +124,21 @@ def delivered(url: str) -> tuple[int, datetime | None, float, int]:
     return done, first, (last - first).total_seconds() if done else 0.0, other
 
 
-def startup_cpu(url: str, redis_url: str, smtp_port: int, folder) -> float:
-    """CPU seconds of a burst worker that builds its runtime and runs one job finding nothing to
-    send (a delivery id that does not exist): subtracted to get the CPU per delivery."""
+def cpu_after(samples: list[tuple[float, float]], moment: float) -> float:
+    """CPU seconds a worker spent after ``moment`` (its start-up and runtime build before)."""
+    before = [cpu for at, cpu in samples if at <= moment]
+    return samples[-1][1] - (before[-1] if before else 0.0)
+
+
+def warm_up(redis_url: str, workers: int) -> None:
+    """One job per worker that builds its runtime and does nothing (no such attachment), queued
+    first: the runtime is then built before the first delivery, not counted in its CPU."""
     from gateway.queue import RqQueue
 
     queue = RqQueue(redis_url)
-    queue.enqueue("deliver", 0)
+    for _ in range(workers):
+        queue.enqueue("fetch_attachment", 0)
     queue.shutdown()
-    return work(url, redis_url, smtp_port, 1, folder)[2]
 
 
 def run(results, quick: bool, databases: list[str]) -> None:
@@ -144,19 +160,20 @@ def run(results, quick: bool, databases: list[str]) -> None:
                 else:
                     url = f"sqlite:///{folder / f'deliveries-{workers}.db'}"
                 upgrade(url)
-                idle = startup_cpu(url, redis.url, smtp.port, folder)  # before any delivery exists
                 prepare(url, count)
                 smtp.messages.clear()
+                warm_up(redis.url, workers)
                 queued = enqueue_all(url, redis.url)
                 wall, peaks, cpu, ended = work(url, redis.url, smtp.port, workers, folder)
                 done, first, span, other = delivered(url)
-                to_end = ended - first.replace(tzinfo=UTC).timestamp() if done else 0.0
+                began = first.replace(tzinfo=UTC).timestamp() if done else ended
+                to_end = ended - began
                 name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
                 results.add("deliveries", f"{name}: jobs/s (first to last delivery)", round(done / span, 1), "jobs/s")
                 results.add("deliveries", f"{name}: jobs/s (first delivery to last job done)",
                             round(done / to_end, 1), "jobs/s")
-                results.add("deliveries", f"{name}: worker CPU per delivery",
-                            round((cpu - workers * idle) / done * 1000, 2), "ms")
+                results.add("deliveries", f"{name}: worker CPU per delivery (first delivery to exit)",
+                            round(sum(cpu_after(samples, began) for samples in cpu) / done * 1000, 2), "ms")
                 results.add("deliveries", f"{name}: wall time incl. worker start-up", round(wall, 1), "s")
                 results.add("deliveries", f"{name}: peak RSS per worker", f"{max(peaks):.0f}", "MiB")
                 exact = done == queued == len(smtp.messages) and other == 0
