@@ -37,7 +37,6 @@ def _withdraw_deliveries(runtime, done: set[int], scan: int) -> None:
     queue = getattr(runtime.jobs, "queue", None)  # RqQueue; the in-process queues have none
     if queue is None or not done:
         return
-    from redis.exceptions import RedisError
     from rq.job import Job
 
     try:
@@ -51,7 +50,8 @@ def _withdraw_deliveries(runtime, done: set[int], scan: int) -> None:
                 for job in stale:
                     withdraw(keys=[queue.key, job.key], args=[job.id], client=pipe)
                 pipe.execute()
-    except RedisError as exc:  # only an optimization: the jobs left run and find nothing to do
+    except Exception as exc:  # only an optimization (Redis down, a job it cannot read): the jobs
+        # left run and find nothing to do; the deliveries are recorded already
         log.warning("could not withdraw delivered jobs from the queue: %s", type(exc).__name__)
 
 
