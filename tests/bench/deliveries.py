@@ -195,3 +195,43 @@ def _create_database(postgres, name: str) -> None:
 
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres", autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
+
+
+def cpu_in_process(count: int, url: str | None = None) -> None:
+    """`python -m tests.bench.deliveries --cpu N`: the CPU of ``jobs.deliver`` in this process
+    (one thread, no RQ) over N prepared deliveries to a local SMTP server: the worker thread's
+    CPU per delivery, and the whole process's (with the SMTP stand-in's thread)."""
+    from gateway import create_app, jobs
+    from gateway.db import upgrade
+    from gateway.models import Delivery
+    from tests.support.servers import SmtpServer
+
+    url = url or f"sqlite:///{fresh_dir('deliveries-cpu') / 'cpu.db'}"
+    upgrade(url)
+    prepare(url, count)
+    smtp = SmtpServer().start()
+    app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None, "SMTP_HOST": "127.0.0.1",
+                      "SMTP_PORT": smtp.port, "GATEWAY_LOG_LEVEL": "WARNING"})
+    runtime = app.extensions["runtime"]
+    with runtime.db.engine.connect() as connection:
+        ids = list(connection.scalars(select(Delivery.id).order_by(Delivery.id)))
+    thread, process, wall = time.thread_time(), time.process_time(), time.perf_counter()
+    for delivery_id in ids:
+        jobs.deliver(runtime, delivery_id)
+    thread, process, wall = time.thread_time() - thread, time.process_time() - process, time.perf_counter() - wall
+    with runtime.db.engine.connect() as connection:
+        done = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "delivered"))
+    smtp.stop()
+    runtime.jobs.shutdown()
+    print(f"{done}/{len(ids)} delivered, {len(smtp.messages)} e-mails; CPU per delivery: {thread / len(ids) * 1000:.2f} ms "
+          f"(this thread), {process / len(ids) * 1000:.2f} ms (with the SMTP stand-in); {len(ids) / wall:.0f}/s")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.deliveries", description=cpu_in_process.__doc__)
+    parser.add_argument("--cpu", type=int, default=500, help="deliveries to send in this process")
+    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    arguments = parser.parse_args()
+    cpu_in_process(arguments.cpu, arguments.db)
