@@ -186,3 +186,8 @@ def test_the_jobs_a_batch_made_useless_are_withdrawn_from_the_queue(make_app, re
     assert left == [("deliver", ids[0]), ("deliver", 999_999), ("sweep", 0)]
     assert len(smtp_server.messages) == 3
     assert len(runtime.jobs.redis.keys("rq:job:*")) == 3  # the withdrawn jobs are gone, not orphaned
+
+    started = utcnow()  # an administrator retries a delivery while a batch that sent it finishes
+    runtime.jobs.enqueue("deliver", ids[1])
+    jobs._withdraw_deliveries(runtime, {ids[1]}, started, scan=40)
+    assert ("deliver", ids[1]) in [Job.fetch(i, connection=queue.connection).args for i in queue.get_job_ids()]
