@@ -156,6 +156,8 @@ def _send_and_record(runtime, row, lease_until: datetime, summaries: dict) -> st
     except (PermanentDeliveryError, AdapterMisconfiguredError) as exc:
         return _dead(runtime, row, lease_until, f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug with this one delivery: retried (then dead), the batch goes on
+        if type(exc).__module__.startswith("rq."):  # the worker's job timeout: the job must stop
+            raise
         log.error("delivery %s raised %s", row.id, type(exc).__name__, exc_info=True)
         return _retry_later(runtime, row, lease_until, f"unexpected {type(exc).__name__}", None)
     return _delivered(runtime, row, lease_until, receipt.external_id)
