@@ -2,9 +2,18 @@
 
 States: pending → sending → delivered, or back to pending with backoff (transient error),
 or dead (permanent error, misconfiguration, or too many attempts): dead letters wait for an
-administrator. A delivery is claimed atomically with a lease before it is sent, so two
-workers never send it at once; a worker that dies mid-send leaves a lease that expires, and
+administrator. Deliveries are claimed atomically with a lease before they are sent, so two
+workers never send one at once; a worker that dies mid-send leaves a lease that expires, and
 the sweeper hands the delivery out again under the same idempotency key.
+
+A worker claims a batch (up to ``GATEWAY_DELIVERY_BATCH`` due deliveries, one statement and
+one commit; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), then sends them one by one and records
+each outcome in its own commit as soon as it is known: a killed worker leaves at most one
+message sent but not recorded (resent under the same key), and its unsent ones to the lease.
+A batch's lease is the lease plus a quarter of it: a delivery whose send has not started
+within that quarter is handed back (pending, its attempt not counted), so every send starts
+with at least ``GATEWAY_LEASE_SECONDS`` of lease ahead of it, as for a single claim.
+The hot path uses Core statements, not the ORM: it runs hundreds of times a second.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from adapters.base import OutboundMessage, RequestSummary
 from adapters.errors import (
@@ -22,10 +32,14 @@ from adapters.errors import (
     TransientDeliveryError,
 )
 
-from .models import Delivery, Event, Message, Request, utcnow
+from .models import Attachment, Delivery, Event, Message, Request, utcnow
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=1)
+_D = Delivery.__table__
+_CLAIMED = (_D.c.id, _D.c.request_id, _D.c.purpose, _D.c.target, _D.c.settings, _D.c.idempotency_key, _D.c.attempts)
+_SUMMARY = ("code", "category", "department", "priority", "status", "channel", "language", "description", "address",
+            "district", "lat", "lon", "sla_due_at", "created_at", "rule")
 
 
 def add_delivery(session, request: Request | None, purpose: str, target: str, settings: dict, key: str) -> Delivery:
@@ -42,71 +56,151 @@ def add_delivery(session, request: Request | None, purpose: str, target: str, se
     return delivery
 
 
+def _due(now):
+    """Due now, or held by a sender whose lease ran out (it died)."""
+    return or_(and_(_D.c.state == "pending", _D.c.next_attempt_at <= now),
+               and_(_D.c.state == "sending", _D.c.lease_until < now))
+
+
+# The hot path's statements are built once (bound parameters), not per delivery: building and
+# coercing them cost more CPU than running them.
+_DUE = _due(bindparam("now", type_=_D.c.next_attempt_at.type))
+_TAKE = {"state": "sending", "lease_until": bindparam("lease_to", type_=_D.c.lease_until.type),
+         "attempts": _D.c.attempts + 1}
+_CLAIM_ONE = update(_D).where(_D.c.id == bindparam("first_id"), _DUE).values(_TAKE).returning(*_CLAIMED)
+_HELD = and_(_D.c.state == "sending", _D.c.lease_until == bindparam("held", type_=_D.c.lease_until.type))
+_FINISH = update(_D).where(_D.c.id == bindparam("row_id"), _HELD)  # SET: the columns given
+_RELEASE = update(_D).where(_D.c.id.in_(bindparam("row_ids", expanding=True)), _HELD).values(
+    state="pending", lease_until=None, attempts=_D.c.attempts - 1)
+_EVENT = insert(Event.__table__)
+_MESSAGE = insert(Message.__table__)
+_R = Request.__table__
+_ACKNOWLEDGED = update(_R).where(_R.c.id == bindparam("request"), _R.c.acknowledged_at.is_(None)).values(
+    acknowledged_at=bindparam("at", type_=_R.c.acknowledged_at.type))
+
+
+_NOW = bindparam("now", type_=_D.c.next_attempt_at.type)
+_EXPIRED = and_(_D.c.state == "sending", _D.c.lease_until < _NOW)
+_PENDING = and_(_D.c.state == "pending", _D.c.next_attempt_at <= _NOW)
+
+
+@lru_cache(maxsize=32)
+def _claim_many(condition: str, limit: int):
+    """Claim the first ``limit`` rows meeting ``condition`` ("expired" or "pending"), each in
+    the order of the index on (state, next_attempt_at): one condition per statement, so that
+    a backlog of a million due rows is read in index order, not sorted at every claim.
+    On PostgreSQL, FOR UPDATE SKIP LOCKED: concurrent workers take different rows instead of
+    waiting for each other, and a row is locked only after ``condition`` is checked again on
+    its latest version. SQLite ignores FOR UPDATE: its single writer runs the whole statement
+    at once. (The condition is not repeated outside the subquery: SQLite would then read every
+    due row through the index instead of the ``limit`` ids through the primary key.)"""
+    where, order = (_EXPIRED, _D.c.lease_until) if condition == "expired" else (_PENDING, _D.c.next_attempt_at)
+    due = select(_D.c.id).where(where).order_by(order, _D.c.id).limit(limit).with_for_update(skip_locked=True)
+    return update(_D).where(_D.c.id.in_(due.scalar_subquery())).values(_TAKE).returning(*_CLAIMED)
+
+
+def claim_batch(connection, now: datetime, lease_until: datetime, limit: int, first: int | None = None) -> list:
+    """Take up to ``limit`` due deliveries for sending (``first`` before the others, if it is
+    due; then those whose sender died; then the oldest due), in the caller's transaction:
+    rows with the new attempt count."""
+    params = {"now": now, "lease_to": lease_until}
+    rows = []
+    if first is not None:
+        rows += connection.execute(_CLAIM_ONE, {**params, "first_id": first}).all()
+    for condition in ("expired", "pending"):
+        if limit > len(rows):
+            rows += sorted(connection.execute(_claim_many(condition, limit - len(rows)), params).all(),
+                           key=lambda row: row.id)
+    return rows
+
+
 def claim(session, delivery_id: int, now: datetime, lease: timedelta) -> bool:
     """Take the delivery for sending if it is due and nobody holds it."""
-    result = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == delivery_id,
-            or_(
-                (Delivery.state == "pending") & (Delivery.next_attempt_at <= now),
-                (Delivery.state == "sending") & (Delivery.lease_until < now),
-            ),
-        )
-        .values(state="sending", lease_until=now + lease, attempts=Delivery.attempts + 1)
-    )
-    return result.rowcount == 1
+    return bool(claim_batch(session.connection(), now, now + lease, 0, first=delivery_id))
 
 
 def run_delivery(runtime, delivery_id: int) -> str | None:
-    """Claim, send, record. Returns the new state, or None if it was not ours to send."""
+    """Claim, send, record this one delivery. Returns the new state, or None if it was not
+    ours to send (not due, or held by another worker)."""
+    return run_batch(runtime, first=delivery_id, limit=1).get(delivery_id)
+
+
+def run_batch(runtime, first: int | None = None, limit: int | None = None) -> dict[int, str]:
+    """Claim up to ``limit`` due deliveries (``first`` among them if it is due) in one commit,
+    send them one by one, record each outcome. Returns {delivery id: new state}."""
     settings = runtime.settings
+    limit = limit or int(settings["GATEWAY_DELIVERY_BATCH"])
+    lease = timedelta(seconds=settings["GATEWAY_LEASE_SECONDS"])
+    budget = lease / 4 if limit > 1 else timedelta(0)
     now = utcnow()
-    with runtime.db.session() as session:
-        if not claim(session, delivery_id, now, timedelta(seconds=settings["GATEWAY_LEASE_SECONDS"])):
-            return None
-        delivery = session.get(Delivery, delivery_id)
-        work = _prepare(runtime, session, delivery)
+    lease_until = now + lease + budget
+    with runtime.db.engine.begin() as connection:
+        rows = claim_batch(connection, now, lease_until, limit, first)
+    if not rows:
+        return {}
+    summaries = _summaries(runtime, {row.request_id for row in rows if row.purpose == "sink"})
+    outcomes: dict[int, str] = {}
+    for position, row in enumerate(rows):
+        if position and utcnow() > now + budget:
+            _release(runtime, rows[position:], lease_until)
+            break
+        outcomes[row.id] = _send_and_record(runtime, row, lease_until, summaries)
+    return outcomes
+
+
+def _send_and_record(runtime, row, lease_until: datetime, summaries: dict) -> str:
     try:
-        receipt = work()
+        receipt = _send(runtime, row, summaries)
     except TransientDeliveryError as exc:
-        return _retry_later(runtime, delivery_id, str(exc), exc.retry_after)
+        return _retry_later(runtime, row, lease_until, str(exc), exc.retry_after)
     except (PermanentDeliveryError, AdapterMisconfiguredError) as exc:
-        return _dead(runtime, delivery_id, f"{type(exc).__name__}: {exc}")
-    return _delivered(runtime, delivery_id, receipt.external_id)
+        return _dead(runtime, row, lease_until, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug with this one delivery: retried (then dead), the batch goes on
+        if type(exc).__module__.startswith("rq."):  # the worker's job timeout: the job must stop
+            raise
+        log.error("delivery %s raised %s", row.id, type(exc).__name__, exc_info=True)
+        return _retry_later(runtime, row, lease_until, f"unexpected {type(exc).__name__}", None)
+    return _delivered(runtime, row, lease_until, receipt.external_id)
 
 
-def _prepare(runtime, session, delivery: Delivery):
-    """A callable that performs the send outside any database transaction."""
-    try:
-        if delivery.purpose == "sink":
-            sink = runtime.sink(delivery.target)
-            summary = summarize(runtime, delivery.request)
-            # "attempt" lets a sink without idempotency keys look for an earlier, unrecorded success.
-            target = {**delivery.settings, "attempt": delivery.attempts}
-            return lambda: sink.deliver(summary, target, delivery.idempotency_key)
-        channel = runtime.outbound(delivery.target)
-        if channel is None:
-            raise AdapterMisconfiguredError(f"no outbound adapter for {delivery.target}")
-        message = OutboundMessage(idempotency_key=delivery.idempotency_key, **delivery.settings["message"])
-        return lambda: channel.send(message)
-    except AdapterMisconfiguredError as exc:
-        return _raising(exc)
+def _send(runtime, row, summaries: dict):
+    """Send outside any database transaction."""
+    if row.purpose == "sink":
+        sink = runtime.sink(row.target)
+        # "attempt" lets a sink without idempotency keys look for an earlier, unrecorded success.
+        return sink.deliver(summaries[row.request_id], {**row.settings, "attempt": row.attempts}, row.idempotency_key)
+    channel = runtime.outbound(row.target)
+    if channel is None:
+        raise AdapterMisconfiguredError(f"no outbound adapter for {row.target}")
+    return channel.send(OutboundMessage(idempotency_key=row.idempotency_key, **row.settings["message"]))
 
 
-def _raising(exc: Exception):
-    def fail():
-        raise exc
+def _summaries(runtime, request_ids: set) -> dict:
+    """The summaries of these requests, in two queries (the requests, their attachments)."""
+    if not request_ids:
+        return {}
+    requests, attachments = Request.__table__, Attachment.__table__
+    with runtime.db.engine.connect() as connection:
+        rows = connection.execute(select(requests.c.id, *(requests.c[name] for name in _SUMMARY))
+                                  .where(requests.c.id.in_(request_ids))).all()
+        files: dict[int, list[int]] = {}
+        for request_id, attachment_id in connection.execute(
+                select(attachments.c.request_id, attachments.c.id)
+                .where(attachments.c.request_id.in_(request_ids)).order_by(attachments.c.id)):
+            files.setdefault(request_id, []).append(attachment_id)
+    return {row.id: summarize(runtime, row, files.get(row.id, ())) for row in rows}
 
-    return fail
 
-
-def summarize(runtime, request: Request) -> RequestSummary:
+def summarize(runtime, request, attachment_ids=None) -> RequestSummary:
+    """What a sink receives about ``request`` (a Request, or a row with the same columns and
+    ``attachment_ids`` given)."""
     book = runtime.rules.current
     language = "fr"
     department = book.departments.get(request.department or "")
     if department is not None:
         language = department.language
+    if attachment_ids is None:
+        attachment_ids = [a.id for a in request.attachments]
     return RequestSummary(
         code=request.code,
         category=request.category,
@@ -125,79 +219,75 @@ def summarize(runtime, request: Request) -> RequestSummary:
         created_at=request.created_at,
         track_url=runtime.public_url(f"/track/{request.code}"),
         rule=request.rule,
-        attachments=tuple(runtime.public_url(f"/attachments/{a.id}") for a in request.attachments),
+        attachments=tuple(runtime.public_url(f"/attachments/{i}") for i in attachment_ids),
     )
 
 
-def _finish(runtime, delivery_id: int, **values) -> Delivery | None:
-    """Write the outcome only if we still hold the claim (the lease was not taken over)."""
-    with runtime.db.session() as session:
-        result = session.execute(
-            update(Delivery).where(Delivery.id == delivery_id, Delivery.state == "sending").values(**values)
-        )
+def _finish(runtime, row, held: datetime, **values) -> bool:
+    """Write the outcome and its event in one commit, only if we still hold the claim (our
+    lease, not taken over by another worker after it ran out)."""
+    with runtime.db.engine.begin() as connection:
+        result = connection.execute(_FINISH, {**values, "row_id": row.id, "held": held})
         if result.rowcount != 1:
-            return None
-        delivery = session.get(Delivery, delivery_id)
-        _record(session, delivery, values)
-        return delivery
+            return False
+        if row.request_id is not None:  # a chat reply about no request: the outbox row is the record
+            _record(connection, row, values)
+        return True
 
 
-def _record(session, delivery: Delivery, values: dict) -> None:
-    if delivery.request_id is None:  # a chat reply about no request: the outbox row is the record
-        return
+def _record(connection, row, values: dict) -> None:
     state = values["state"]
-    data = {"delivery": delivery.id, "target": delivery.target, "attempt": delivery.attempts, "state": state}
+    data = {"delivery": row.id, "target": row.target, "attempt": row.attempts, "state": state}
     if values.get("last_error"):
         data["error"] = values["last_error"]
     kind = {"delivered": "delivered", "pending": "delivery_retry", "dead": "delivery_dead"}[state]
-    actor = f"{'sink' if delivery.purpose == 'sink' else 'channel'}:{delivery.target}"
-    session.add(Event(request_id=delivery.request_id, actor=actor, type=kind, data=data))
-    if state == "delivered" and delivery.purpose == "notify":
-        message = delivery.settings["message"]
-        session.add(Message(
-            request_id=delivery.request_id, direction="out", channel=delivery.target,
-            body=message["text"], subject=message.get("subject"),
-            external_id=values.get("external_id"), delivery_id=delivery.id,
-            author=delivery.settings.get("author"),
-        ))
-        request = session.get(Request, delivery.request_id)
-        if delivery.settings.get("kind") == "acknowledgement" and request.acknowledged_at is None:
-            request.acknowledged_at = values["delivered_at"]
+    actor = f"{'sink' if row.purpose == 'sink' else 'channel'}:{row.target}"
+    connection.execute(_EVENT, {"request_id": row.request_id, "actor": actor, "type": kind, "data": data})
+    if state == "delivered" and row.purpose == "notify":
+        message = row.settings["message"]
+        connection.execute(_MESSAGE, {
+            "request_id": row.request_id, "direction": "out", "channel": row.target,
+            "body": message["text"], "subject": message.get("subject"),
+            "external_id": values.get("external_id"), "delivery_id": row.id,
+            "author": row.settings.get("author"),
+        })
+        if row.settings.get("kind") == "acknowledgement":
+            connection.execute(_ACKNOWLEDGED, {"request": row.request_id, "at": values["delivered_at"]})
 
 
-def _delivered(runtime, delivery_id: int, external_id: str | None) -> str:
-    delivery = _finish(runtime, delivery_id, state="delivered", delivered_at=utcnow(), external_id=external_id,
-                       lease_until=None, last_error=None)
-    name = f"{delivery.purpose}:{delivery.target}" if delivery is not None else _health_name(runtime, delivery_id)
-    runtime.record_health(name, ok=True)
-    log.info("delivery %s delivered", delivery_id)
+def _release(runtime, rows, lease_until: datetime) -> None:
+    """Hand back claimed deliveries whose send did not start in time: due again at once, and
+    the attempt they did not make is not counted."""
+    with runtime.db.engine.begin() as connection:
+        connection.execute(_RELEASE, {"row_ids": [row.id for row in rows], "held": lease_until})
+    log.info("%s deliveries handed back: the batch ran out of time", len(rows))
+
+
+def _delivered(runtime, row, lease_until: datetime, external_id: str | None) -> str:
+    _finish(runtime, row, lease_until, state="delivered", delivered_at=utcnow(), external_id=external_id,
+            lease_until=None, last_error=None)
+    runtime.record_health(f"{row.purpose}:{row.target}", ok=True)
+    log.info("delivery %s delivered", row.id)
     return "delivered"
 
 
-def _retry_later(runtime, delivery_id: int, error: str, retry_after: float | None) -> str:
-    with runtime.db.session() as session:
-        attempts = session.get(Delivery, delivery_id).attempts
-    if attempts >= runtime.settings["GATEWAY_MAX_ATTEMPTS"]:
-        return _dead(runtime, delivery_id, f"gave up after {attempts} attempts: {error}")
-    delay = backoff(runtime.settings["GATEWAY_BACKOFF_SECONDS"], attempts, retry_after)
-    _finish(runtime, delivery_id, state="pending", next_attempt_at=utcnow() + delay, last_error=error,
+def _retry_later(runtime, row, lease_until: datetime, error: str, retry_after: float | None) -> str:
+    if row.attempts >= runtime.settings["GATEWAY_MAX_ATTEMPTS"]:
+        return _dead(runtime, row, lease_until, f"gave up after {row.attempts} attempts: {error}")
+    delay = backoff(runtime.settings["GATEWAY_BACKOFF_SECONDS"], row.attempts, retry_after)
+    _finish(runtime, row, lease_until, state="pending", next_attempt_at=utcnow() + delay, last_error=error,
             lease_until=None)
-    runtime.record_health(_health_name(runtime, delivery_id), ok=False, detail=error)
-    log.warning("delivery %s failed (attempt %s), retry in %ss: %s", delivery_id, attempts, int(delay.total_seconds()), error)
+    runtime.record_health(f"{row.purpose}:{row.target}", ok=False, detail=error)
+    log.warning("delivery %s failed (attempt %s), retry in %ss: %s", row.id, row.attempts,
+                int(delay.total_seconds()), error)
     return "pending"
 
 
-def _dead(runtime, delivery_id: int, error: str) -> str:
-    _finish(runtime, delivery_id, state="dead", last_error=error, lease_until=None)
-    runtime.record_health(_health_name(runtime, delivery_id), ok=False, detail=error)
-    log.error("delivery %s is dead: %s", delivery_id, error)
+def _dead(runtime, row, lease_until: datetime, error: str) -> str:
+    _finish(runtime, row, lease_until, state="dead", last_error=error, lease_until=None)
+    runtime.record_health(f"{row.purpose}:{row.target}", ok=False, detail=error)
+    log.error("delivery %s is dead: %s", row.id, error)
     return "dead"
-
-
-def _health_name(runtime, delivery_id: int) -> str:
-    with runtime.db.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        return f"{delivery.purpose}:{delivery.target}"
 
 
 def backoff(base: float, attempts: int, retry_after: float | None = None) -> timedelta:
@@ -212,12 +302,7 @@ def due_deliveries(runtime, limit: int = 500) -> list[int]:
     now = utcnow()
     with runtime.db.session() as session:
         return list(session.scalars(
-            select(Delivery.id)
-            .where(or_(
-                (Delivery.state == "pending") & (Delivery.next_attempt_at <= now),
-                (Delivery.state == "sending") & (Delivery.lease_until < now),
-            ))
-            .order_by(Delivery.next_attempt_at)
+            select(Delivery.id).where(_due(now)).order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(limit)
         ))
 

@@ -24,6 +24,7 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_BACKOFF_SECONDS": 30.0,  # first retry delay, doubled each attempt, with jitter
     "GATEWAY_LEASE_SECONDS": 120.0,  # a claimed job not finished by then is taken up again
     "GATEWAY_PIPELINE_BATCH": 20,  # inbound messages processed per transaction (one durable commit)
+    "GATEWAY_DELIVERY_BATCH": 20,  # deliveries a worker claims at once (gateway/outbox.py)
     "GATEWAY_INLINE_JOBS": True,  # with no REDIS_URL, run jobs in background threads
     "GATEWAY_CLOSE_AFTER_HOURS": 72.0,  # a resolved request is closed this long after
     "GATEWAY_REOPEN_DAYS": 14.0,  # a citizen writing within this after closure reopens it
@@ -50,7 +51,8 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_LOGIN_FAILURES": 5,  # failed sign-ins per 15 minutes (per address, per account)
 }
 
-_INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "GATEWAY_PIPELINE_BATCH", "MAX_CONTENT_LENGTH", "GATEWAY_LOGIN_FAILURES"}
+_INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "GATEWAY_PIPELINE_BATCH", "GATEWAY_DELIVERY_BATCH", "MAX_CONTENT_LENGTH",
+         "GATEWAY_LOGIN_FAILURES"}
 _FLOATS = {"GATEWAY_CHAT_THREAD_MINUTES", "GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS",
            "GATEWAY_LEASE_SECONDS", "GATEWAY_CLOSE_AFTER_HOURS", "GATEWAY_REOPEN_DAYS",
            "GATEWAY_SLA_WARN_RATIO", "GATEWAY_OPEN311_POLL_SECONDS", "GATEWAY_HTTP_TIMEOUT_SECONDS",

@@ -123,6 +123,41 @@ def test_worker_killed_mid_delivery_delivers_exactly_once(app, client, auth, rec
     assert len(smtp_server.to("ann.lee@example.org")) == 1  # one acknowledgement
 
 
+def test_worker_killed_mid_batch_loses_and_doubles_nothing(app, client, auth, receiver, workers, smtp_server):
+    """Four requests wait in the outbox; the worker claims all their deliveries in one batch and
+    is killed while the department holds the first webhook call: the batch's unsent deliveries
+    come back after the lease, the one in flight is resent under its key, nothing else twice."""
+    runtime = app.extensions["runtime"]
+    codes = [client.post("/api/v1/requests", headers=auth, json={
+        "description": f"L'abribus de l'arrêt {5000 + i} a une vitre cassée, il y a du verre partout",
+        "citizen": {"email": f"usager{i}@example.org"}}).get_json()["code"] for i in range(4)]
+    receiver.hold = threading.Event()
+    first = workers.start()
+    assert receiver.holding.wait(30), "the worker never reached the department"
+    with runtime.db.session() as session:
+        claimed = session.query(Delivery).filter(Delivery.state == "sending").count()
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    receiver.release()
+    workers.start()
+
+    def all_delivered():
+        with runtime.db.session() as session:
+            rows = session.query(Delivery).all()
+        return len(rows) == 12 and all(d.state == "delivered" for d in rows) and rows
+
+    rows = sweep_until(runtime, all_delivered)
+
+    assert claimed > 1  # the dead worker held a batch, not only the delivery in flight
+    keys = {d.idempotency_key for d in rows if d.target == "webhook"}
+    assert sorted(receiver.accepted) == sorted(keys) and len(keys) == len(codes)  # each acted upon once
+    seen = [r.headers["idempotency-key"] for r in receiver.to("/311/requests")]
+    assert len(seen) == len(keys) + 1 and set(seen) == keys  # only the one in flight was sent twice
+    mails = [str(m["Message-ID"]) for m in smtp_server.messages]
+    assert len(mails) == len(set(mails)) == 8  # 4 to the department, 4 acknowledgements, none twice
+    assert all(d.attempts <= 2 for d in rows)
+
+
 def test_transient_failures_retry_with_backoff_then_deliver(app, client, auth, receiver, workers):
     runtime = app.extensions["runtime"]
     receiver.fail_next("/311/requests", Answer(500, "down"), Answer(503, "still down"))

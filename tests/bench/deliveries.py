@@ -4,8 +4,12 @@ A few replayed requests go through the pipeline for real; their deliveries (e-ma
 department, acknowledgement e-mail to the citizen) are cloned into N pending outbox rows with
 distinct idempotency keys, enqueued on a real redis-server, and sent by `gateway worker
 --burst` processes (RQ SimpleWorker: jobs run in the worker process, no fork per job) to an
-aiosmtpd server on loopback. Throughput is N over the time between the first and the last
-``delivered_at``, so worker start-up is not counted; each worker's peak RSS is measured.
+aiosmtpd server on loopback (in this process: it competes with the workers for the cores).
+Throughput is N over the time between the first and the last ``delivered_at``, and N over the
+time from the first delivery to the exit of the last worker (every queued job done, including
+those that found nothing left to send), so worker start-up is not counted. The workers' CPU
+(user + system, /proc and wait4) from the first delivery to their exit, per delivery, is the
+figure the machine's load does not distort much; each worker's peak RSS is measured too.
 Afterwards every row must be delivered and the SMTP server must hold N messages.
 """
 
@@ -14,10 +18,11 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, func, insert, select
 
-from .common import BIN, ROOT, fresh_dir, peak_rss_mb, section
+from .common import BIN, ROOT, cpu_seconds, fresh_dir, peak_rss_mb, section
 
 
 def prepare(url: str, count: int) -> None:
@@ -34,8 +39,10 @@ def prepare(url: str, count: int) -> None:
         pipeline.process_inbound(runtime, inbound_id)
     table = Delivery.__table__
     with runtime.db.engine.begin() as connection:
-        originals = connection.execute(select(table.c.request_id, table.c.purpose, table.c.target,
-                                              table.c.settings)).all()
+        # The e-mails only: the replayed rules also route some requests to Slack, which has no
+        # stand-in here (its deliveries would go dead at once and distort the rate).
+        originals = connection.execute(select(table.c.request_id, table.c.purpose, table.c.target, table.c.settings)
+                                       .where(table.c.target.in_(("email_smtp", "email")))).all()
         connection.execute(table.delete())
         rows = [{"request_id": o.request_id, "purpose": o.purpose, "target": o.target, "settings": o.settings,
                  "idempotency_key": f"bench:{i}", "state": "pending", "attempts": 0}
@@ -61,8 +68,10 @@ def enqueue_all(url: str, redis_url: str) -> int:
     return len(ids)
 
 
-def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tuple[float, list[float]]:
-    """Run ``workers`` burst workers to the end: (wall seconds, peak RSS MiB of each)."""
+def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tuple[float, list[float], list, float]:
+    """Run ``workers`` burst workers to the end: (wall seconds, peak RSS MiB of each, for each
+    worker its CPU seconds (user + system) sampled as [(wall-clock time, CPU)], the last sample
+    being the exact total from wait4; wall-clock time when the last one exited)."""
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "SMTP_HOST": "127.0.0.1",
            "SMTP_PORT": str(smtp_port), "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench",
            "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311"}
@@ -71,21 +80,36 @@ def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tupl
     processes = [subprocess.Popen([str(BIN / "gateway"), "worker", "--burst"], env=env, cwd=ROOT,
                                   stdout=log, stderr=subprocess.STDOUT) for log in logs]
     # VmHWM read while they run: a child's ru_maxrss would count the bench process it was forked
-    # from before exec.
+    # from before exec. CPU from wait4's rusage: exact, including the last moments.
     peaks = [0.0] * workers
-    while any(p.poll() is None for p in processes):
+    status: dict[int, int] = {}
+    cpu: list[list[tuple[float, float]]] = [[] for _ in processes]
+    ended = 0.0
+    while len(status) < workers:
         for i, process in enumerate(processes):
+            if i in status:
+                continue
             peaks[i] = max(peaks[i], peak_rss_mb(process.pid) or 0.0)
-        time.sleep(0.2)
+            try:
+                cpu[i].append((time.time(), cpu_seconds(process.pid)))
+            except (OSError, IndexError):
+                pass  # exiting: wait4 gives the total below
+            pid, code, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                status[i], ended = os.waitstatus_to_exitcode(code), time.time()
+                process.returncode = status[i]
+                cpu[i].append((ended, usage.ru_utime + usage.ru_stime))
+        time.sleep(0.02)
     for log in logs:
         log.close()
-    if any(p.returncode for p in processes):
+    if any(status.values()):
         raise RuntimeError(f"a worker failed; see {folder}")
-    return time.monotonic() - started, peaks
+    return time.monotonic() - started, peaks, cpu, ended
 
 
-def delivered(url: str) -> tuple[int, float, int]:
-    """(delivered rows, seconds from the first to the last delivery, rows not delivered)."""
+def delivered(url: str) -> tuple[int, datetime | None, float, int]:
+    """(delivered rows, first ``delivered_at``, seconds from the first to the last delivery,
+    rows not delivered)."""
     from gateway.models import Delivery
 
     engine = create_engine(url)
@@ -96,10 +120,25 @@ def delivered(url: str) -> tuple[int, float, int]:
         other = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state != "delivered"))
     engine.dispose()
     if isinstance(first, str):  # SQLite without type information in aggregates
-        from datetime import datetime
-
         first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
-    return done, (last - first).total_seconds() if done else 0.0, other
+    return done, first, (last - first).total_seconds() if done else 0.0, other
+
+
+def cpu_after(samples: list[tuple[float, float]], moment: float) -> float:
+    """CPU seconds a worker spent after ``moment`` (its start-up and runtime build before)."""
+    before = [cpu for at, cpu in samples if at <= moment]
+    return samples[-1][1] - (before[-1] if before else 0.0)
+
+
+def warm_up(redis_url: str, workers: int) -> None:
+    """One job per worker that builds its runtime and does nothing (no such attachment), queued
+    first: the runtime is then built before the first delivery, not counted in its CPU."""
+    from gateway.queue import RqQueue
+
+    queue = RqQueue(redis_url)
+    for _ in range(workers):
+        queue.enqueue("fetch_attachment", 0)
+    queue.shutdown()
 
 
 def run(results, quick: bool, databases: list[str]) -> None:
@@ -123,11 +162,22 @@ def run(results, quick: bool, databases: list[str]) -> None:
                 upgrade(url)
                 prepare(url, count)
                 smtp.messages.clear()
+                warm_up(redis.url, workers)
                 queued = enqueue_all(url, redis.url)
-                wall, peaks = work(url, redis.url, smtp.port, workers, folder)
-                done, span, other = delivered(url)
+                own = time.process_time()
+                wall, peaks, cpu, ended = work(url, redis.url, smtp.port, workers, folder)
+                own = time.process_time() - own  # the SMTP stand-in's thread, and this loop's polling
+                done, first, span, other = delivered(url)
+                began = first.replace(tzinfo=UTC).timestamp() if done else ended
+                to_end = ended - began
                 name = f"{label}, {workers} worker{'s' if workers > 1 else ''}"
                 results.add("deliveries", f"{name}: jobs/s (first to last delivery)", round(done / span, 1), "jobs/s")
+                results.add("deliveries", f"{name}: jobs/s (first delivery to last job done)",
+                            round(done / to_end, 1), "jobs/s")
+                results.add("deliveries", f"{name}: worker CPU per delivery (first delivery to exit)",
+                            round(sum(cpu_after(samples, began) for samples in cpu) / done * 1000, 2), "ms")
+                results.add("deliveries", f"{name}: bench process CPU per delivery (SMTP stand-in)",
+                            round(own / done * 1000, 2), "ms")
                 results.add("deliveries", f"{name}: wall time incl. worker start-up", round(wall, 1), "s")
                 results.add("deliveries", f"{name}: peak RSS per worker", f"{max(peaks):.0f}", "MiB")
                 exact = done == queued == len(smtp.messages) and other == 0
@@ -145,3 +195,43 @@ def _create_database(postgres, name: str) -> None:
 
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres", autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
+
+
+def cpu_in_process(count: int, url: str | None = None) -> None:
+    """`python -m tests.bench.deliveries --cpu N`: the CPU of ``jobs.deliver`` in this process
+    (one thread, no RQ) over N prepared deliveries to a local SMTP server: the worker thread's
+    CPU per delivery, and the whole process's (with the SMTP stand-in's thread)."""
+    from gateway import create_app, jobs
+    from gateway.db import upgrade
+    from gateway.models import Delivery
+    from tests.support.servers import SmtpServer
+
+    url = url or f"sqlite:///{fresh_dir('deliveries-cpu') / 'cpu.db'}"
+    upgrade(url)
+    prepare(url, count)
+    smtp = SmtpServer().start()
+    app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None, "SMTP_HOST": "127.0.0.1",
+                      "SMTP_PORT": smtp.port, "GATEWAY_LOG_LEVEL": "WARNING"})
+    runtime = app.extensions["runtime"]
+    with runtime.db.engine.connect() as connection:
+        ids = list(connection.scalars(select(Delivery.id).order_by(Delivery.id)))
+    thread, process, wall = time.thread_time(), time.process_time(), time.perf_counter()
+    for delivery_id in ids:
+        jobs.deliver(runtime, delivery_id)
+    thread, process, wall = time.thread_time() - thread, time.process_time() - process, time.perf_counter() - wall
+    with runtime.db.engine.connect() as connection:
+        done = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "delivered"))
+    smtp.stop()
+    runtime.jobs.shutdown()
+    print(f"{done}/{len(ids)} delivered, {len(smtp.messages)} e-mails; CPU per delivery: {thread / len(ids) * 1000:.2f} ms "
+          f"(this thread), {process / len(ids) * 1000:.2f} ms (with the SMTP stand-in); {len(ids) / wall:.0f}/s")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.deliveries", description=cpu_in_process.__doc__)
+    parser.add_argument("--cpu", type=int, default=500, help="deliveries to send in this process")
+    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    arguments = parser.parse_args()
+    cpu_in_process(arguments.cpu, arguments.db)

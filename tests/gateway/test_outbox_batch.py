@@ -1,0 +1,193 @@
+"""Deliveries claimed in batches: one claim commit for many, each outcome recorded on its own,
+a bad delivery that does not hold up the others, a batch that runs out of time, a worker that
+dies mid-batch, and the queued jobs a batch makes useless withdrawn from Redis."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from adapters.base import OutboundMessage
+from gateway import jobs, outbox
+from gateway.models import Delivery, Event, Message, Request, utcnow
+from tests.support.servers import wait_until
+
+SUBMISSION = {"description": "Les ordures n'ont pas été ramassées rue Champlain",
+              "citizen": {"email": "lucie@example.org"}}
+
+
+def quiet_app(make_app, auth, smtp_server, **overrides):
+    """An app whose jobs run only when the test says so (no sweeper), with one request whose
+    own deliveries are already sent: the test adds the deliveries it needs."""
+    app = make_app(GATEWAY_INLINE_JOBS=False, **overrides)
+    runtime = app.extensions["runtime"]
+    app.test_client().post("/api/v1/requests", json=SUBMISSION, headers=auth)
+    wait_until(lambda: len(states(runtime)) == 2 and set(states(runtime).values()) == {"delivered"})
+    smtp_server.messages.clear()
+    return runtime
+
+
+@pytest.fixture
+def quiet(make_app, auth, smtp_server):
+    return quiet_app(make_app, auth, smtp_server)
+
+
+def states(runtime) -> dict[int, str]:
+    with runtime.db.session() as session:
+        return dict(session.execute(select(Delivery.id, Delivery.state)).all())
+
+
+def row(runtime, delivery_id: int) -> Delivery:
+    with runtime.db.session() as session:
+        return session.get(Delivery, delivery_id)
+
+
+def add_notice(runtime, key: str, **message) -> int:
+    """A citizen notice in the outbox, about the quiet fixture's request."""
+    with runtime.db.session() as session:
+        request = session.scalars(select(Request)).one()
+        message = {"language": "fr", "subject": "Suivi de votre demande", "text": "Votre demande avance.", **message}
+        return outbox.add_delivery(session, request, "notify", "email", {"message": message, "kind": "update"}, key).id
+
+
+def commits(runtime) -> list:
+    counted = []
+    event.listen(runtime.db.engine, "commit", lambda _connection: counted.append(1))
+    return counted
+
+
+def test_one_claim_commit_for_the_batch_and_a_bad_delivery_does_not_hold_up_the_others(quiet, smtp_server):
+    runtime = quiet
+    first = add_notice(runtime, "batch:1", to="anne@example.org")
+    invalid = add_notice(runtime, "batch:2", to="pas-une-adresse")  # permanent: dead at once
+    broken = add_notice(runtime, "batch:3", to="bruno@example.org")
+    with runtime.db.session() as session:  # a row the channel cannot even read: a bug, not the citizen's
+        session.get(Delivery, broken).settings = {"message": {"text": "no recipient"}, "kind": "update"}
+    last = add_notice(runtime, "batch:4", to="chloe@example.org")
+    counted = commits(runtime)
+
+    outcomes = outbox.run_batch(runtime, first=first)
+
+    assert outcomes == {first: "delivered", invalid: "dead", broken: "pending", last: "delivered"}
+    assert len(counted) == 1 + 4  # the claim of all four, then each outcome as soon as it is known
+    assert len(smtp_server.to("anne@example.org")) == 1 and len(smtp_server.to("chloe@example.org")) == 1
+    assert len(smtp_server.messages) == 2
+    assert "not an e-mail address" in row(runtime, invalid).last_error and row(runtime, invalid).attempts == 1
+    retried = row(runtime, broken)
+    assert retried.last_error == "unexpected TypeError" and retried.next_attempt_at > utcnow()
+    assert retried.lease_until is None
+    with runtime.db.session() as session:
+        kinds = {e.data["delivery"]: e.type for e in session.scalars(select(Event).where(Event.type.like("deliver%")))}
+        sent = set(session.scalars(select(Message.delivery_id).where(Message.delivery_id.is_not(None))))
+    assert {kinds[i] for i in (first, last)} == {"delivered"}
+    assert kinds[invalid] == "delivery_dead" and kinds[broken] == "delivery_retry"
+    assert {first, last} <= sent and invalid not in sent and broken not in sent
+
+
+def test_a_delivery_held_by_another_worker_is_left_out_of_the_batch(quiet, smtp_server):
+    runtime = quiet
+    held, free = add_notice(runtime, "held:1", to="anne@example.org"), add_notice(runtime, "held:2", to="bruno@example.org")
+    with runtime.db.session() as session:  # another worker claimed it: its lease runs
+        delivery = session.get(Delivery, held)
+        delivery.state, delivery.lease_until = "sending", utcnow() + timedelta(minutes=5)
+
+    assert outbox.run_batch(runtime, first=held) == {free: "delivered"}
+    assert smtp_server.to("anne@example.org") == [] and row(runtime, held).state == "sending"
+
+
+def test_two_batches_claimed_at_once_share_no_delivery(quiet):
+    runtime = quiet
+    ids = {add_notice(runtime, f"share:{i}", to=f"usager{i}@example.org") for i in range(5)}
+    now = utcnow()
+    with runtime.db.engine.begin() as connection:
+        one = {r.id for r in outbox.claim_batch(connection, now, now + timedelta(seconds=30), 3)}
+    with runtime.db.engine.begin() as connection:
+        two = {r.id for r in outbox.claim_batch(connection, now, now + timedelta(seconds=30), 3)}
+    assert len(one) == 3 and len(two) == 2 and one | two == ids
+
+
+def test_concurrent_batch_claims_on_postgresql_skip_each_others_rows(make_app, auth, smtp_server, pg_url):
+    runtime = quiet_app(make_app, auth, smtp_server, DATABASE_URL=pg_url)
+    ids = {add_notice(runtime, f"pg:{i}", to=f"usager{i}@example.org") for i in range(6)}
+    now = utcnow()
+    lease = now + timedelta(seconds=30)
+    with runtime.db.engine.connect() as one, runtime.db.engine.connect() as two:
+        first = one.begin()
+        taken_first = {r.id for r in outbox.claim_batch(one, now, lease, 4)}  # locked, not committed yet
+        second = two.begin()
+        two.exec_driver_sql("SET LOCAL lock_timeout = '3s'")  # waiting for the first would fail, not hang
+        taken_second = {r.id for r in outbox.claim_batch(two, now, lease, 4)}
+        second.commit()
+        first.commit()
+    assert len(taken_first) == 4 and taken_second == ids - taken_first
+
+
+def test_a_worker_dead_mid_batch_leaves_the_rest_to_its_lease_and_resends_under_the_same_key(quiet, smtp_server):
+    runtime = quiet
+    ids = [add_notice(runtime, f"crash:{i}", to=f"usager{i}@example.org") for i in range(4)]
+    now = utcnow()
+    with runtime.db.engine.begin() as connection:  # a worker claims the four with a short lease...
+        claimed = outbox.claim_batch(connection, now, now + timedelta(seconds=1), 20)
+    channel = runtime.outbound("email")
+    for delivery in claimed[:2]:  # ...sends two, and dies before recording them
+        channel.send(OutboundMessage(idempotency_key=delivery.idempotency_key, **delivery.settings["message"]))
+
+    assert outbox.run_batch(runtime) == {}  # nobody else sends them while the lease runs
+    wait_until(lambda: utcnow() > now + timedelta(seconds=1), timeout=5)
+    assert outbox.run_batch(runtime) == dict.fromkeys(ids, "delivered")
+
+    message_ids = [str(m["Message-ID"]) for m in smtp_server.messages]
+    assert len(message_ids) == 6 and len(set(message_ids)) == 4  # the two resent carry their first Message-ID
+    assert all(row(runtime, i).attempts == 2 for i in ids)
+
+
+def test_a_batch_out_of_time_hands_the_rest_back_uncounted(make_app, auth, smtp_server, monkeypatch):
+    runtime = quiet_app(make_app, auth, smtp_server, GATEWAY_LEASE_SECONDS=0.4)  # 0.1 s to start the sends
+    ids = [add_notice(runtime, f"slow:{i}", to=f"usager{i}@example.org") for i in range(3)]
+    channel = runtime.outbound("email")
+    send = channel.send
+
+    def slow_send(message):  # a slow server: each message takes longer than the batch's margin
+        time.sleep(0.15)
+        return send(message)
+
+    monkeypatch.setattr(channel, "send", slow_send)
+
+    assert outbox.run_batch(runtime, first=ids[0]) == {ids[0]: "delivered"}
+    handed_back = [row(runtime, i) for i in ids[1:]]
+    assert all(d.state == "pending" and d.attempts == 0 and d.lease_until is None for d in handed_back)
+    assert outbox.run_batch(runtime) == {ids[1]: "delivered"}
+    assert outbox.run_batch(runtime) == {ids[2]: "delivered"}
+    assert all(len(smtp_server.to(f"usager{i}@example.org")) == 1 for i in range(3))
+
+
+def test_the_jobs_a_batch_made_useless_are_withdrawn_from_the_queue(make_app, redis_server, smtp_server):
+    from rq.job import Job
+
+    app = make_app(GATEWAY_INLINE_JOBS=False, REDIS_URL=redis_server.url)
+    runtime = app.extensions["runtime"]
+    with runtime.db.session() as session:
+        request = Request(code="R-2026-0000001", channel="web", description="Lampadaire éteint")
+        session.add(request)
+        session.flush()
+        ids = [outbox.add_delivery(session, request, "notify", "email", {"message": {
+            "to": f"usager{i}@example.org", "text": "Reçu.", "language": "fr"}}, f"queue:{i}").id for i in range(3)]
+    for delivery_id in [*ids, 999_999]:
+        runtime.jobs.enqueue("deliver", delivery_id)
+    runtime.jobs.enqueue("sweep", 0)
+
+    jobs.deliver(runtime, ids[0])  # what the worker runs for the first job
+
+    queue = runtime.jobs.queue
+    left = [Job.fetch(i, connection=queue.connection).args for i in queue.get_job_ids()]
+    assert left == [("deliver", ids[0]), ("deliver", 999_999), ("sweep", 0)]
+    assert len(smtp_server.messages) == 3
+    assert len(runtime.jobs.redis.keys("rq:job:*")) == 3  # the withdrawn jobs are gone, not orphaned
+
+    started = utcnow()  # an administrator retries a delivery while a batch that sent it finishes
+    runtime.jobs.enqueue("deliver", ids[1])
+    jobs._withdraw_deliveries(runtime, {ids[1]}, started, scan=40)
+    assert ("deliver", ids[1]) in [Job.fetch(i, connection=queue.connection).args for i in queue.get_job_ids()]
