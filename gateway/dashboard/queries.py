@@ -241,7 +241,7 @@ def sla(connection, filters: Filters, now: datetime) -> list[dict]:
         .where(filters.where(), due, Request.sla_due_at < now).group_by(Request.department)
     ).all()
     found = [{"key": d, "due": int(n), "on_time": int(ok or 0), "overdue_open": int(late or 0)} for d, n, ok, late in rows]
-    return sorted(found, key=lambda r: -r["due"])
+    return sorted(found, key=lambda r: (-r["due"], r["key"] or ""))  # ties by name: the same order everywhere
 
 
 def backlog(connection, filters: Filters, now: datetime) -> list[dict]:
@@ -324,4 +324,4 @@ def own_channel(connection, filters: Filters) -> list[dict]:
     rows = connection.execute(select(Request.channel, func.count(), func.sum(own))
                               .where(filters.where()).group_by(Request.channel)).all()
     found = [{"key": c, "count": int(n), "own": int(o or 0)} for c, n, o in rows]
-    return sorted(found, key=lambda r: -r["count"])
+    return sorted(found, key=lambda r: (-r["count"], r["key"] or ""))
