@@ -6,14 +6,23 @@ is permanent (dead letter). See RFC 5321 §4.2.1 for the reply-code classes.
 
 Each thread keeps its SMTP session open between messages (checked with NOOP before reuse,
 dropped after any error): connecting, greeting and EHLO cost more than sending a message.
+
+Messages are written as bytes here (``mime``), not with ``email.message.EmailMessage``: its
+header parsing, folding and content managers cost more CPU than the rest of a delivery. The
+bytes are the ones EmailMessage with ``policy.default`` would produce (same headers, parts,
+charset and transfer-encoding choice; checked by tests/sinks/test_smtp_mime.py); a header that
+needs encoding or folding still goes through the email package's policy.
 """
 
 from __future__ import annotations
 
+import binascii
+import random
 import smtplib
+import sys
 import threading
-from email.message import EmailMessage
-from email.utils import make_msgid
+from email import policy, quoprimime
+from email.utils import getaddresses, make_msgid
 
 from .errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
 
@@ -58,21 +67,28 @@ class SmtpTransport:
         safe = "".join(c if c.isalnum() or c in "-._" else "." for c in key)
         return f"<{safe}@{self.domain}>" if key else make_msgid(domain=self.domain)
 
-    def send(self, message: EmailMessage) -> str:
-        """Send ``message``; returns its Message-ID.
+    def send(self, headers: list[tuple[str, str]], text: str, html: str | None = None) -> str:
+        """Send a message with these headers (To among them; From and Message-ID added if
+        missing), ``text`` and, if given, ``html`` as its alternative; returns its Message-ID.
 
         Raises AdapterMisconfiguredError (no host or sender), TransientDeliveryError,
         PermanentDeliveryError.
         """
         if not self.host or not self.sender:
             raise AdapterMisconfiguredError("SMTP_HOST and SMTP_FROM must be set")
-        if "From" not in message:
-            message["From"] = self.sender
-        if "Message-ID" not in message:
-            message["Message-ID"] = make_msgid(domain=self.domain)
+        names = {name.lower(): value for name, value in headers}
+        if "message-id" not in names:
+            names["message-id"] = make_msgid(domain=self.domain)
+            headers = [*headers, ("Message-ID", names["message-id"])]
+        if "from" not in names:
+            headers = [*headers, ("From", self.sender)]
+        recipients = _addresses(*(names[h] for h in ("to", "cc") if h in names))
+        # As smtplib's send_message: SMTPUTF8 when an envelope address is not ASCII.
+        options = () if "".join([*_addresses(self.sender), *recipients]).isascii() else ("SMTPUTF8", "BODY=8BITMIME")
+        data = mime(headers, text, html, utf8=bool(options))
         try:
             try:
-                self._session().send_message(message)
+                self._session().sendmail(self.sender, recipients, data, options)
             except BaseException:
                 self._drop()  # never reuse a session in an unknown state
                 raise
@@ -83,7 +99,7 @@ class SmtpTransport:
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             # Refused connection, timeout, dropped session: the server may be back later.
             raise TransientDeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from exc
-        return str(message["Message-ID"])
+        return names["message-id"]
 
     def _session(self) -> smtplib.SMTP:
         """This thread's open session if the server still answers NOOP, else a new one."""
@@ -113,7 +129,74 @@ class SmtpTransport:
             smtp.close()
 
 
+def _addresses(*fields: str) -> list[str]:
+    return [address for _, address in getaddresses(fields)]
+
+
 def _classify(code: int, what: str) -> Exception:
     if 400 <= code < 500:
         return TransientDeliveryError(f"{what} ({code})")
     return PermanentDeliveryError(f"{what} ({code})")
+
+
+_MAX_LINE = 78  # the email package's policy.max_line_length (RFC 5322's recommended limit)
+_CRLF = "\r\n"
+
+
+def mime(headers: list[tuple[str, str]], text: str, html: str | None = None, utf8: bool = False) -> bytes:
+    """The message as EmailMessage (policy.default) builds it with ``set_content(text)`` and
+    ``add_alternative(html, subtype="html")``, flattened for SMTP: bytes with CRLF line ends.
+    ``headers`` come first, then MIME-Version and Content-Type (a Content-* header among them
+    stays on the message, not on its first part)."""
+    lines = [header(name, value, utf8) for name, value in headers]
+    cte, body = encode_text(text)
+    if html is None:
+        lines.append(b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
+                     + f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode("ascii"))
+        return b"".join(lines) + body
+    html_cte, html_body = encode_text(html)
+    boundary = _boundary((body, html_body))
+    lines.append(b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n"
+                 + f' boundary="{boundary}"\r\n'.encode("ascii"))
+    return b"".join([
+        *lines, f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
+                 f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode("ascii"), body,
+        f"\r\n--{boundary}\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
+        f"Content-Transfer-Encoding: {html_cte}\r\nMIME-Version: 1.0\r\n\r\n".encode("ascii"), html_body,
+        f"\r\n--{boundary}--\r\n".encode("ascii")])
+
+
+def header(name: str, value: str, utf8: bool = False) -> bytes:
+    """One header field, CRLF-terminated. A short printable ASCII value is written as it is
+    (the policy would not change it); any other goes through the email package's policy:
+    RFC 2047 encoded words, folding, and ValueError for a line break in the value."""
+    if value.isascii() and value.isprintable() and len(name) + len(value) + 2 <= _MAX_LINE:
+        return f"{name}: {value}\r\n".encode("ascii")
+    style = policy.SMTPUTF8 if utf8 else policy.SMTP
+    folded = style.header_store_parse(name, value)[1].fold(policy=style)
+    return folded.encode("utf-8" if utf8 else "ascii", "surrogateescape")
+
+
+def encode_text(text: str) -> tuple[str, bytes]:
+    """(Content-Transfer-Encoding, body with CRLF line ends) as the email package's
+    ``set_content(text)`` chooses them (contentmanager._encode_text, policy.default): as is
+    (7bit or 8bit) when no line is longer than 78 bytes, else quoted-printable or base64,
+    whichever the first ten lines make shorter."""
+    lines = text.encode("utf-8").splitlines()
+    if max(map(len, lines), default=0) <= _MAX_LINE:
+        return ("7bit" if text.isascii() else "8bit"), b"\r\n".join(lines) + b"\r\n"
+    sniff = b"\n".join(lines[:10]) + b"\n"
+    if len(quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)) > len(binascii.b2a_base64(sniff)):
+        encoded = binascii.b2a_base64(b"\n".join(lines) + b"\n", newline=False).decode("ascii")
+        chunks = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]  # 57 bytes a line, as the package
+        return "base64", (_CRLF.join(chunks) + _CRLF).encode("ascii")
+    encoded = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
+    return "quoted-printable", (_CRLF.join(encoded.splitlines()) + _CRLF).encode("ascii")
+
+
+def _boundary(bodies) -> str:
+    """A boundary like the email generator's, absent from the bodies."""
+    while True:
+        boundary = f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
+        if not any(f"--{boundary}".encode("ascii") in body for body in bodies):
+            return boundary
