@@ -2,7 +2,8 @@
 
 A few replayed requests go through the pipeline for real; their deliveries (e-mail to the
 department, acknowledgement e-mail to the citizen) are cloned into N pending outbox rows with
-distinct idempotency keys, enqueued on a real redis-server, and sent by `gateway worker
+distinct idempotency keys, enqueued on a real redis-server as the pipeline's job enqueues
+them (one job per GATEWAY_DELIVERY_BATCH deliveries), and sent by `gateway worker
 --burst` processes (RQ SimpleWorker: jobs run in the worker process, no fork per job) to an
 aiosmtpd server on loopback (in this process: it competes with the workers for the cores).
 Throughput is N over the time between the first and the last ``delivered_at``, and N over the
@@ -54,16 +55,21 @@ def prepare(url: str, count: int) -> None:
 
 
 def enqueue_all(url: str, redis_url: str) -> int:
+    """Enqueue the pending deliveries as the pipeline's job does (jobs.enqueue_deliveries: one
+    ``deliver_batch`` job per GATEWAY_DELIVERY_BATCH deliveries)."""
+    from types import SimpleNamespace
+
+    from gateway import jobs
     from gateway.models import Delivery
     from gateway.queue import RqQueue
+    from gateway.settings import DEFAULTS
 
     engine = create_engine(url)
     with engine.connect() as connection:
         ids = list(connection.scalars(select(Delivery.id).where(Delivery.state == "pending").order_by(Delivery.id)))
     engine.dispose()
     queue = RqQueue(redis_url)
-    for delivery_id in ids:
-        queue.enqueue("deliver", delivery_id)
+    jobs.enqueue_deliveries(SimpleNamespace(settings=DEFAULTS, jobs=queue), ids)
     queue.shutdown()
     return len(ids)
 
@@ -198,9 +204,10 @@ def _create_database(postgres, name: str) -> None:
 
 
 def cpu_in_process(count: int, url: str | None = None) -> None:
-    """`python -m tests.bench.deliveries --cpu N`: the CPU of ``jobs.deliver`` in this process
-    (one thread, no RQ) over N prepared deliveries to a local SMTP server: the worker thread's
-    CPU per delivery, and the whole process's (with the SMTP stand-in's thread)."""
+    """`python -m tests.bench.deliveries --cpu N`: the CPU of the delivery jobs in this process
+    (one thread, no RQ) over N prepared deliveries to a local SMTP server, enqueued as the
+    pipeline does (``jobs.enqueue_deliveries``: one ``deliver_batch`` job per batch): the
+    worker thread's CPU per delivery, and the whole process's (with the SMTP stand-in's thread)."""
     from gateway import create_app, jobs
     from gateway.db import upgrade
     from gateway.models import Delivery
@@ -215,9 +222,13 @@ def cpu_in_process(count: int, url: str | None = None) -> None:
     runtime = app.extensions["runtime"]
     with runtime.db.engine.connect() as connection:
         ids = list(connection.scalars(select(Delivery.id).order_by(Delivery.id)))
+    queued: list[tuple[str, int]] = []
+    runtime.jobs.enqueue = lambda job, item_id: queued.append((job, item_id))
+    jobs.enqueue_deliveries(runtime, ids)
     thread, process, wall = time.thread_time(), time.process_time(), time.perf_counter()
-    for delivery_id in ids:
-        jobs.deliver(runtime, delivery_id)
+    while queued:
+        job, item_id = queued.pop(0)
+        jobs.JOBS[job](runtime, item_id)
     thread, process, wall = time.thread_time() - thread, time.process_time() - process, time.perf_counter() - wall
     with runtime.db.engine.connect() as connection:
         done = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "delivered"))
