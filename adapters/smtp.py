@@ -4,8 +4,9 @@ Classifies every failure for the outbox: a server that cannot be reached, a time
 4xx reply is transient (retried with backoff); a 5xx reply for the recipient or the message
 is permanent (dead letter). See RFC 5321 §4.2.1 for the reply-code classes.
 
-Each thread keeps its SMTP session open between messages (checked with NOOP before reuse,
-dropped after any error): connecting, greeting and EHLO cost more than sending a message.
+Each thread keeps its SMTP session open between messages (dropped after any error; one the
+server closed while idle is replaced when MAIL fails on it, before anything was accepted):
+connecting, greeting and EHLO cost more than sending a message.
 
 Messages are written as bytes here (``mime``), not with ``email.message.EmailMessage``: its
 header parsing, folding and content managers cost more CPU than the rest of a delivery. The
@@ -88,7 +89,7 @@ class SmtpTransport:
         data = mime(headers, text, html, utf8=bool(options))
         try:
             try:
-                self._session().sendmail(self.sender, recipients, data, options)
+                self._transaction(recipients, data, options)
             except BaseException:
                 self._drop()  # never reuse a session in an unknown state
                 raise
@@ -101,16 +102,45 @@ class SmtpTransport:
             raise TransientDeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from exc
         return names["message-id"]
 
-    def _session(self) -> smtplib.SMTP:
-        """This thread's open session if the server still answers NOOP, else a new one."""
-        smtp = getattr(self._local, "smtp", None)
-        if smtp is not None:
-            try:
-                if smtp.noop()[0] == 250:
-                    return smtp
-            except (OSError, smtplib.SMTPException):
-                pass  # closed by the server while idle: open another
+    def _transaction(self, recipients: list[str], data: bytes, options: tuple[str, ...]) -> None:
+        """MAIL, RCPT, DATA as smtplib's sendmail, on this thread's session. A session kept
+        from an earlier message is not probed with NOOP first (a round trip per message): if
+        the server closed it meanwhile, MAIL fails (closed, or 421) before anything of this
+        message was accepted, and MAIL is sent again once on a new session."""
+        smtp, kept = getattr(self._local, "smtp", None), True
+        if smtp is None:
+            smtp, kept = self._session(), False
+        try:
+            code, reply = self._mail(smtp, len(data), options)
+        except (OSError, smtplib.SMTPServerDisconnected):
+            if not kept:
+                raise
+            code, reply = 421, b""
+        if code == 421 and kept:  # the kept session was closed by the server: a new one
             self._drop()
+            smtp = self._session()
+            code, reply = self._mail(smtp, len(data), options)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, self.sender)
+        refused = {}
+        for recipient in recipients:
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+        if len(refused) == len(recipients):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        code, reply = smtp.data(data)
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+
+    def _mail(self, smtp: smtplib.SMTP, size: int, options: tuple[str, ...]) -> tuple[int, bytes]:
+        smtp.ehlo_or_helo_if_needed()
+        if smtp.does_esmtp and smtp.has_extn("size"):
+            options = (f"size={size}", *options)
+        return smtp.mail(self.sender, options)
+
+    def _session(self) -> smtplib.SMTP:
+        """A new session for this thread, kept for its next messages."""
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
             if self.starttls:
