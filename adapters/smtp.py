@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import random
+import re
 import smtplib
 import sys
 import threading
@@ -124,7 +125,7 @@ class SmtpTransport:
             raise smtplib.SMTPSenderRefused(code, reply, self.sender)
         refused = {}
         for recipient in recipients:
-            code, reply = smtp.rcpt(recipient)
+            code, reply = _command(smtp, "rcpt", recipient)
             if code not in (250, 251):
                 refused[recipient] = (code, reply)
         if len(refused) == len(recipients):
@@ -137,7 +138,7 @@ class SmtpTransport:
         smtp.ehlo_or_helo_if_needed()
         if smtp.does_esmtp and smtp.has_extn("size"):
             options = (f"size={size}", *options)
-        return smtp.mail(self.sender, options)
+        return _command(smtp, "mail", self.sender, options)
 
     def _session(self) -> smtplib.SMTP:
         """A new session for this thread, kept for its next messages."""
@@ -159,8 +160,25 @@ class SmtpTransport:
             smtp.close()
 
 
+# A bare addr-spec (dot-atom@domain): read as it is, as getaddresses and smtplib's quoteaddr
+# would read it, without their character-by-character parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
 def _addresses(*fields: str) -> list[str]:
+    if len(fields) == 1 and _PLAIN.fullmatch(fields[0]):
+        return [fields[0]]
     return [address for _, address in getaddresses(fields)]
+
+
+def _command(smtp: smtplib.SMTP, verb: str, address: str, options: tuple[str, ...] = ()) -> tuple[int, bytes]:
+    """MAIL FROM or RCPT TO, as smtplib's ``mail`` and ``rcpt`` send them."""
+    if not _PLAIN.fullmatch(address) or any(option.lower() == "smtputf8" for option in options):
+        return smtp.mail(address, options) if verb == "mail" else smtp.rcpt(address)
+    extra = " " + " ".join(options) if options and smtp.does_esmtp else ""
+    smtp.putcmd(verb, f"{'from' if verb == 'mail' else 'TO'}:<{address}>{extra}")
+    return smtp.getreply()
 
 
 def _classify(code: int, what: str) -> Exception:
@@ -202,9 +220,68 @@ def header(name: str, value: str, utf8: bool = False) -> bytes:
     RFC 2047 encoded words, folding, and ValueError for a line break in the value."""
     if value.isascii() and value.isprintable() and len(name) + len(value) + 2 <= _MAX_LINE:
         return f"{name}: {value}\r\n".encode("ascii")
+    if name in _UNSTRUCTURED and not utf8:
+        words = _encoded_words(value)
+        if words is not None:
+            return _folded(name, words)
     style = policy.SMTPUTF8 if utf8 else policy.SMTP
     folded = style.header_store_parse(name, value)[1].fold(policy=style)
     return folded.encode("utf-8" if utf8 else "ascii", "surrogateescape")
+
+
+_UNSTRUCTURED = {"Subject"}  # free text (RFC 5322 §3.6.5): words may be RFC 2047 encoded words
+_Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")  # RFC 2047 §5(3)
+_Q_TEXT = 40  # encoded characters per encoded word: the word stays well under 75 (§2)
+
+
+def _encoded_words(value: str) -> list[str] | None:
+    """``value`` as words of unstructured header text: ASCII words as they are, each run of
+    words needing encoding as RFC 2047 encoded words (UTF-8, Q), which a reader decodes back
+    to exactly ``value``. None for a value this does not handle (leading, trailing or repeated
+    spaces, control characters, a very long word): the policy writes those."""
+    words = value.split(" ")
+    if not value.isprintable() or "" in words or any(len(word) > 60 for word in words):
+        return None
+    out: list[str] = []
+    run: list[str] = []
+    for word in [*words, None]:
+        if word is not None and (not word.isascii() or "=?" in word):
+            run.append(word)
+            continue
+        if run:  # the spaces inside a run are encoded too ("_"); between encoded words none is read
+            out += _q_encoded(" ".join(run))
+            run = []
+        if word is not None:
+            out.append(word)
+    return out
+
+
+def _q_encoded(text: str) -> list[str]:
+    words, current = [], ""
+    for char in text:
+        if char in _Q_SAFE:
+            code = char
+        elif char == " ":
+            code = "_"
+        else:
+            code = "".join(f"={byte:02X}" for byte in char.encode("utf-8"))
+        if len(current) + len(code) > _Q_TEXT:
+            words.append(f"=?utf-8?q?{current}?=")
+            current = ""
+        current += code
+    return [*words, f"=?utf-8?q?{current}?="]
+
+
+def _folded(name: str, words: list[str]) -> bytes:
+    """``name: words`` folded before a word that would pass 78 characters (a reader unfolds
+    the CRLF and keeps the space)."""
+    lines, line = [], f"{name}:"
+    for word in words:
+        if len(line) + 1 + len(word) > _MAX_LINE and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + word
+    return ("\r\n".join([*lines, line]) + "\r\n").encode("ascii")
 
 
 def encode_text(text: str) -> tuple[str, bytes]:

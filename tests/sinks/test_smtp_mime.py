@@ -150,6 +150,13 @@ def test_department_email_parses_as_the_email_package_built_it(smtp_server, summ
     ("To", "Élise Tremblay <elise@example.org>"),
     ("References", " ".join(f"<message.{i}.abcdef@mail.example.org>" for i in range(6))),
     ("Subject", "=?utf-8?q?looks_encoded?= but is plain"),
+    ("Subject", "[R-2026-4821735] Nid-de-poule — 145, rue Wellington (courante)"),
+    ("Subject", "Échéance dépassée — R-2026-4821735 — [R-2026-4821735] Éclairage de rue — 12, côte "
+                "Sainte-Thérèse-de-l'Enfant-Jésus (URGENT)"),
+    ("Subject", "é é a é_b? ça=là =?x?= 🚧 Заявка R-2026-4821737 получена"),
+    ("Subject", "Très" + "é" * 90),
+    ("Subject", " leading and  double  spaces — kept"),
+    ("Subject", "a\ttab — ç"),
 ])
 def test_header_reads_as_the_policy_wrote_it(name, value):
     mail = EmailMessage()
