@@ -8,23 +8,25 @@ Each thread keeps its SMTP session open between messages (dropped after any erro
 server closed while idle is replaced when MAIL fails on it, before anything was accepted):
 connecting, greeting and EHLO cost more than sending a message.
 
-Messages are written as bytes here (``mime``), not with ``email.message.EmailMessage``: its
-header parsing, folding and content managers cost more CPU than the rest of a delivery. The
-bytes are the ones EmailMessage with ``policy.default`` would produce (same headers, parts,
-charset and transfer-encoding choice; checked by tests/sinks/test_smtp_mime.py); a header that
-needs encoding or folding still goes through the email package's policy.
+Messages are built by the email package's compat32 classes (``mime``: MIMEMultipart,
+MIMEText with a UTF-8 quoted-printable charset, Header), the cheapest of its ways measured
+(docs/benchmarks.md §3): EmailMessage's header parsing and content manager cost about three
+times as much CPU. tests/sinks/test_smtp_mime.py checks that a recipient reads what the
+EmailMessage code sent before.
 """
 
 from __future__ import annotations
 
-import binascii
-import random
 import re
 import smtplib
-import sys
 import threading
-from email import policy, quoprimime
-from email.utils import getaddresses, make_msgid
+from email import policy
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, getaddresses, make_msgid
 
 from .errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
 
@@ -187,123 +189,50 @@ def _classify(code: int, what: str) -> Exception:
     return PermanentDeliveryError(f"{what} ({code})")
 
 
-_MAX_LINE = 78  # the email package's policy.max_line_length (RFC 5322's recommended limit)
-_CRLF = "\r\n"
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP  # 7-bit lines of at most 76 characters: no 8BITMIME needed, no 998-byte limit to watch
+_CRLF = policy.compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are
+_ADDRESS_FIELDS = {"from", "to", "cc", "reply-to"}
 
 
 def mime(headers: list[tuple[str, str]], text: str, html: str | None = None, utf8: bool = False) -> bytes:
-    """The message as EmailMessage (policy.default) builds it with ``set_content(text)`` and
-    ``add_alternative(html, subtype="html")``, flattened for SMTP: bytes with CRLF line ends.
-    ``headers`` come first, then MIME-Version and Content-Type (a Content-* header among them
-    stays on the message, not on its first part)."""
-    lines = [header(name, value, utf8) for name, value in headers]
-    cte, body = encode_text(text)
-    if html is None:
-        lines.append(b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
-                     + f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode("ascii"))
-        return b"".join(lines) + body
-    html_cte, html_body = encode_text(html)
-    boundary = _boundary((body, html_body))
-    lines.append(b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n"
-                 + f' boundary="{boundary}"\r\n'.encode("ascii"))
-    return b"".join([
-        *lines, f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
-                 f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode("ascii"), body,
-        f"\r\n--{boundary}\r\nContent-Type: text/html; charset=\"utf-8\"\r\n"
-        f"Content-Transfer-Encoding: {html_cte}\r\nMIME-Version: 1.0\r\n\r\n".encode("ascii"), html_body,
-        f"\r\n--{boundary}--\r\n".encode("ascii")])
+    """The message built by the email package, flattened for SMTP (CRLF line ends): ``text``
+    as a text/plain part in UTF-8 (quoted-printable), and ``html``, if given, as its
+    text/html alternative. Raises ValueError for a line break in a header value.
+
+    The compat32 classes (MIMEText, MIMEMultipart, Header): EmailMessage's header parsing,
+    folding and content manager cost about three times their CPU (docs/benchmarks.md §3).
+    With an address that is not ASCII (``utf8``: SMTPUTF8), EmailMessage and
+    policy.SMTPUTF8 write the headers in UTF-8 as RFC 6532 wants."""
+    for name, value in headers:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"line break in the {name} header")
+    if utf8:
+        return _international(headers, text, html)
+    message = MIMEText(text, "plain", _UTF8)
+    if html is not None:
+        message = MIMEMultipart("alternative", _subparts=[message, MIMEText(html, "html", _UTF8)])
+    for name, value in headers:
+        message[name] = _header(name, value)
+    return message.as_bytes(policy=_CRLF)
 
 
-def header(name: str, value: str, utf8: bool = False) -> bytes:
-    """One header field, CRLF-terminated. A short printable ASCII value is written as it is
-    (the policy would not change it); any other goes through the email package's policy:
-    RFC 2047 encoded words, folding, and ValueError for a line break in the value."""
-    if value.isascii() and value.isprintable() and len(name) + len(value) + 2 <= _MAX_LINE:
-        return f"{name}: {value}\r\n".encode("ascii")
-    if name in _UNSTRUCTURED and not utf8:
-        words = _encoded_words(value)
-        if words is not None:
-            return _folded(name, words)
-    style = policy.SMTPUTF8 if utf8 else policy.SMTP
-    folded = style.header_store_parse(name, value)[1].fold(policy=style)
-    return folded.encode("utf-8" if utf8 else "ascii", "surrogateescape")
+def _header(name: str, value: str) -> str | Header:
+    """ASCII as it is (folded by the generator); otherwise RFC 2047 encoded words in UTF-8:
+    for an address field only its display names (formataddr), for any other the whole value.
+    ASCII that looks like an encoded word is encoded too, so it reads back as written."""
+    if value.isascii() and "=?" not in value:
+        return value
+    if name.lower() in _ADDRESS_FIELDS:
+        return ", ".join(formataddr(pair, _UTF8) for pair in getaddresses([value]))
+    return Header(value, _UTF8, header_name=name)
 
 
-_UNSTRUCTURED = {"Subject"}  # free text (RFC 5322 §3.6.5): words may be RFC 2047 encoded words
-_Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")  # RFC 2047 §5(3)
-_Q_TEXT = 40  # encoded characters per encoded word: the word stays well under 75 (§2)
-
-
-def _encoded_words(value: str) -> list[str] | None:
-    """``value`` as words of unstructured header text: ASCII words as they are, each run of
-    words needing encoding as RFC 2047 encoded words (UTF-8, Q), which a reader decodes back
-    to exactly ``value``. None for a value this does not handle (leading, trailing or repeated
-    spaces, control characters, a very long word): the policy writes those."""
-    words = value.split(" ")
-    if not value.isprintable() or "" in words or any(len(word) > 60 for word in words):
-        return None
-    out: list[str] = []
-    run: list[str] = []
-    for word in [*words, None]:
-        if word is not None and (not word.isascii() or "=?" in word):
-            run.append(word)
-            continue
-        if run:  # the spaces inside a run are encoded too ("_"); between encoded words none is read
-            out += _q_encoded(" ".join(run))
-            run = []
-        if word is not None:
-            out.append(word)
-    return out
-
-
-def _q_encoded(text: str) -> list[str]:
-    words, current = [], ""
-    for char in text:
-        if char in _Q_SAFE:
-            code = char
-        elif char == " ":
-            code = "_"
-        else:
-            code = "".join(f"={byte:02X}" for byte in char.encode("utf-8"))
-        if len(current) + len(code) > _Q_TEXT:
-            words.append(f"=?utf-8?q?{current}?=")
-            current = ""
-        current += code
-    return [*words, f"=?utf-8?q?{current}?="]
-
-
-def _folded(name: str, words: list[str]) -> bytes:
-    """``name: words`` folded before a word that would pass 78 characters (a reader unfolds
-    the CRLF and keeps the space)."""
-    lines, line = [], f"{name}:"
-    for word in words:
-        if len(line) + 1 + len(word) > _MAX_LINE and line != f"{name}:":
-            lines.append(line)
-            line = ""
-        line += " " + word
-    return ("\r\n".join([*lines, line]) + "\r\n").encode("ascii")
-
-
-def encode_text(text: str) -> tuple[str, bytes]:
-    """(Content-Transfer-Encoding, body with CRLF line ends) as the email package's
-    ``set_content(text)`` chooses them (contentmanager._encode_text, policy.default): as is
-    (7bit or 8bit) when no line is longer than 78 bytes, else quoted-printable or base64,
-    whichever the first ten lines make shorter."""
-    lines = text.encode("utf-8").splitlines()
-    if max(map(len, lines), default=0) <= _MAX_LINE:
-        return ("7bit" if text.isascii() else "8bit"), b"\r\n".join(lines) + b"\r\n"
-    sniff = b"\n".join(lines[:10]) + b"\n"
-    if len(quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)) > len(binascii.b2a_base64(sniff)):
-        encoded = binascii.b2a_base64(b"\n".join(lines) + b"\n", newline=False).decode("ascii")
-        chunks = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]  # 57 bytes a line, as the package
-        return "base64", (_CRLF.join(chunks) + _CRLF).encode("ascii")
-    encoded = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
-    return "quoted-printable", (_CRLF.join(encoded.splitlines()) + _CRLF).encode("ascii")
-
-
-def _boundary(bodies) -> str:
-    """A boundary like the email generator's, absent from the bodies."""
-    while True:
-        boundary = f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
-        if not any(f"--{boundary}".encode("ascii") in body for body in bodies):
-            return boundary
+def _international(headers: list[tuple[str, str]], text: str, html: str | None) -> bytes:
+    message = EmailMessage(policy=policy.SMTPUTF8)
+    message.set_content(text)  # before the headers: it would drop a Content-Language
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for name, value in headers:
+        message[name] = value
+    return message.as_bytes()
