@@ -21,7 +21,7 @@ import re
 import smtplib
 import threading
 from email import policy
-from email.charset import QP, Charset
+from email.charset import BASE64, QP, Charset
 from email.header import Header
 from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
@@ -191,6 +191,7 @@ def _classify(code: int, what: str) -> Exception:
 
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP  # 7-bit lines of at most 76 characters: no 8BITMIME needed, no 998-byte limit to watch
+_UTF8.header_encoding = BASE64  # "B" encoded words: Header splits Q words by re-measuring each longer prefix
 _CRLF = policy.compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are
 _ADDRESS_FIELDS = {"from", "to", "cc", "reply-to"}
 
@@ -218,7 +219,7 @@ def mime(headers: list[tuple[str, str]], text: str, html: str | None = None, utf
 
 
 def _header(name: str, value: str) -> str | Header:
-    """ASCII as it is (folded by the generator); otherwise RFC 2047 encoded words in UTF-8:
+    """ASCII as it is (folded by the generator); otherwise RFC 2047 encoded words (UTF-8, B):
     for an address field only its display names (formataddr), for any other the whole value.
     ASCII that looks like an encoded word is encoded too, so it reads back as written."""
     if value.isascii() and "=?" not in value:
