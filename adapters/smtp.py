@@ -4,16 +4,29 @@ Classifies every failure for the outbox: a server that cannot be reached, a time
 4xx reply is transient (retried with backoff); a 5xx reply for the recipient or the message
 is permanent (dead letter). See RFC 5321 §4.2.1 for the reply-code classes.
 
-Each thread keeps its SMTP session open between messages (checked with NOOP before reuse,
-dropped after any error): connecting, greeting and EHLO cost more than sending a message.
+Each thread keeps its SMTP session open between messages (dropped after any error; one the
+server closed while idle is replaced when MAIL fails on it, before anything was accepted):
+connecting, greeting and EHLO cost more than sending a message.
+
+Messages are built by the email package's compat32 classes (``mime``: MIMEMultipart,
+MIMEText with a UTF-8 quoted-printable charset, Header), the cheapest of its ways measured
+(docs/benchmarks.md §3): EmailMessage's header parsing and content manager cost about three
+times as much CPU. tests/sinks/test_smtp_mime.py checks that a recipient reads what the
+EmailMessage code sent before.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 import threading
+from email import policy
+from email.charset import BASE64, QP, Charset
+from email.header import Header
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, getaddresses, make_msgid
 
 from .errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
 
@@ -58,21 +71,28 @@ class SmtpTransport:
         safe = "".join(c if c.isalnum() or c in "-._" else "." for c in key)
         return f"<{safe}@{self.domain}>" if key else make_msgid(domain=self.domain)
 
-    def send(self, message: EmailMessage) -> str:
-        """Send ``message``; returns its Message-ID.
+    def send(self, headers: list[tuple[str, str]], text: str, html: str | None = None) -> str:
+        """Send a message with these headers (To among them; From and Message-ID added if
+        missing), ``text`` and, if given, ``html`` as its alternative; returns its Message-ID.
 
         Raises AdapterMisconfiguredError (no host or sender), TransientDeliveryError,
         PermanentDeliveryError.
         """
         if not self.host or not self.sender:
             raise AdapterMisconfiguredError("SMTP_HOST and SMTP_FROM must be set")
-        if "From" not in message:
-            message["From"] = self.sender
-        if "Message-ID" not in message:
-            message["Message-ID"] = make_msgid(domain=self.domain)
+        names = {name.lower(): value for name, value in headers}
+        if "message-id" not in names:
+            names["message-id"] = make_msgid(domain=self.domain)
+            headers = [*headers, ("Message-ID", names["message-id"])]
+        if "from" not in names:
+            headers = [*headers, ("From", self.sender)]
+        recipients = _addresses(*(names[h] for h in ("to", "cc") if h in names))
+        # As smtplib's send_message: SMTPUTF8 when an envelope address is not ASCII.
+        options = () if "".join([*_addresses(self.sender), *recipients]).isascii() else ("SMTPUTF8", "BODY=8BITMIME")
+        data = mime(headers, text, html, utf8=bool(options))
         try:
             try:
-                self._session().send_message(message)
+                self._transaction(recipients, data, options)
             except BaseException:
                 self._drop()  # never reuse a session in an unknown state
                 raise
@@ -83,18 +103,47 @@ class SmtpTransport:
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             # Refused connection, timeout, dropped session: the server may be back later.
             raise TransientDeliveryError(f"SMTP server unreachable: {type(exc).__name__}") from exc
-        return str(message["Message-ID"])
+        return names["message-id"]
+
+    def _transaction(self, recipients: list[str], data: bytes, options: tuple[str, ...]) -> None:
+        """MAIL, RCPT, DATA as smtplib's sendmail, on this thread's session. A session kept
+        from an earlier message is not probed with NOOP first (a round trip per message): if
+        the server closed it meanwhile, MAIL fails (closed, or 421) before anything of this
+        message was accepted, and MAIL is sent again once on a new session."""
+        smtp, kept = getattr(self._local, "smtp", None), True
+        if smtp is None:
+            smtp, kept = self._session(), False
+        try:
+            code, reply = self._mail(smtp, len(data), options)
+        except (OSError, smtplib.SMTPServerDisconnected):
+            if not kept:
+                raise
+            code, reply = 421, b""
+        if code == 421 and kept:  # the kept session was closed by the server: a new one
+            self._drop()
+            smtp = self._session()
+            code, reply = self._mail(smtp, len(data), options)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, self.sender)
+        refused = {}
+        for recipient in recipients:
+            code, reply = _command(smtp, "rcpt", recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+        if len(refused) == len(recipients):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        code, reply = smtp.data(data)
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+
+    def _mail(self, smtp: smtplib.SMTP, size: int, options: tuple[str, ...]) -> tuple[int, bytes]:
+        smtp.ehlo_or_helo_if_needed()
+        if smtp.does_esmtp and smtp.has_extn("size"):
+            options = (f"size={size}", *options)
+        return _command(smtp, "mail", self.sender, options)
 
     def _session(self) -> smtplib.SMTP:
-        """This thread's open session if the server still answers NOOP, else a new one."""
-        smtp = getattr(self._local, "smtp", None)
-        if smtp is not None:
-            try:
-                if smtp.noop()[0] == 250:
-                    return smtp
-            except (OSError, smtplib.SMTPException):
-                pass  # closed by the server while idle: open another
-            self._drop()
+        """A new session for this thread, kept for its next messages."""
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
             if self.starttls:
@@ -113,7 +162,78 @@ class SmtpTransport:
             smtp.close()
 
 
+# A bare addr-spec (dot-atom@domain): read as it is, as getaddresses and smtplib's quoteaddr
+# would read it, without their character-by-character parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def _addresses(*fields: str) -> list[str]:
+    if len(fields) == 1 and _PLAIN.fullmatch(fields[0]):
+        return [fields[0]]
+    return [address for _, address in getaddresses(fields)]
+
+
+def _command(smtp: smtplib.SMTP, verb: str, address: str, options: tuple[str, ...] = ()) -> tuple[int, bytes]:
+    """MAIL FROM or RCPT TO, as smtplib's ``mail`` and ``rcpt`` send them."""
+    if not _PLAIN.fullmatch(address) or any(option.lower() == "smtputf8" for option in options):
+        return smtp.mail(address, options) if verb == "mail" else smtp.rcpt(address)
+    extra = " " + " ".join(options) if options and smtp.does_esmtp else ""
+    smtp.putcmd(verb, f"{'from' if verb == 'mail' else 'TO'}:<{address}>{extra}")
+    return smtp.getreply()
+
+
 def _classify(code: int, what: str) -> Exception:
     if 400 <= code < 500:
         return TransientDeliveryError(f"{what} ({code})")
     return PermanentDeliveryError(f"{what} ({code})")
+
+
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP  # 7-bit lines of at most 76 characters: no 8BITMIME needed, no 998-byte limit to watch
+_UTF8.header_encoding = BASE64  # "B" encoded words: Header splits Q words by re-measuring each longer prefix
+_CRLF = policy.compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are
+_ADDRESS_FIELDS = {"from", "to", "cc", "reply-to"}
+
+
+def mime(headers: list[tuple[str, str]], text: str, html: str | None = None, utf8: bool = False) -> bytes:
+    """The message built by the email package, flattened for SMTP (CRLF line ends): ``text``
+    as a text/plain part in UTF-8 (quoted-printable), and ``html``, if given, as its
+    text/html alternative. Raises ValueError for a line break in a header value.
+
+    The compat32 classes (MIMEText, MIMEMultipart, Header): EmailMessage's header parsing,
+    folding and content manager cost about three times their CPU (docs/benchmarks.md §3).
+    With an address that is not ASCII (``utf8``: SMTPUTF8), EmailMessage and
+    policy.SMTPUTF8 write the headers in UTF-8 as RFC 6532 wants."""
+    for name, value in headers:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"line break in the {name} header")
+    if utf8:
+        return _international(headers, text, html)
+    message = MIMEText(text, "plain", _UTF8)
+    if html is not None:
+        message = MIMEMultipart("alternative", _subparts=[message, MIMEText(html, "html", _UTF8)])
+    for name, value in headers:
+        message[name] = _header(name, value)
+    return message.as_bytes(policy=_CRLF)
+
+
+def _header(name: str, value: str) -> str | Header:
+    """ASCII as it is (folded by the generator); otherwise RFC 2047 encoded words (UTF-8, B):
+    for an address field only its display names (formataddr), for any other the whole value.
+    ASCII that looks like an encoded word is encoded too, so it reads back as written."""
+    if value.isascii() and "=?" not in value:
+        return value
+    if name.lower() in _ADDRESS_FIELDS:
+        return ", ".join(formataddr(pair, _UTF8) for pair in getaddresses([value]))
+    return Header(value, _UTF8, header_name=name)
+
+
+def _international(headers: list[tuple[str, str]], text: str, html: str | None) -> bytes:
+    message = EmailMessage(policy=policy.SMTPUTF8)
+    message.set_content(text)  # before the headers: it would drop a Content-Language
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for name, value in headers:
+        message[name] = value
+    return message.as_bytes()

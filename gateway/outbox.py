@@ -257,10 +257,12 @@ def _record(connection, row, values: dict) -> None:
 
 def _release(runtime, rows, lease_until: datetime) -> None:
     """Hand back claimed deliveries whose send did not start in time: due again at once, and
-    the attempt they did not make is not counted."""
+    the attempt they did not make is not counted; a new job sends them (the batch's job
+    stood for them too), not the sweeper seconds later."""
     with runtime.db.engine.begin() as connection:
         connection.execute(_RELEASE, {"row_ids": [row.id for row in rows], "held": lease_until})
     log.info("%s deliveries handed back: the batch ran out of time", len(rows))
+    runtime.jobs.enqueue("deliver_batch", rows[0].id)
 
 
 def _delivered(runtime, row, lease_until: datetime, external_id: str | None) -> str:

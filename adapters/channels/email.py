@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import re
-from email.message import EmailMessage
 
 from ..base import DeliveryReceipt, OutboundMessage
 from ..errors import PermanentDeliveryError
@@ -33,23 +32,20 @@ class EmailChannel:
         """Raises AdapterMisconfiguredError, TransientDeliveryError, PermanentDeliveryError."""
         if "@" not in message.to:
             raise PermanentDeliveryError("not an e-mail address")
-        email = EmailMessage()
-        email["To"] = message.to
-        email["Subject"] = message.subject or ""
-        email["Message-ID"] = message.message_id or self.transport.message_id(message.idempotency_key)
+        headers = [("To", message.to), ("Subject", message.subject or ""),
+                   ("Message-ID", message.message_id or self.transport.message_id(message.idempotency_key))]
         if self.reply_to:
-            email["Reply-To"] = self.reply_to
+            headers.append(("Reply-To", self.reply_to))
         references = list(dict.fromkeys([*message.references, *filter(None, [message.in_reply_to])]))
         if message.in_reply_to:
-            email["In-Reply-To"] = message.in_reply_to
+            headers.append(("In-Reply-To", message.in_reply_to))
         if references:
-            email["References"] = " ".join(references)
+            headers.append(("References", " ".join(references)))
         if message.automatic:
-            email["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not answer
-        email.set_content(message.text)
-        email.add_alternative(to_html(message.text, message.language), subtype="html")
-        email["Content-Language"] = message.language  # after set_content, which resets Content-*
-        return DeliveryReceipt(external_id=self.transport.send(email))
+            headers.append(("Auto-Submitted", "auto-generated"))  # RFC 3834: auto-responders must not answer
+        headers.append(("Content-Language", message.language))
+        html_text = to_html(message.text, message.language)
+        return DeliveryReceipt(external_id=self.transport.send(headers, message.text, html_text))
 
 
 _URL = re.compile(r"https?://[^\s<>\"]+")

@@ -9,7 +9,6 @@ so the outbox only resends when the previous attempt is known not to have been a
 
 from __future__ import annotations
 
-from email.message import EmailMessage
 from typing import Any
 
 from ..base import DeliveryReceipt, RequestSummary
@@ -81,34 +80,31 @@ class EmailSmtpSink:
         to = target.get("to")
         if not to:
             raise AdapterMisconfiguredError("email_smtp sink needs a 'to' address")
-        message = self.compose(request, to, target.get("language", "fr"), idempotency_key)
+        headers, text = self.compose(request, to, target.get("language", "fr"), idempotency_key)
         notice = target.get("notice")
         if notice:  # a follow-up about a request already sent (SLA warning), not a new one
-            subject = message["Subject"]
-            del message["Subject"]
-            message["Subject"] = f"{notice['text'].splitlines()[0]} — {subject}"
-            message.set_content(notice["text"] + "\n\n" + message.get_content())
-        return DeliveryReceipt(external_id=self.transport.send(message))
+            headers = [(name, f"{notice['text'].splitlines()[0]} — {value}" if name == "Subject" else value)
+                       for name, value in headers]
+            text = notice["text"] + "\n\n" + text
+        return DeliveryReceipt(external_id=self.transport.send(headers, text))
 
     def compose(
         self, request: RequestSummary, to: str, language: str, idempotency_key: str
-    ) -> EmailMessage:
+    ) -> tuple[list[tuple[str, str]], str]:
+        """The message's headers (From is the transport's) and its plain-text body."""
         words = LABELS.get(language, LABELS["fr"])
         priority = words["priorities"].get(request.priority, request.priority)
         where = request.address or request.district or words["nowhere"]
-        message = EmailMessage()
-        message["To"] = to
+        headers = [("To", to)]
         if self.reply_to:
-            message["Reply-To"] = self.reply_to
-        message["Subject"] = words["subject"].format(
-            code=request.code, category=request.category_name, where=where, priority=priority
-        )
-        message["Message-ID"] = self.transport.message_id(idempotency_key)
-        message["X-Gateway-Request"] = request.code
+            headers.append(("Reply-To", self.reply_to))
+        headers.append(("Subject", words["subject"].format(
+            code=request.code, category=request.category_name, where=where, priority=priority)))
+        headers.append(("Message-ID", self.transport.message_id(idempotency_key)))
+        headers.append(("X-Gateway-Request", request.code))
         if request.priority == "urgent":
-            message["Importance"] = "high"
-        message.set_content(_body(request, words, priority))
-        return message
+            headers.append(("Importance", "high"))
+        return headers, _body(request, words, priority)
 
 
 def _body(request: RequestSummary, words: dict, priority: str) -> str:

@@ -2,15 +2,18 @@
 
 A few replayed requests go through the pipeline for real; their deliveries (e-mail to the
 department, acknowledgement e-mail to the citizen) are cloned into N pending outbox rows with
-distinct idempotency keys, enqueued on a real redis-server, and sent by `gateway worker
+distinct idempotency keys, enqueued on a real redis-server as the pipeline's job enqueues
+them (one job per GATEWAY_DELIVERY_BATCH deliveries), and sent by `gateway worker
 --burst` processes (RQ SimpleWorker: jobs run in the worker process, no fork per job) to an
-aiosmtpd server on loopback (in this process: it competes with the workers for the cores).
+aiosmtpd server on loopback (in this process: it competes with the workers for the cores; it
+keeps the raw messages, parsed after the run).
 Throughput is N over the time between the first and the last ``delivered_at``, and N over the
 time from the first delivery to the exit of the last worker (every queued job done, including
 those that found nothing left to send), so worker start-up is not counted. The workers' CPU
 (user + system, /proc and wait4) from the first delivery to their exit, per delivery, is the
 figure the machine's load does not distort much; each worker's peak RSS is measured too.
-Afterwards every row must be delivered and the SMTP server must hold N messages.
+Afterwards every row must be delivered and the SMTP server must hold N messages with N
+distinct Message-IDs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,31 @@ from datetime import UTC, datetime
 from sqlalchemy import create_engine, func, insert, select
 
 from .common import BIN, ROOT, cpu_seconds, fresh_dir, peak_rss_mb, section
+
+
+def raw_smtp_server():
+    """The SMTP stand-in (aiosmtpd on loopback), keeping each message's bytes: the tests'
+    server parses every message with the email package (~1 ms of CPU each, on the cores the
+    workers need); here they are checked after the run (``distinct_messages``)."""
+    from tests.support.servers import SmtpServer
+
+    class RawSmtpServer(SmtpServer):
+        async def handle_DATA(self, server, session, envelope):
+            with self._lock:
+                self.messages.append(envelope.content)
+            return "250 Message accepted"
+
+    return RawSmtpServer().start()
+
+
+def distinct_messages(messages: list[bytes]) -> int:
+    """Messages with distinct Message-IDs, each a complete MIME message: a message sent
+    twice counts once."""
+    import email
+    from email import policy
+
+    ids = {str(email.message_from_bytes(raw, policy=policy.default)["Message-ID"]) for raw in messages}
+    return len(ids - {"None"})
 
 
 def prepare(url: str, count: int) -> None:
@@ -54,16 +82,21 @@ def prepare(url: str, count: int) -> None:
 
 
 def enqueue_all(url: str, redis_url: str) -> int:
+    """Enqueue the pending deliveries as the pipeline's job does (jobs.enqueue_deliveries: one
+    ``deliver_batch`` job per GATEWAY_DELIVERY_BATCH deliveries)."""
+    from types import SimpleNamespace
+
+    from gateway import jobs
     from gateway.models import Delivery
     from gateway.queue import RqQueue
+    from gateway.settings import DEFAULTS
 
     engine = create_engine(url)
     with engine.connect() as connection:
         ids = list(connection.scalars(select(Delivery.id).where(Delivery.state == "pending").order_by(Delivery.id)))
     engine.dispose()
     queue = RqQueue(redis_url)
-    for delivery_id in ids:
-        queue.enqueue("deliver", delivery_id)
+    jobs.enqueue_deliveries(SimpleNamespace(settings=DEFAULTS, jobs=queue), ids)
     queue.shutdown()
     return len(ids)
 
@@ -143,13 +176,13 @@ def warm_up(redis_url: str, workers: int) -> None:
 
 def run(results, quick: bool, databases: list[str]) -> None:
     from gateway.db import upgrade
-    from tests.support.servers import PostgresServer, RedisServer, SmtpServer
+    from tests.support.servers import PostgresServer, RedisServer
 
     section("deliveries: outbox → RQ SimpleWorker → local SMTP server")
     count = 500 if quick else 2_000
     folder = fresh_dir("deliveries")
     redis = RedisServer(folder).start()
-    smtp = SmtpServer().start()
+    smtp = raw_smtp_server()
     postgres = PostgresServer(durable=True).start() if "postgres" in databases else None
     try:
         for label in databases:
@@ -180,9 +213,11 @@ def run(results, quick: bool, databases: list[str]) -> None:
                             round(own / done * 1000, 2), "ms")
                 results.add("deliveries", f"{name}: wall time incl. worker start-up", round(wall, 1), "s")
                 results.add("deliveries", f"{name}: peak RSS per worker", f"{max(peaks):.0f}", "MiB")
-                exact = done == queued == len(smtp.messages) and other == 0
+                distinct = distinct_messages(smtp.messages)
+                exact = done == queued == len(smtp.messages) == distinct and other == 0
                 results.add("deliveries", f"{name}: {queued:,} queued, all delivered once",
-                            "yes" if exact else f"NO ({done} delivered, {len(smtp.messages)} e-mails, {other} left)")
+                            "yes" if exact else f"NO ({done} delivered, {len(smtp.messages)} e-mails, "
+                                                f"{distinct} distinct, {other} left)")
     finally:
         smtp.stop()
         redis.stop()
@@ -198,32 +233,36 @@ def _create_database(postgres, name: str) -> None:
 
 
 def cpu_in_process(count: int, url: str | None = None) -> None:
-    """`python -m tests.bench.deliveries --cpu N`: the CPU of ``jobs.deliver`` in this process
-    (one thread, no RQ) over N prepared deliveries to a local SMTP server: the worker thread's
-    CPU per delivery, and the whole process's (with the SMTP stand-in's thread)."""
+    """`python -m tests.bench.deliveries --cpu N`: the CPU of the delivery jobs in this process
+    (one thread, no RQ) over N prepared deliveries to a local SMTP server, enqueued as the
+    pipeline does (``jobs.enqueue_deliveries``: one ``deliver_batch`` job per batch): the
+    worker thread's CPU per delivery, and the whole process's (with the SMTP stand-in's thread)."""
     from gateway import create_app, jobs
     from gateway.db import upgrade
     from gateway.models import Delivery
-    from tests.support.servers import SmtpServer
 
     url = url or f"sqlite:///{fresh_dir('deliveries-cpu') / 'cpu.db'}"
     upgrade(url)
     prepare(url, count)
-    smtp = SmtpServer().start()
+    smtp = raw_smtp_server()
     app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None, "SMTP_HOST": "127.0.0.1",
                       "SMTP_PORT": smtp.port, "GATEWAY_LOG_LEVEL": "WARNING"})
     runtime = app.extensions["runtime"]
     with runtime.db.engine.connect() as connection:
         ids = list(connection.scalars(select(Delivery.id).order_by(Delivery.id)))
+    queued: list[tuple[str, int]] = []
+    runtime.jobs.enqueue = lambda job, item_id: queued.append((job, item_id))
+    jobs.enqueue_deliveries(runtime, ids)
     thread, process, wall = time.thread_time(), time.process_time(), time.perf_counter()
-    for delivery_id in ids:
-        jobs.deliver(runtime, delivery_id)
+    while queued:
+        job, item_id = queued.pop(0)
+        jobs.JOBS[job](runtime, item_id)
     thread, process, wall = time.thread_time() - thread, time.process_time() - process, time.perf_counter() - wall
     with runtime.db.engine.connect() as connection:
         done = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "delivered"))
     smtp.stop()
     runtime.jobs.shutdown()
-    print(f"{done}/{len(ids)} delivered, {len(smtp.messages)} e-mails; CPU per delivery: {thread / len(ids) * 1000:.2f} ms "
+    print(f"{done}/{len(ids)} delivered, {distinct_messages(smtp.messages)} distinct e-mails; CPU per delivery: {thread / len(ids) * 1000:.2f} ms "
           f"(this thread), {process / len(ids) * 1000:.2f} ms (with the SMTP stand-in); {len(ids) / wall:.0f}/s")
 
 

@@ -161,10 +161,13 @@ def test_a_batch_out_of_time_hands_the_rest_back_uncounted(make_app, auth, smtp_
         return send(message)
 
     monkeypatch.setattr(channel, "send", slow_send)
+    enqueued = []
+    monkeypatch.setattr(runtime.jobs, "enqueue", lambda job, item_id: enqueued.append((job, item_id)))
 
     assert outbox.run_batch(runtime, first=ids[0]) == {ids[0]: "delivered"}
     handed_back = [row(runtime, i) for i in ids[1:]]
     assert all(d.state == "pending" and d.attempts == 0 and d.lease_until is None for d in handed_back)
+    assert enqueued == [("deliver_batch", ids[1])]  # a job for them now, not the sweeper later
     assert outbox.run_batch(runtime) == {ids[1]: "delivered"}
     assert outbox.run_batch(runtime) == {ids[2]: "delivered"}
     assert all(len(smtp_server.to(f"usager{i}@example.org")) == 1 for i in range(3))
@@ -183,17 +186,33 @@ def test_the_jobs_a_batch_made_useless_are_withdrawn_from_the_queue(make_app, re
             "to": f"usager{i}@example.org", "text": "Reçu.", "language": "fr"}}, f"queue:{i}").id for i in range(3)]
     for delivery_id in [*ids, 999_999]:
         runtime.jobs.enqueue("deliver", delivery_id)
+    runtime.jobs.enqueue("deliver_batch", ids[2])  # stands for a batch of new deliveries: kept
     runtime.jobs.enqueue("sweep", 0)
 
     jobs.deliver(runtime, ids[0])  # what the worker runs for the first job
 
     queue = runtime.jobs.queue
     left = [Job.fetch(i, connection=queue.connection).args for i in queue.get_job_ids()]
-    assert left == [("deliver", ids[0]), ("deliver", 999_999), ("sweep", 0)]
+    assert left == [("deliver", ids[0]), ("deliver", 999_999), ("deliver_batch", ids[2]), ("sweep", 0)]
     assert len(smtp_server.messages) == 3
-    assert len(runtime.jobs.redis.keys("rq:job:*")) == 3  # the withdrawn jobs are gone, not orphaned
+    assert len(runtime.jobs.redis.keys("rq:job:*")) == 4  # the withdrawn jobs are gone, not orphaned
 
     started = utcnow()  # an administrator retries a delivery while a batch that sent it finishes
     runtime.jobs.enqueue("deliver", ids[1])
     jobs._withdraw_deliveries(runtime, {ids[1]}, started, scan=40)
     assert ("deliver", ids[1]) in [Job.fetch(i, connection=queue.connection).args for i in queue.get_job_ids()]
+
+
+def test_one_job_per_batch_of_new_deliveries_sends_them_all_in_any_order(make_app, auth, smtp_server, monkeypatch):
+    runtime = quiet_app(make_app, auth, smtp_server, GATEWAY_DELIVERY_BATCH=3)
+    ids = [add_notice(runtime, f"many:{i}", to=f"usager{i}@example.org") for i in range(7)]
+    enqueued = [("deliver", ids[5])]  # an administrator's job for one of them, run first
+    monkeypatch.setattr(runtime.jobs, "enqueue", lambda job, item_id: enqueued.append((job, item_id)))
+
+    jobs.enqueue_deliveries(runtime, ids)  # what process_inbound and the sweeper do
+
+    assert enqueued[1:] == [("deliver_batch", ids[0]), ("deliver_batch", ids[3]), ("deliver_batch", ids[6])]
+    for job, item_id in [enqueued[0], *reversed(enqueued[1:])]:  # a batch's job may take others' deliveries
+        jobs.JOBS[job](runtime, item_id)
+    assert set(states(runtime).values()) == {"delivered"}
+    assert all(len(smtp_server.to(f"usager{i}@example.org")) == 1 for i in range(7))

@@ -55,3 +55,15 @@ def test_check_reports_misconfiguration_without_sending(smtp_server, host, targe
     with pytest.raises(AdapterMisconfiguredError, match=message):
         sink(smtp_server.port, host).check(target)
     assert smtp_server.messages == []
+
+
+def test_a_kept_session_the_server_closed_is_replaced_and_the_message_sent_once(smtp_server, summary):
+    mail_sink = sink(smtp_server.port)
+    mail_sink.deliver(summary, {"to": "travaux.publics@bellerive.example.org"}, "first")
+    smtp_server.stop()  # the kept session dies with the server (as after its idle timeout)
+    smtp_server.start()
+
+    mail_sink.deliver(summary, {"to": "travaux.publics@bellerive.example.org"}, "second")
+
+    keys = [str(m["Message-ID"]).split("@")[0] for m in smtp_server.messages]
+    assert keys == ["<first", "<second"]
