@@ -17,7 +17,6 @@ EmailMessage code sent before.
 
 from __future__ import annotations
 
-import re
 import smtplib
 import threading
 from email import policy
@@ -127,7 +126,7 @@ class SmtpTransport:
             raise smtplib.SMTPSenderRefused(code, reply, self.sender)
         refused = {}
         for recipient in recipients:
-            code, reply = _command(smtp, "rcpt", recipient)
+            code, reply = smtp.rcpt(recipient)
             if code not in (250, 251):
                 refused[recipient] = (code, reply)
         if len(refused) == len(recipients):
@@ -140,7 +139,7 @@ class SmtpTransport:
         smtp.ehlo_or_helo_if_needed()
         if smtp.does_esmtp and smtp.has_extn("size"):
             options = (f"size={size}", *options)
-        return _command(smtp, "mail", self.sender, options)
+        return smtp.mail(self.sender, options)
 
     def _session(self) -> smtplib.SMTP:
         """A new session for this thread, kept for its next messages."""
@@ -162,25 +161,8 @@ class SmtpTransport:
             smtp.close()
 
 
-# A bare addr-spec (dot-atom@domain): read as it is, as getaddresses and smtplib's quoteaddr
-# would read it, without their character-by-character parser.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
-
-
 def _addresses(*fields: str) -> list[str]:
-    if len(fields) == 1 and _PLAIN.fullmatch(fields[0]):
-        return [fields[0]]
     return [address for _, address in getaddresses(fields)]
-
-
-def _command(smtp: smtplib.SMTP, verb: str, address: str, options: tuple[str, ...] = ()) -> tuple[int, bytes]:
-    """MAIL FROM or RCPT TO, as smtplib's ``mail`` and ``rcpt`` send them."""
-    if not _PLAIN.fullmatch(address) or any(option.lower() == "smtputf8" for option in options):
-        return smtp.mail(address, options) if verb == "mail" else smtp.rcpt(address)
-    extra = " " + " ".join(options) if options and smtp.does_esmtp else ""
-    smtp.putcmd(verb, f"{'from' if verb == 'mail' else 'TO'}:<{address}>{extra}")
-    return smtp.getreply()
 
 
 def _classify(code: int, what: str) -> Exception:
