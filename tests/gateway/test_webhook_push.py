@@ -81,3 +81,16 @@ def test_without_redis_webhook_jobs_are_handed_over_at_once(make_app):
     app = make_app(**twilio_settings(None))
     assert "webhook_push" not in app.extensions
     assert push.for_app(app) is app.extensions["runtime"].jobs  # InlineQueue: threads of this process
+
+
+def test_webhooks_neither_read_nor_set_the_session_cookie_pages_still_do(make_app):
+    client = make_app(**twilio_settings(None)).test_client()
+    page = client.get("/report?lang=en")  # a visitor's choice of language is kept in the session
+    assert page.status_code == 200 and "session=" in page.headers.get("Set-Cookie", "")
+    assert "Report" in page.get_data(as_text=True)
+
+    answer = post(client, sms(11))  # the test client sends the session cookie back
+
+    assert answer.status_code == 200 and "R-" in answer.get_data(as_text=True)
+    assert "Set-Cookie" not in answer.headers and "Cookie" not in answer.headers.get("Vary", "")  # not even read
+    assert "Report" in client.get("/report").get_data(as_text=True)  # the page's cookie still holds "en"
