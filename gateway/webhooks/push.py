@@ -5,9 +5,9 @@ is transport only (gateway/queue.py): a lost push is found by the sweeper, which
 every message still ``received`` (``pipeline.pending_inbound``, every GATEWAY_SWEEP_SECONDS).
 So the request thread hands the job to this per-process pusher and answers; the pusher waits
 ``LINGER`` seconds for the jobs of the requests arriving meanwhile and sends them all in one
-Redis pipeline. Measured (docs/benchmarks.md §1): a request that waits for its own Redis round
-trip after the fsync runs its last part on a cold CPU again, ~0.4-0.6 ms of CPU per webhook
-at 200 webhooks/s; one round trip per batch costs a fraction of that.
+Redis pipeline. Measured (docs/benchmarks.md §1, round 3): a request that waits for its own
+Redis round trip after the fsync runs its last part on a cold CPU again, ~0.4 ms of CPU per
+webhook with 5 ms between requests (200/s); one round trip per batch costs a fraction of it.
 
 If the process dies with jobs not yet pushed, or Redis is down, the messages wait in the
 database for the sweeper (tests/faults/test_web_worker_kill.py kills web workers mid-burst).
