@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
 from adapters import registry
@@ -35,6 +36,7 @@ def create_app(overrides=None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
         JSON_SORT_KEYS=False,
     )
+    app.session_interface = _Sessions()
     database = Database()
     database.init_app(app)
     rules = RuleBookHolder(Path(str(settings["GATEWAY_CONFIG_DIR"])), set(registry.SINKS))
@@ -52,6 +54,20 @@ def create_app(overrides=None) -> Flask:
     _register_errors(app)
     app.context_processor(_template_globals)
     return app
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Provider webhooks (signed, cookie-less machines) get an empty session that is never
+    saved: no cookie is read, verified, signed or set for them. Pages and the API unchanged."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/webhooks/"):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app, session, response) -> None:
+        if not request.path.startswith("/webhooks/"):
+            super().save_session(app, session, response)
 
 
 def _template_globals() -> dict:

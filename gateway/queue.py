@@ -58,16 +58,21 @@ class RqQueue:
         self.queue = Queue(QUEUE_NAME, connection=self.redis)
 
     def enqueue(self, job: str, item_id: int) -> None:
+        self.enqueue_many([(job, item_id)])
+
+    def enqueue_many(self, items: list[tuple[str, int]]) -> None:
+        """(job, id) pairs in one Redis round trip (one pipeline)."""
         from redis.exceptions import RedisError
 
         try:
-            # One round trip to Redis instead of two: the webhooks enqueue on their hot path.
             with self.redis.pipeline() as pipe:
-                self.queue.enqueue_call("gateway.jobs.rq_entry", args=(job, item_id), timeout=300, result_ttl=0,
-                                        failure_ttl=86400, pipeline=pipe)
+                for job, item_id in items:
+                    self.queue.enqueue_call("gateway.jobs.rq_entry", args=(job, item_id), timeout=300, result_ttl=0,
+                                            failure_ttl=86400, pipeline=pipe)
                 pipe.execute()
         except RedisError as exc:
-            log.warning("queue unavailable, %s %s left for the sweeper: %s", job, item_id, type(exc).__name__)
+            log.warning("queue unavailable, %d job(s) (%s %s…) left for the sweeper: %s", len(items), *items[0],
+                        type(exc).__name__)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

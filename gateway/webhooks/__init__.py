@@ -14,9 +14,17 @@ from flask import Blueprint, current_app, jsonify
 from adapters.errors import AdapterError, AdapterMisconfiguredError
 
 from ..intake import Stored, insert_inbound, store_inbound
+from . import push
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+bp.record_once(push.install)
+
+
+def enqueue(job: str, item_id: int) -> None:
+    """Queue a stored message's job from a webhook: pushed to Redis in a batch a moment later
+    (push.py), handed to this process's threads at once without Redis."""
+    push.for_app(current_app).enqueue(job, item_id)
 
 
 def accept(channel: str, provider_id: str, body: bytes, content_type: str, headers: dict | None = None,
@@ -28,7 +36,7 @@ def accept(channel: str, provider_id: str, body: bytes, content_type: str, heade
     runtime = current_app.extensions["runtime"]
     inbound_id, created = store_inbound(runtime, channel, provider_id, body, content_type, headers, reserve_code, code)
     if created:
-        runtime.jobs.enqueue("process_inbound", inbound_id)
+        enqueue("process_inbound", inbound_id)
     return inbound_id, created
 
 
@@ -41,7 +49,7 @@ def accept_all(channel: str, items: list[tuple[str, bytes]], content_type: str) 
                   for provider_id, body in items]
     for item in stored:
         if item.created:
-            runtime.jobs.enqueue("process_inbound", item.id)
+            enqueue("process_inbound", item.id)
     return stored
 
 

@@ -41,7 +41,7 @@ from ..models import (
     Request,
     utcnow,
 )
-from . import accept, bp
+from . import accept, bp, enqueue
 from .twilio_texts import TEXTS
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def twilio_sms_inbound(body: bytes, fields):
         stored = insert_inbound(connection, "twilio_sms", sid, body, request.content_type, headers, drawn)
         connection.commit()
     if stored.created:
-        runtime.jobs.enqueue("process_inbound", stored.id)
+        enqueue("process_inbound", stored.id)
     if twilio_sms.REFERENCE_HEADER in stored.headers:  # also on a retry: the same answer as the first time
         return twiml(twilio_sms.sms_reply(words["added"].format(city=city, code=stored.headers[twilio_sms.REFERENCE_HEADER])))
     return twiml(twilio_sms.sms_reply(words["acknowledged"].format(city=city, code=stored.code)))

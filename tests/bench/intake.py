@@ -161,13 +161,18 @@ def gateway_env(database_url: str, redis_url: str, port: int, data: Path) -> dic
             "MESSENGER_APP_SECRET": MESSENGER_SECRET, "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET}
 
 
-def start_gateway(database_url: str, redis_url: str, port: int, folder: Path) -> Served:
-    return Served([str(BIN / "gateway"), "serve", "--port", str(port), "--workers", "2"],
-                  gateway_env(database_url, redis_url, port, folder), port, folder / f"gateway-{port}.log")
+def start_gateway(database_url: str, redis_url: str, port: int, folder: Path, workers: int = 2,
+                  code: Path | None = None) -> Served:
+    """``code``: another checkout of the gateway to serve instead (a base to compare with)."""
+    env = gateway_env(database_url, redis_url, port, folder)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    return Served([str(BIN / "gateway"), "serve", "--port", str(port), "--workers", str(workers)],
+                  env, port, folder / f"gateway-{port}.log")
 
 
-def start_bare(target: str, port: int, folder: Path) -> Served:
-    return Served([str(BIN / "python"), "-m", "tests.bench.bare_app", target, str(port), "2"], {}, port,
+def start_bare(target: str, port: int, folder: Path, workers: int = 2) -> Served:
+    return Served([str(BIN / "python"), "-m", "tests.bench.bare_app", target, str(port), str(workers)], {}, port,
                   folder / f"bare-{port}.log")
 
 
@@ -343,15 +348,79 @@ def _report(results, targets, saturation, fixed) -> None:
                             f"{100 * cpu[bare] / cpu[f'gateway {database}']:.0f}", "%")
 
 
+# --- CPU per webhook through gunicorn at a fixed rate (not part of `make bench`) --------------------
+
+def served_fixed_rate(rate: float = 200, seconds: int = 6, rounds: int = 3, base: Path | None = None) -> dict:
+    """Workers' CPU per stored SMS through `gateway serve` (1 worker, the production gunicorn
+    settings, SQLite FULL, RqQueue on a real redis-server) at a fixed offered rate, next to the
+    bare endpoint under the same settings (and ``base``, another checkout, if given); targets
+    alternated round by round, so the shared machine's load falls on all of them alike.
+
+    ``python -m tests.bench.intake --served 3 [--rate 200] [--base var/base]``"""
+    from tests.support.servers import RedisServer, free_port
+
+    folder = fresh_dir("intake-served")
+    redis = RedisServer(folder).start()
+    servers: list[Served] = []
+    try:
+        targets = []
+        for label, code in [("gateway", None)] + ([("base", base)] if base else []):
+            url = f"sqlite:///{folder / f'{label}.db'}"
+            (folder / label).mkdir()
+            served = start_gateway(url, redis.url, free_port(), folder / label, workers=1,
+                                   code=code.resolve() if code else None)
+            servers.append(served)
+            targets.append(Target(label, served, url, "inbound_messages", "WHERE channel = 'twilio_sms'",
+                                  CHANNELS["twilio_sms"].path, CHANNELS["twilio_sms"].header))
+        path = folder / "bare.db"
+        bare = start_bare(f"sqlite-full:{path}", free_port(), folder, workers=1)
+        servers.append(bare)
+        targets.append(Target("bare", bare, f"sqlite:///{path}", "hits", "", "/hit", ""))
+
+        def lines_for(target: Target, count: int, tag: str):
+            if target.table == "hits":
+                return [("", f"MessageSid={tag}{i}&Body=x") for i in range(count)]
+            return CHANNELS["twilio_sms"].signed(f"http://127.0.0.1:{target.served.port}", count,
+                                                 f"{target.served.port}{tag}")
+
+        results = _Quiet()
+        for target in targets:  # warm-up: imports, lingua's models, pools
+            measure(results, target, lines_for, folder, 2, 16, rate, "w")
+        cpu: dict[str, list[float]] = {t.label: [] for t in targets}
+        for round_ in range(rounds):
+            for target in targets:
+                figures = measure(results, target, lines_for, folder, seconds, 16, rate, f"r{round_}")
+                cpu[target.label].append(round(figures["cpu_ms"], 2))
+                print(f"  round {round_} {target.label}: {figures['cpu_ms']:.2f} ms CPU per stored request, "
+                      f"{figures['ok_per_s']:.0f}/s, p99 {figures['p99_us'] / 1000:.1f} ms, {figures['check']}",
+                      flush=True)
+        return {"rate": rate, "seconds": seconds, "cpu_ms": cpu, "notes": results.notes}
+    finally:
+        for served in servers:
+            served.stop()
+        redis.stop()
+
+
+class _Quiet:
+    def __init__(self):
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
 # --- CPU per webhook in one process (profiling; not part of `make bench`) ------------------------
 
 def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = None,
-                   channel: str = "twilio_sms") -> dict:
+                   channel: str = "twilio_sms", gap_ms: float = 0) -> dict:
     """CPU time per signed SMS webhook through the production app (create_app, RqQueue on a real
     redis-server, durable SQLite or PostgreSQL) driven by Flask's test client, next to the bare
     endpoint driven the same way. Same code as `gateway serve` minus gunicorn's HTTP parsing.
 
-    ``python -m tests.bench.intake --cpu 2000 [--db postgres] [--channel telegram] [--profile out.prof]``"""
+    ``gap_ms``: idle time after each request, as between requests arriving at a fixed rate (at
+    200/s a worker idles ~4 ms between two): the CPU then runs each request from cold caches.
+
+    ``python -m tests.bench.intake --cpu 2000 [--db postgres] [--channel telegram] [--gap 5] [--profile out.prof]``"""
     import cProfile
 
     from gateway.app import create_app
@@ -385,6 +454,8 @@ def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = 
         def post(signature: str, body: str):
             answer = client.post(sms.path, data=body, headers={sms.header: signature}, content_type=sms.content_type)
             assert answer.status_code == 200, answer.data
+            if gap_ms:
+                time.sleep(gap_ms / 1000)
 
         for signature, body in lines[:200]:  # warm-up: imports, lingua's models, pools
             post(signature, body)
@@ -411,10 +482,14 @@ def cpu_in_process(count: int, database: str = "sqlite", profile: Path | None = 
         start = time.process_time()
         for i in range(count):
             bare.post("/hit", data=f"MessageSid=b{i}&Body=x", content_type="application/x-www-form-urlencoded")
+            if gap_ms:
+                time.sleep(gap_ms / 1000)
         bare_ms = (time.process_time() - start) / count * 1000
+        if "webhook_push" in app.extensions:  # the jobs still lingering in the pusher
+            app.extensions["webhook_push"].flush()
         app.extensions["runtime"].jobs.shutdown()
         app.extensions["database"].engine.dispose()
-        return {"database": database, "channel": channel, "requests": count, "gateway_cpu_ms": round(gateway_ms, 3),
+        return {"database": database, "channel": channel, "requests": count, "gap_ms": gap_ms, "gateway_cpu_ms": round(gateway_ms, 3),
                 "gateway_retry_cpu_ms": round(retry_ms, 3), "bare_cpu_ms": round(bare_ms, 3)}
     finally:
         redis.stop()
@@ -430,5 +505,12 @@ if __name__ == "__main__":
     parser.add_argument("--db", default="sqlite", choices=("sqlite", "postgres"))
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--channel", default="twilio_sms", choices=sorted(CHANNELS))
+    parser.add_argument("--gap", type=float, default=0, help="idle milliseconds between requests (as at a fixed rate)")
+    parser.add_argument("--served", type=int, metavar="ROUNDS", help=served_fixed_rate.__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--base", type=Path, help="with --served: another checkout to serve alternately")
     options = parser.parse_args()
-    print(json.dumps(cpu_in_process(options.cpu, options.db, options.profile, options.channel)))
+    if options.served:
+        print(json.dumps(served_fixed_rate(options.rate, rounds=options.served, base=options.base)))
+    else:
+        print(json.dumps(cpu_in_process(options.cpu, options.db, options.profile, options.channel, options.gap)))
