@@ -26,10 +26,10 @@ from router import Facts, decide
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
 from .duplicates import apply_decision
+from .fresh import queue_fresh
 from .models import (
     Attachment,
     ContactPoint,
-    Delivery,
     Event,
     InboundMessage,
     Message,
@@ -322,7 +322,7 @@ def _process(runtime, session, inbound: InboundMessage, ready: _Prepared | None 
                           public=True, data={"via": "reply"}))
     elif duplicate.action != "link":  # a linked reporter was told the master's code instead
         ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                     f"{request.code}:notify:acknowledgement")
+                     f"{request.code}:notify:acknowledgement", fresh=True)
         if ack is not None:
             deliveries.append(ack)
     _mark_processed(inbound, request)
@@ -391,15 +391,13 @@ def _table_insert(model):
     return insert(model.__table__)
 
 
-def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list[Delivery]:
+def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list:
     """The department's deliveries of a request created in this transaction. Their keys carry
     its code, unused until now, so none can exist yet (outbox.add_delivery looks first; the
-    unique idempotency key would refuse a second one anyway): added in one flush."""
-    rows = [Delivery(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
-                     idempotency_key=f"{request.code}:route1:{i}:{sink['type']}") for i, sink in enumerate(sinks)]
-    session.add_all(rows)
-    session.flush()
-    return rows
+    unique idempotency key would refuse a second one anyway): one INSERT for all of them."""
+    return queue_fresh(session, [dict(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
+                                      idempotency_key=f"{request.code}:route1:{i}:{sink['type']}")
+                                 for i, sink in enumerate(sinks)])
 
 
 def _unused_code(session, book, inbound: InboundMessage) -> str:
