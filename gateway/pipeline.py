@@ -144,6 +144,7 @@ class _Prepared:
     parsed: object
     message: object
     decision: object | None
+    decided: dict | None  # decision.as_dict(), stored with the request
 
 
 def _prepare_batch(runtime, wanted: list[int], size: int, now) -> dict[int, _Prepared]:
@@ -175,7 +176,7 @@ def _prepare(runtime, book, channel, body, headers, content_type, received_at, r
     decision = None
     if route and not (message.command or message.edit_of):  # a chat command or edit is never routed
         decision = decide(book, _facts_of(book, message, received_at))
-    return _Prepared(book, parsed, message, decision)
+    return _Prepared(book, parsed, message, decision, decision.as_dict() if decision is not None else None)
 
 
 def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces: list,
@@ -278,7 +279,10 @@ def _process(runtime, session, inbound: InboundMessage, ready: _Prepared | None 
         if parsed.fills_description:
             return _fill_description(session, runtime, book, existing, message, inbound)
         return closure.reopen_if_finished(session, runtime, existing, message.text)
-    decision = ready.decision or decide(book, _facts(book, message, inbound))
+    decision, decided = ready.decision, ready.decided
+    if decision is None:
+        decision = decide(book, _facts(book, message, inbound))
+        decided = decision.as_dict()
     rules = current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
                          inbound.received_at, rules, message.lat, message.lon, message.address)
@@ -295,7 +299,7 @@ def _process(runtime, session, inbound: InboundMessage, ready: _Prepared | None 
     request = _create_request(session, runtime, book, message, inbound, decision, citizen,
                               status="needs_info" if parsed.needs_info else "routed",
                               related_to_id=related.id if related is not None else None,
-                              keys=stored_keys(message.lat, message.lon, message.address, rules))
+                              keys=stored_keys(message.lat, message.lon, message.address, rules), decided=decided)
     events = [] if related is None else [
         dict(request_id=related.id, actor="system:pipeline", type="reported_again", data={"request": request.code}),
     ]
@@ -344,7 +348,7 @@ def _facts_of(book, message, received_at) -> Facts:
 
 
 def _create_request(session, runtime, book, message, inbound, decision, citizen, status: str = "routed",
-                    related_to_id: int | None = None, keys: tuple = (None, None)) -> Request:
+                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None) -> Request:
     """The request row, written with one Core INSERT … RETURNING (the ORM's unit of work and
     flush cost several times more), then attached to the session as the persistent object it
     is, with every column's value known: the rest of the transaction reads and changes it
@@ -368,7 +372,7 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
         lon=message.lon,
         district=decision.district,
         rule=decision.rule,
-        decision=decision.as_dict(),
+        decision=decided if decided is not None else decision.as_dict(),
         attributes=message.attributes,
         sla_due_at=inbound.received_at + timedelta(hours=decision.sla_hours),
         created_at=inbound.received_at,

@@ -8,7 +8,8 @@ one commit per batch, a SAVEPOINT per message), and, for comparison, one message
 transaction (``process_inbound``: what the API and forms run, and what the job ran before batches). Each step is timed inside the
 workers by wrapping the functions the pipeline calls; what is left (claim, events, commit) is
 reported as "the rest". The CPU time of each worker process is measured too
-(``time.process_time``): on a shared machine it is the steadier figure.
+(``time.process_time``): on a shared machine it is the steadier figure. On SQLite, how long
+each batch holds the write lock (webhooks storing messages wait for it) is measured too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
     for names in STEPS.values():
         for name in names:
             setattr(pipeline, name, _timed(getattr(pipeline, name), name, spent))
+    holds = _watch_write_lock(runtime.db.engine)
     pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
     spent.clear()
     done, started, cpu = 0, time.perf_counter(), time.process_time()
@@ -59,7 +61,28 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
             break
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     out.put({"done": done, "elapsed": elapsed, "cpu": cpu, "spent": dict(spent),
-             "peak_mb": peak_rss_mb(os.getpid())})
+             "peak_mb": peak_rss_mb(os.getpid()), "holds": holds})
+
+
+def _watch_write_lock(engine) -> list[float]:
+    """Seconds each batch held SQLite's write lock: from its BEGIN IMMEDIATE until its
+    connection went back to the pool (committed). Webhooks storing messages wait that long."""
+    from sqlalchemy import event
+
+    holds: list[float] = []
+    began: list[float] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def begin(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("BEGIN IMMEDIATE"):
+            began.append(time.perf_counter())
+
+    @event.listens_for(engine, "checkin")
+    def released(*args):
+        if began:
+            holds.append(time.perf_counter() - began.pop())
+
+    return holds
 
 
 def _timed(function, name: str, spent: Counter):
@@ -143,6 +166,10 @@ def _report(results, label: str, reports: list[dict]) -> None:
         results.add("pipeline", f"{label}: {step}", f"{ms:.2f} ms ({1000 / ms if ms else 0:,.0f}/s)", "")
     rest = total - sum(per_request.values())
     results.add("pipeline", f"{label}: claim + events + commit (the rest)", f"{rest:.2f} ms ({1000 / rest:,.0f}/s)", "")
+    holds = sorted(h for r in reports for h in r.get("holds", []))
+    if holds:
+        results.add("pipeline", f"{label}: SQLite write lock held per batch, median / p95",
+                    f"{median(holds) * 1000:.0f} / {holds[int(len(holds) * 0.95)] * 1000:.0f} ms", "")
     results.add("pipeline", f"{label}: peak RSS per worker", f"{max(r['peak_mb'] or 0 for r in reports):.0f}", "MiB")
 
 
