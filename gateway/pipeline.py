@@ -384,7 +384,7 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
         dedup_street=keys[1],
     )
     for key, default in _REQUEST_DEFAULTS.items():  # as the ORM did: a column left None takes its default
-        if values[key] is None:
+        if values.get(key, 0) is None:
             values[key] = default.arg(None) if default.is_callable else default.arg
     session.flush()  # what the ORM still holds (the citizen) is written first: the request refers to it
     request = Request(id=session.connection().scalar(_request_insert(), values), **values)
@@ -395,8 +395,10 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
 
 
 # Every column of a new request that the pipeline does not set, at its default: the object
-# attached after the INSERT then has no unloaded column to read back.
-_EMPTY_REQUEST = {column.key: None for column in Request.__table__.columns if column.key != "id"}
+# attached after the INSERT then has no unloaded column to read back. (A column the database
+# fills itself is left out: the object would read it back on first use.)
+_EMPTY_REQUEST = {column.key: None for column in Request.__table__.columns
+                  if column.key != "id" and column.server_default is None}
 _REQUEST_DEFAULTS = {column.key: column.default for column in Request.__table__.columns
                      if column.default is not None and (column.default.is_scalar or column.default.is_callable)}
 
