@@ -65,14 +65,15 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
 
 
 def _watch_write_lock(engine) -> list[float]:
-    """Seconds each batch held SQLite's write lock: from its BEGIN IMMEDIATE until its
-    connection went back to the pool (committed). Webhooks storing messages wait that long."""
+    """Seconds each batch held SQLite's write lock: from its BEGIN IMMEDIATE's return (the
+    lock taken, not the wait for it) until its connection went back to the pool (committed).
+    Webhooks storing messages wait that long."""
     from sqlalchemy import event
 
     holds: list[float] = []
     began: list[float] = []
 
-    @event.listens_for(engine, "before_cursor_execute")
+    @event.listens_for(engine, "after_cursor_execute")
     def begin(connection, cursor, statement, parameters, context, executemany):
         if statement.startswith("BEGIN IMMEDIATE"):
             began.append(time.perf_counter())
@@ -191,3 +192,69 @@ def _check(results, label: str, engine) -> None:
     if linked != processed or keys != deliveries:
         results.note(f"pipeline {label}: {processed - linked} processed without a request, "
                      f"{deliveries - keys} deliveries doubled")
+
+
+def cpu_in_process(count: int, profile: bool = False) -> None:
+    """`python -m tests.bench.pipeline --cpu N`: N replayed messages stored in a fresh SQLite
+    database, then ``process_batch`` over them in batches of GATEWAY_PIPELINE_BATCH, in this
+    process: its CPU per request, how long each batch held the write lock and the CPU spent
+    while holding it, and the SQL statements per request (``--profile``: cProfile's top)."""
+    import cProfile
+    import pstats
+
+    from sqlalchemy import event
+
+    from gateway import create_app, pipeline
+    from gateway.db import upgrade
+    from gateway.settings import DEFAULTS
+
+    from .replay import insert_inbound
+
+    url = f"sqlite:///{fresh_dir('pipeline-cpu') / 'gateway.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    ids = insert_inbound(engine, count + 1)
+    engine.dispose()
+    runtime = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
+                          "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"}).extensions["runtime"]
+    pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
+    holds = _watch_write_lock(runtime.db.engine)
+    locked_cpu: list[float] = []
+    statements = [0]
+
+    @event.listens_for(runtime.db.engine, "after_cursor_execute")
+    def counted(connection, cursor, statement, parameters, context, executemany):
+        statements[0] += 1
+        if statement.startswith("BEGIN IMMEDIATE"):
+            locked_cpu.append(-time.process_time())
+
+    @event.listens_for(runtime.db.engine, "checkin")
+    def released(*args):
+        if locked_cpu and locked_cpu[-1] < 0:
+            locked_cpu[-1] += time.process_time()
+
+    size = DEFAULTS["GATEWAY_PIPELINE_BATCH"]
+    profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
+    if profiler:
+        profiler.enable()
+    for start in range(1, len(ids), size):
+        pipeline.process_batch(runtime, ids[start:start + size], size)
+    if profiler:
+        profiler.disable()
+    cpu = time.process_time() - cpu
+    print(f"{count} requests, batches of {size}: CPU {cpu / count * 1000:.2f} ms per request; write lock held "
+          f"per batch: median {median(holds) * 1000:.0f} ms, CPU while held: median "
+          f"{median(locked_cpu) * 1000:.0f} ms; {statements[0] / count:.1f} SQL statements per request")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.pipeline", description=cpu_in_process.__doc__)
+    parser.add_argument("--cpu", type=int, default=1000, help="requests to process in this process")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top 40 (cumulative)")
+    arguments = parser.parse_args()
+    cpu_in_process(arguments.cpu, arguments.profile)
