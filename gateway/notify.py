@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from jinja2.sandbox import SandboxedEnvironment
 
+from .fresh import queue_fresh
 from .mail_thread import thread_fields
 from .models import Citizen, ContactPoint, Event, Request, utcnow
 from .outbox import add_delivery
@@ -80,8 +81,10 @@ def _compiled(source: str):
 
 
 def notify(session, runtime, request: Request, citizen: Citizen | None, kind: str, template: str,
-           key: str, extra: dict | None = None):
-    """Queue one message to the citizen; records why when it cannot be sent."""
+           key: str, extra: dict | None = None, fresh: bool = False):
+    """Queue one message to the citizen; records why when it cannot be sent. ``fresh``: the
+    request was created in this transaction, so no delivery can hold ``key`` (it carries the
+    new code) and the row is inserted without a look-up (gateway/fresh.py)."""
     target = choose_channel(runtime, request, citizen)
     closed = _window_closed(citizen, request.channel)
     if closed:
@@ -103,4 +106,8 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
     message = {"to": address, "text": text, "subject": subject, "language": request.language}
     if channel == "email":
         message.update(thread_fields(session, request, subject))
-    return add_delivery(session, request, "notify", channel, {"kind": kind, "message": message}, key)
+    settings = {"kind": kind, "message": message}
+    if fresh:
+        return queue_fresh(session, [dict(request_id=request.id, purpose="notify", target=channel, settings=settings,
+                                          idempotency_key=key)])[0]
+    return add_delivery(session, request, "notify", channel, settings, key)

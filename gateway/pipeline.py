@@ -9,11 +9,13 @@ half-way leaves nothing behind but the message, which the sweeper hands out agai
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
@@ -25,10 +27,10 @@ from router import Facts, decide
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
 from .duplicates import apply_decision
+from .fresh import queue_fresh
 from .models import (
     Attachment,
     ContactPoint,
-    Delivery,
     Event,
     InboundMessage,
     Message,
@@ -81,11 +83,13 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
     bounces: list[tuple[int, object]] = []
     deliveries: list[int] = []
     taken: list[int] = []
+    prepared = _prepare_batch(runtime, inbound_ids, size, now)  # before the write lock
     try:
         with runtime.db.session() as session:
             taken = _take_batch(session, inbound_ids, size, now)
             for inbound_id in taken:
-                deliveries += _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces)
+                deliveries += _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces,
+                                                    prepared=prepared)
             pending = _pending_attachments(session, taken)
     except Exception:
         if not taken:
@@ -111,25 +115,77 @@ def _take_batch(session, wanted: list[int], size: int, now) -> list[int]:
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-    ids = list(session.scalars(select(InboundMessage.id).where(InboundMessage.id.in_(wanted), _processable(now))
-                               .order_by(InboundMessage.id).with_for_update(skip_locked=True)))
+    return _batch_ids(session, wanted, size, now, lock=True)
+
+
+def _batch_ids(session, wanted: list[int], size: int, now, lock: bool) -> list[int]:
+    def locked(statement):
+        return statement.with_for_update(skip_locked=True) if lock else statement
+
+    ids = list(session.scalars(locked(select(InboundMessage.id).where(InboundMessage.id.in_(wanted), _processable(now))
+                                      .order_by(InboundMessage.id))))
     if size > len(ids):
-        ids += session.scalars(
+        ids += session.scalars(locked(
             select(InboundMessage.id)
             .where(InboundMessage.state == "received", InboundMessage.attempts < MAX_PROCESSING_ATTEMPTS,
                    InboundMessage.id.not_in(wanted))
             .order_by(InboundMessage.state, InboundMessage.id).limit(size - len(ids))
-            .with_for_update(skip_locked=True)
-        )
+        ))
     return sorted(ids)
 
 
+@dataclass
+class _Prepared:
+    """The pure work on one stored message, done before the batch's write transaction opens:
+    what its processing inside the transaction would compute first, from the same inputs (the
+    stored payload never changes; the rules book is the one given)."""
+
+    book: object
+    parsed: object
+    message: object
+    decision: object | None
+    decided: dict | None  # decision.as_dict(), stored with the request
+
+
+def _prepare_batch(runtime, wanted: list[int], size: int, now) -> dict[int, _Prepared]:
+    """Parse, normalize (language detection included) and route (categorise, district, rules)
+    the messages the batch will most likely take, outside any write transaction: on SQLite the
+    write lock is then held only for the database work. Nothing is written or claimed here;
+    a message the batch takes without having been prepared (another worker took the ones read
+    here meanwhile) is simply done inside, and one that fails here is done inside again, so
+    its error is met and recorded where it always was."""
+    book = runtime.rules.current
+    prepared: dict[int, _Prepared] = {}
+    with runtime.db.session() as session:  # reads only: no write lock, nothing held
+        ids = _batch_ids(session, wanted, size, now, lock=False)
+        rows = session.execute(select(InboundMessage.id, InboundMessage.channel, InboundMessage.body,
+                                      InboundMessage.headers, InboundMessage.content_type,
+                                      InboundMessage.received_at).where(InboundMessage.id.in_(ids))).all() if ids else []
+    for row in rows:
+        try:
+            prepared[row.id] = _prepare(runtime, book, row.channel, row.body, row.headers, row.content_type,
+                                        row.received_at)
+        except Exception:  # noqa: BLE001 - met again, and recorded, when processed in the transaction
+            continue
+    return prepared
+
+
+def _prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> _Prepared:
+    parsed = runtime.inbound_parser(channel).parse(RawInbound(body, dict(headers or {}), content_type))
+    message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+    decision = None
+    if route and not (message.command or message.edit_of):  # a chat command or edit is never routed
+        decision = decide(book, _facts_of(book, message, received_at))
+    return _Prepared(book, parsed, message, decision, decision.as_dict() if decision is not None else None)
+
+
 def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces: list,
-                          again: bool = True) -> list[int]:
+                          again: bool = True, prepared: dict | None = None) -> list[int]:
     try:
         with session.begin_nested():
             inbound = _claim(session, inbound_id, now, lease)
-            return [] if inbound is None else _process(runtime, session, inbound)
+            ready = prepared.pop(inbound_id, None) if prepared else None  # used once: a retry starts afresh
+            return [] if inbound is None else _process(runtime, session, inbound, ready)
     except (MalformedPayloadError, UnsupportedEventError) as exc:
         session.expire_all()  # what was read inside the savepoint may be what it rolled back
         state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
@@ -193,11 +249,13 @@ def _processable(now):
     )
 
 
-def _process(runtime, session, inbound: InboundMessage) -> list[int]:
-    book = runtime.rules.current
-    parser = runtime.inbound_parser(inbound.channel)
-    parsed = parser.parse(RawInbound(inbound.body, dict(inbound.headers or {}), inbound.content_type))
-    message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+def _process(runtime, session, inbound: InboundMessage, ready: _Prepared | None = None) -> list[int]:
+    if ready is not None and ready.book is runtime.rules.current:
+        book, parsed, message = ready.book, ready.parsed, ready.message
+    else:  # not prepared, or the rules were reloaded since: routed below, only if it is a new request
+        ready = _prepare(runtime, runtime.rules.current, inbound.channel, inbound.body, inbound.headers,
+                         inbound.content_type, inbound.received_at, route=False)
+        book, parsed, message = ready.book, ready.parsed, ready.message
     if message.command or message.edit_of:  # chat commands and edits are not requests
         return chat.handle(runtime, session, inbound, message)
     answered = replies.department_reply(session, runtime, message, message.reference_codes)
@@ -221,7 +279,10 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
         if parsed.fills_description:
             return _fill_description(session, runtime, book, existing, message, inbound)
         return closure.reopen_if_finished(session, runtime, existing, message.text)
-    decision = decide(book, _facts(book, message, inbound))
+    decision, decided = ready.decision, ready.decided
+    if decision is None:
+        decision = decide(book, _facts(book, message, inbound))
+        decided = decision.as_dict()
     rules = current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
                          inbound.received_at, rules, message.lat, message.lon, message.address)
@@ -238,7 +299,7 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
     request = _create_request(session, runtime, book, message, inbound, decision, citizen,
                               status="needs_info" if parsed.needs_info else "routed",
                               related_to_id=related.id if related is not None else None,
-                              keys=stored_keys(message.lat, message.lon, message.address, rules))
+                              keys=stored_keys(message.lat, message.lon, message.address, rules), decided=decided)
     events = [] if related is None else [
         dict(request_id=related.id, actor="system:pipeline", type="reported_again", data={"request": request.code}),
     ]
@@ -266,7 +327,7 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
                           public=True, data={"via": "reply"}))
     elif duplicate.action != "link":  # a linked reporter was told the master's code instead
         ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                     f"{request.code}:notify:acknowledgement")
+                     f"{request.code}:notify:acknowledgement", fresh=True)
         if ack is not None:
             deliveries.append(ack)
     _mark_processed(inbound, request)
@@ -276,16 +337,25 @@ def _process(runtime, session, inbound: InboundMessage) -> list[int]:
 
 
 def _facts(book, message, inbound) -> Facts:
+    return _facts_of(book, message, inbound.received_at)
+
+
+def _facts_of(book, message, received_at) -> Facts:
     category = message.category if message.category in book.categories else None
     return Facts(text=" ".join(filter(None, [message.subject, message.text])), language=message.language,
-                 channel=message.channel, received_at=inbound.received_at, lat=message.lat,
+                 channel=message.channel, received_at=received_at, lat=message.lat,
                  lon=message.lon, category=category)
 
 
 def _create_request(session, runtime, book, message, inbound, decision, citizen, status: str = "routed",
-                    related_to_id: int | None = None, keys: tuple = (None, None)) -> Request:
+                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None) -> Request:
+    """The request row, written with one Core INSERT … RETURNING (the ORM's unit of work and
+    flush cost several times more), then attached to the session as the persistent object it
+    is, with every column's value known: the rest of the transaction reads and changes it
+    through the ORM as before (a change is an UPDATE at the next flush)."""
     now = utcnow()
-    request = Request(
+    values = dict(
+        _EMPTY_REQUEST,
         code=_unused_code(session, book, inbound),
         status=status,
         kind=decision.kind,
@@ -302,20 +372,40 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
         lon=message.lon,
         district=decision.district,
         rule=decision.rule,
-        decision=decision.as_dict(),
+        decision=decided if decided is not None else decision.as_dict(),
         attributes=message.attributes,
         sla_due_at=inbound.received_at + timedelta(hours=decision.sla_hours),
         created_at=inbound.received_at,
+        updated_at=now,
         acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS else None,
         routed_at=now,
         related_to_id=related_to_id,
         dedup_cell=keys[0],
         dedup_street=keys[1],
     )
+    for key, default in _REQUEST_DEFAULTS.items():  # as the ORM did: a column left None takes its default
+        if values.get(key, 0) is None:
+            values[key] = default.arg(None) if default.is_callable else default.arg
+    session.flush()  # what the ORM still holds (the citizen) is written first: the request refers to it
+    request = Request(id=session.connection().scalar(_request_insert(), values), **values)
+    make_transient_to_detached(request)  # its state is the row just written, not a change to write
     session.add(request)
-    session.flush()
     _add_message(session, runtime, request, message, inbound)
     return request
+
+
+# Every column of a new request that the pipeline does not set, at its default: the object
+# attached after the INSERT then has no unloaded column to read back. (A column the database
+# fills itself is left out: the object would read it back on first use.)
+_EMPTY_REQUEST = {column.key: None for column in Request.__table__.columns
+                  if column.key != "id" and column.server_default is None}
+_REQUEST_DEFAULTS = {column.key: column.default for column in Request.__table__.columns
+                     if column.default is not None and (column.default.is_scalar or column.default.is_callable)}
+
+
+@lru_cache(maxsize=1)
+def _request_insert():
+    return insert(Request.__table__).returning(Request.__table__.c.id)
 
 
 def _insert_events(session, rows: list[dict]) -> None:
@@ -331,15 +421,13 @@ def _table_insert(model):
     return insert(model.__table__)
 
 
-def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list[Delivery]:
+def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list:
     """The department's deliveries of a request created in this transaction. Their keys carry
     its code, unused until now, so none can exist yet (outbox.add_delivery looks first; the
-    unique idempotency key would refuse a second one anyway): added in one flush."""
-    rows = [Delivery(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
-                     idempotency_key=f"{request.code}:route1:{i}:{sink['type']}") for i, sink in enumerate(sinks)]
-    session.add_all(rows)
-    session.flush()
-    return rows
+    unique idempotency key would refuse a second one anyway): one INSERT for all of them."""
+    return queue_fresh(session, [dict(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
+                                      idempotency_key=f"{request.code}:route1:{i}:{sink['type']}")
+                                 for i, sink in enumerate(sinks)])
 
 
 def _unused_code(session, book, inbound: InboundMessage) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from gateway.models import Citizen, ContactPoint
 
@@ -55,5 +55,8 @@ def _known_points(session: Session, points: list[tuple[str, str]]) -> dict[tuple
 
 @lru_cache(maxsize=1)
 def _points_statement():
-    """Built once (composing a statement costs more CPU than running it)."""
-    return select(ContactPoint).where(ContactPoint.value.in_(bindparam("values", expanding=True)))
+    """Built once (composing a statement costs more CPU than running it). The points' owners
+    come in the same statement (and their contact points in the one that follows): the
+    citizen is then in the session when it is looked up, no third statement."""
+    return select(ContactPoint).where(ContactPoint.value.in_(bindparam("values", expanding=True))) \
+        .options(joinedload(ContactPoint.citizen))

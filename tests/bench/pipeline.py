@@ -8,7 +8,8 @@ one commit per batch, a SAVEPOINT per message), and, for comparison, one message
 transaction (``process_inbound``: what the API and forms run, and what the job ran before batches). Each step is timed inside the
 workers by wrapping the functions the pipeline calls; what is left (claim, events, commit) is
 reported as "the rest". The CPU time of each worker process is measured too
-(``time.process_time``): on a shared machine it is the steadier figure.
+(``time.process_time``): on a shared machine it is the steadier figure. On SQLite, how long
+each batch holds the write lock (webhooks storing messages wait for it) is measured too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
     for names in STEPS.values():
         for name in names:
             setattr(pipeline, name, _timed(getattr(pipeline, name), name, spent))
+    holds = _watch_write_lock(runtime.db.engine)
     pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
     spent.clear()
     done, started, cpu = 0, time.perf_counter(), time.process_time()
@@ -59,7 +61,29 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
             break
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     out.put({"done": done, "elapsed": elapsed, "cpu": cpu, "spent": dict(spent),
-             "peak_mb": peak_rss_mb(os.getpid())})
+             "peak_mb": peak_rss_mb(os.getpid()), "holds": holds})
+
+
+def _watch_write_lock(engine) -> list[float]:
+    """Seconds each batch held SQLite's write lock: from its BEGIN IMMEDIATE's return (the
+    lock taken, not the wait for it) until its connection went back to the pool (committed).
+    Webhooks storing messages wait that long."""
+    from sqlalchemy import event
+
+    holds: list[float] = []
+    began: list[float] = []
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def begin(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("BEGIN IMMEDIATE"):
+            began.append(time.perf_counter())
+
+    @event.listens_for(engine, "checkin")
+    def released(*args):
+        if began:
+            holds.append(time.perf_counter() - began.pop())
+
+    return holds
 
 
 def _timed(function, name: str, spent: Counter):
@@ -143,6 +167,10 @@ def _report(results, label: str, reports: list[dict]) -> None:
         results.add("pipeline", f"{label}: {step}", f"{ms:.2f} ms ({1000 / ms if ms else 0:,.0f}/s)", "")
     rest = total - sum(per_request.values())
     results.add("pipeline", f"{label}: claim + events + commit (the rest)", f"{rest:.2f} ms ({1000 / rest:,.0f}/s)", "")
+    holds = sorted(h for r in reports for h in r.get("holds", []))
+    if holds:
+        results.add("pipeline", f"{label}: SQLite write lock held per batch, median / p95",
+                    f"{median(holds) * 1000:.0f} / {holds[int(len(holds) * 0.95)] * 1000:.0f} ms", "")
     results.add("pipeline", f"{label}: peak RSS per worker", f"{max(r['peak_mb'] or 0 for r in reports):.0f}", "MiB")
 
 
@@ -164,3 +192,69 @@ def _check(results, label: str, engine) -> None:
     if linked != processed or keys != deliveries:
         results.note(f"pipeline {label}: {processed - linked} processed without a request, "
                      f"{deliveries - keys} deliveries doubled")
+
+
+def cpu_in_process(count: int, profile: bool = False) -> None:
+    """`python -m tests.bench.pipeline --cpu N`: N replayed messages stored in a fresh SQLite
+    database, then ``process_batch`` over them in batches of GATEWAY_PIPELINE_BATCH, in this
+    process: its CPU per request, how long each batch held the write lock and the CPU spent
+    while holding it, and the SQL statements per request (``--profile``: cProfile's top)."""
+    import cProfile
+    import pstats
+
+    from sqlalchemy import event
+
+    from gateway import create_app, pipeline
+    from gateway.db import upgrade
+    from gateway.settings import DEFAULTS
+
+    from .replay import insert_inbound
+
+    url = f"sqlite:///{fresh_dir('pipeline-cpu') / 'gateway.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    ids = insert_inbound(engine, count + 1)
+    engine.dispose()
+    runtime = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
+                          "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"}).extensions["runtime"]
+    pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
+    holds = _watch_write_lock(runtime.db.engine)
+    locked_cpu: list[float] = []
+    statements = [0]
+
+    @event.listens_for(runtime.db.engine, "after_cursor_execute")
+    def counted(connection, cursor, statement, parameters, context, executemany):
+        statements[0] += 1
+        if statement.startswith("BEGIN IMMEDIATE"):
+            locked_cpu.append(-time.process_time())
+
+    @event.listens_for(runtime.db.engine, "checkin")
+    def released(*args):
+        if locked_cpu and locked_cpu[-1] < 0:
+            locked_cpu[-1] += time.process_time()
+
+    size = DEFAULTS["GATEWAY_PIPELINE_BATCH"]
+    profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
+    if profiler:
+        profiler.enable()
+    for start in range(1, len(ids), size):
+        pipeline.process_batch(runtime, ids[start:start + size], size)
+    if profiler:
+        profiler.disable()
+    cpu = time.process_time() - cpu
+    print(f"{count} requests, batches of {size}: CPU {cpu / count * 1000:.2f} ms per request; write lock held "
+          f"per batch: median {median(holds) * 1000:.0f} ms, CPU while held: median "
+          f"{median(locked_cpu) * 1000:.0f} ms; {statements[0] / count:.1f} SQL statements per request")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.pipeline", description=cpu_in_process.__doc__)
+    parser.add_argument("--cpu", type=int, default=1000, help="requests to process in this process")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top 40 (cumulative)")
+    arguments = parser.parse_args()
+    cpu_in_process(arguments.cpu, arguments.profile)

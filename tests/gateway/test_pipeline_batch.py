@@ -87,15 +87,15 @@ class Killed(BaseException):
 def test_a_crash_in_the_middle_of_a_batch_leaves_every_message_waiting(make_app, monkeypatch):
     runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     ids = _store(runtime, 5)
-    real_decide, calls = pipeline.decide, []
+    real_same_citizen, calls = pipeline.same_citizen, []
 
-    def decide(book, facts):
-        calls.append(facts.text)
+    def same_citizen(*args):  # a step inside the write transaction (parsing and routing come before it)
+        calls.append(1)
         if len(calls) == 3:
             raise Killed()
-        return real_decide(book, facts)
+        return real_same_citizen(*args)
 
-    monkeypatch.setattr(pipeline, "decide", decide)
+    monkeypatch.setattr(pipeline, "same_citizen", same_citizen)
     try:
         pipeline.process_batch(runtime, ids, 5)
     except Killed:
@@ -106,7 +106,7 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_every_message_waiting(make_app,
     assert all(state == ("received", 0, None) for state in _states(runtime, ids).values())
     assert _counts(runtime) == (0, 0, 0)
 
-    monkeypatch.setattr(pipeline, "decide", real_decide)
+    monkeypatch.setattr(pipeline, "same_citizen", real_same_citizen)
     deliveries, _ = pipeline.process_batch(runtime, ids, 5)
     assert all(state[0] == "processed" and state[1] == 1 for state in _states(runtime, ids).values())
     assert _counts(runtime) == (5, 10, 10) and len(deliveries) == 10
@@ -117,13 +117,13 @@ import os, signal, sys
 from gateway import create_app, pipeline
 runtime = create_app({"DATABASE_URL": sys.argv[1], "GATEWAY_INLINE_JOBS": False, "GATEWAY_SECRET_KEY": "t",
                       "GATEWAY_LOG_LEVEL": "WARNING"}).extensions["runtime"]
-real, seen = pipeline.decide, []
-def decide(book, facts):
+real, seen = pipeline.same_citizen, []
+def same_citizen(*args):  # inside the write transaction, after three messages were processed in it
     seen.append(1)
     if len(seen) == 4:
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(book, facts)
-pipeline.decide = decide
+    return real(*args)
+pipeline.same_citizen = same_citizen
 pipeline.process_batch(runtime, [int(sys.argv[2])], 20)
 """
 
@@ -145,6 +145,45 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(make_app, settings)
     assert all(state[:2] == ("processed", 1) for state in states.values())
     assert len({state[2] for state in states.values()}) == 8  # one request each
     assert _counts(runtime) == (8, 16, 16)
+
+
+def test_parsing_and_routing_are_done_before_the_batch_takes_the_write_lock(make_app, settings, monkeypatch):
+    """On SQLite a batch holds the single write lock: the pure work (parse, normalize with
+    language detection, categorise and route) is done before it, once per message; webhooks
+    can store messages meanwhile."""
+    import sqlite3
+
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    ids = _store(runtime, 4)
+    path = settings["DATABASE_URL"].split("///", 1)[1]
+    real_normalize, real_decide, free = pipeline.normalize, pipeline.decide, []
+
+    def can_write() -> bool:
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:  # database is locked
+            return False
+        finally:
+            other.close()
+
+    def normalize(*args):
+        free.append(("normalize", can_write()))
+        return real_normalize(*args)
+
+    def decide(book, facts):
+        free.append(("decide", can_write()))
+        return real_decide(book, facts)
+
+    monkeypatch.setattr(pipeline, "normalize", normalize)
+    monkeypatch.setattr(pipeline, "decide", decide)
+    deliveries, _ = pipeline.process_batch(runtime, ids, 4)
+
+    assert sorted(free) == [("decide", True)] * 4 + [("normalize", True)] * 4  # once each, none under the lock
+    assert all(state[:2] == ("processed", 1) for state in _states(runtime, ids).values())
+    assert _counts(runtime) == (4, 8, 8) and len(deliveries) == 8
 
 
 def test_the_job_for_one_message_takes_the_oldest_waiting_ones_with_it(make_app):
