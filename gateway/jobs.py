@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from . import attachments, outbox, pipeline
+from . import attachments, batch, outbox, pipeline
 from .models import utcnow
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ def process_inbound(runtime, inbound_id: int) -> None:
     """This message, and other waiting ones up to GATEWAY_PIPELINE_BATCH, in one transaction
     (one durable commit); their deliveries are enqueued once it is committed."""
     size = max(int(runtime.settings.get("GATEWAY_PIPELINE_BATCH") or 1), 1)
-    deliveries, pending = pipeline.process_batch(runtime, [inbound_id], size)
+    deliveries, pending = batch.process_batch(runtime, [inbound_id], size)
     enqueue_deliveries(runtime, deliveries)
     for attachment_id in pending:
         runtime.jobs.enqueue("fetch_attachment", attachment_id)

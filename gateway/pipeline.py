@@ -3,7 +3,8 @@
 Runs as a background job (or inline for the gateway's own forms and API, which answer with
 the decision). The whole of it is one database transaction that starts by claiming the
 inbound message: two workers given the same message cannot both process it, and a crash
-half-way leaves nothing behind but the message, which the sweeper hands out again.
+half-way leaves nothing behind but the message, which the sweeper hands out again. The job
+runs several messages per transaction with the same claim and ``process`` (gateway/batch.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from datetime import timedelta
 from functools import lru_cache
 
 from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 
 from adapters.base import RawInbound
@@ -29,7 +29,6 @@ from .bounces import record_bounce
 from .duplicates import apply_decision
 from .fresh import queue_fresh
 from .models import (
-    Attachment,
     ContactPoint,
     Event,
     InboundMessage,
@@ -42,7 +41,6 @@ from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
 MAX_PROCESSING_ATTEMPTS = 5
-DEADLOCK = "40P01"  # PostgreSQL's SQLSTATE for deadlock_detected
 SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 
 
@@ -53,8 +51,8 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
     lease = timedelta(seconds=runtime.settings["GATEWAY_LEASE_SECONDS"])
     try:
         with runtime.db.session() as session:
-            inbound = _claim(session, inbound_id, now, lease)
-            return [] if inbound is None else _process(runtime, session, inbound)
+            inbound = claim(session, inbound_id, now, lease)
+            return [] if inbound is None else process(runtime, session, inbound)
     except (MalformedPayloadError, UnsupportedEventError) as exc:
         _set_outcome(runtime, inbound_id, "ignored" if isinstance(exc, UnsupportedEventError) else "failed", str(exc))
         if getattr(exc, "bounce", None) is not None:
@@ -65,77 +63,8 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
         raise
 
 
-def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[int], list[int]]:
-    """``inbound_ids`` and other due messages, up to ``size`` in all, in ONE transaction: one
-    durable commit for the batch. Returns (deliveries, pending attachments) to enqueue, known
-    only once the batch is committed.
-
-    Each message is claimed and processed inside its own SAVEPOINT, exactly as
-    ``process_inbound`` does in its own transaction: a bad message (unparseable, or failing)
-    is rolled back alone and recorded as ignored / failed / to retry, the others go on. A crash
-    before the commit leaves every message of the batch as it was (nothing was committed): the
-    sweeper hands them out again and each is processed once. Messages another worker holds
-    (PostgreSQL: FOR UPDATE SKIP LOCKED) are left to it. If the transaction itself fails (the
-    database went away, the commit failed), each message is tried again in its own
-    transaction, so a failure is counted against the message that caused it."""
-    now = utcnow()
-    lease = timedelta(seconds=runtime.settings["GATEWAY_LEASE_SECONDS"])
-    bounces: list[tuple[int, object]] = []
-    deliveries: list[int] = []
-    taken: list[int] = []
-    prepared = _prepare_batch(runtime, inbound_ids, size, now)  # before the write lock
-    try:
-        with runtime.db.session() as session:
-            taken = _take_batch(session, inbound_ids, size, now)
-            for inbound_id in taken:
-                deliveries += _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces,
-                                                    prepared=prepared)
-            pending = _pending_attachments(session, taken)
-    except Exception:
-        if not taken:
-            raise
-        log.exception("batch of %s inbound messages failed as a whole; processing them one by one", len(taken))
-        deliveries, pending = [], []
-        for inbound_id in taken:
-            try:
-                deliveries += process_inbound(runtime, inbound_id)
-            except Exception:
-                log.exception("inbound %s failed; it will be retried", inbound_id)
-        return deliveries, _attachments_of(runtime, taken)
-    for inbound_id, bounce in bounces:
-        record_bounce(runtime, inbound_id, bounce)
-    return deliveries, pending
-
-
-def _take_batch(session, wanted: list[int], size: int, now) -> list[int]:
-    """The due messages of the batch: ``wanted`` (those still due), then the oldest waiting
-    ones up to ``size``; processed in the order received. On SQLite the transaction takes the write lock first (BEGIN IMMEDIATE: its
-    savepoints then nest in it, and no read snapshot can go stale before the first write); on
-    PostgreSQL the rows are locked, skipping those another worker holds."""
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    return _batch_ids(session, wanted, size, now, lock=True)
-
-
-def _batch_ids(session, wanted: list[int], size: int, now, lock: bool) -> list[int]:
-    def locked(statement):
-        return statement.with_for_update(skip_locked=True) if lock else statement
-
-    ids = list(session.scalars(locked(select(InboundMessage.id).where(InboundMessage.id.in_(wanted), _processable(now))
-                                      .order_by(InboundMessage.id))))
-    if size > len(ids):
-        ids += session.scalars(locked(
-            select(InboundMessage.id)
-            .where(InboundMessage.state == "received", InboundMessage.attempts < MAX_PROCESSING_ATTEMPTS,
-                   InboundMessage.id.not_in(wanted))
-            .order_by(InboundMessage.state, InboundMessage.id).limit(size - len(ids))
-        ))
-    return sorted(ids)
-
-
 @dataclass
-class _Prepared:
+class Prepared:
     """The pure work on one stored message, done before the batch's write transaction opens:
     what its processing inside the transaction would compute first, from the same inputs (the
     stored payload never changes; the rules book is the one given)."""
@@ -147,82 +76,16 @@ class _Prepared:
     decided: dict | None  # decision.as_dict(), stored with the request
 
 
-def _prepare_batch(runtime, wanted: list[int], size: int, now) -> dict[int, _Prepared]:
-    """Parse, normalize (language detection included) and route (categorise, district, rules)
-    the messages the batch will most likely take, outside any write transaction: on SQLite the
-    write lock is then held only for the database work. Nothing is written or claimed here;
-    a message the batch takes without having been prepared (another worker took the ones read
-    here meanwhile) is simply done inside, and one that fails here is done inside again, so
-    its error is met and recorded where it always was."""
-    book = runtime.rules.current
-    prepared: dict[int, _Prepared] = {}
-    with runtime.db.session() as session:  # reads only: no write lock, nothing held
-        ids = _batch_ids(session, wanted, size, now, lock=False)
-        rows = session.execute(select(InboundMessage.id, InboundMessage.channel, InboundMessage.body,
-                                      InboundMessage.headers, InboundMessage.content_type,
-                                      InboundMessage.received_at).where(InboundMessage.id.in_(ids))).all() if ids else []
-    for row in rows:
-        try:
-            prepared[row.id] = _prepare(runtime, book, row.channel, row.body, row.headers, row.content_type,
-                                        row.received_at)
-        except Exception:  # noqa: BLE001 - met again, and recorded, when processed in the transaction
-            continue
-    return prepared
-
-
-def _prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> _Prepared:
+def prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> Prepared:
     parsed = runtime.inbound_parser(channel).parse(RawInbound(body, dict(headers or {}), content_type))
     message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
     decision = None
     if route and not (message.command or message.edit_of):  # a chat command or edit is never routed
         decision = decide(book, _facts_of(book, message, received_at))
-    return _Prepared(book, parsed, message, decision, decision.as_dict() if decision is not None else None)
+    return Prepared(book, parsed, message, decision, decision.as_dict() if decision is not None else None)
 
 
-def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces: list,
-                          again: bool = True, prepared: dict | None = None) -> list[int]:
-    try:
-        with session.begin_nested():
-            inbound = _claim(session, inbound_id, now, lease)
-            ready = prepared.pop(inbound_id, None) if prepared else None  # used once: a retry starts afresh
-            return [] if inbound is None else _process(runtime, session, inbound, ready)
-    except (MalformedPayloadError, UnsupportedEventError) as exc:
-        session.expire_all()  # what was read inside the savepoint may be what it rolled back
-        state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
-        session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
-                        .values(state=state, error=str(exc)[:2000], lease_until=None))
-        log.warning("inbound %s %s: %s", inbound_id, state, exc)
-        if getattr(exc, "bounce", None) is not None:
-            bounces.append((inbound_id, exc.bounce))
-        return []
-    except Exception as exc:
-        session.expire_all()  # what was read inside the savepoint may be what it rolled back
-        if again and (isinstance(exc, IntegrityError) or getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK):
-            # Another worker's transaction created the same row meanwhile (two messages from
-            # one new citizen in two batches on PostgreSQL: the contact point). It is committed
-            # now: the message is processed once more, finding that row. Likewise when
-            # PostgreSQL broke a deadlock between two batches by failing this statement.
-            log.info("inbound %s met a concurrent write (%s); processed again", inbound_id, type(exc.orig).__name__)
-            return _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces, again=False)
-        log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", inbound_id)
-        _count_failure(session, inbound_id, exc)
-        return []
-
-
-def _pending_attachments(session, inbound_ids: list[int]) -> list[int]:
-    if not inbound_ids:
-        return []
-    return list(session.scalars(
-        select(Attachment.id).join(Message, Attachment.message_id == Message.id)
-        .where(Message.inbound_id.in_(inbound_ids), Attachment.fetch_state == "pending")))
-
-
-def _attachments_of(runtime, inbound_ids: list[int]) -> list[int]:
-    with runtime.db.session() as session:
-        return _pending_attachments(session, inbound_ids)
-
-
-def _claim(session, inbound_id: int, now, lease) -> InboundMessage | None:
+def claim(session, inbound_id: int, now, lease) -> InboundMessage | None:
     """Take the message if it is due and nobody holds it; read in the same statement."""
     return session.scalars(
         _claim_statement(), {"inbound_id": inbound_id, "now": now, "until": now + lease},
@@ -236,24 +99,24 @@ def _claim_statement():
     when = InboundMessage.lease_until.type
     return (
         update(InboundMessage)
-        .where(InboundMessage.id == bindparam("inbound_id"), _processable(bindparam("now", type_=when)))
+        .where(InboundMessage.id == bindparam("inbound_id"), processable(bindparam("now", type_=when)))
         .values(state="processing", lease_until=bindparam("until", type_=when), attempts=InboundMessage.attempts + 1)
         .returning(InboundMessage)
     )
 
 
-def _processable(now):
+def processable(now):
     return or_(
         (InboundMessage.state == "received") & (InboundMessage.attempts < MAX_PROCESSING_ATTEMPTS),
         (InboundMessage.state == "processing") & (InboundMessage.lease_until < now),
     )
 
 
-def _process(runtime, session, inbound: InboundMessage, ready: _Prepared | None = None) -> list[int]:
+def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = None) -> list[int]:
     if ready is not None and ready.book is runtime.rules.current:
         book, parsed, message = ready.book, ready.parsed, ready.message
     else:  # not prepared, or the rules were reloaded since: routed below, only if it is a new request
-        ready = _prepare(runtime, runtime.rules.current, inbound.channel, inbound.body, inbound.headers,
+        ready = prepare(runtime, runtime.rules.current, inbound.channel, inbound.body, inbound.headers,
                          inbound.content_type, inbound.received_at, route=False)
         book, parsed, message = ready.book, ready.parsed, ready.message
     if message.command or message.edit_of:  # chat commands and edits are not requests
@@ -518,10 +381,10 @@ def _set_outcome(runtime, inbound_id: int, state: str, error: str) -> None:
 def _record_failure(runtime, inbound_id: int, exc: Exception) -> None:
     """Count the failed attempt; after MAX_PROCESSING_ATTEMPTS the message waits for an agent."""
     with runtime.db.session() as session:
-        _count_failure(session, inbound_id, exc)
+        count_failure(session, inbound_id, exc)
 
 
-def _count_failure(session, inbound_id: int, exc: Exception) -> None:
+def count_failure(session, inbound_id: int, exc: Exception) -> None:
     inbound = session.get(InboundMessage, inbound_id)
     if inbound is None:
         return
@@ -535,5 +398,5 @@ def pending_inbound(runtime, limit: int = 500) -> list[int]:
     now = utcnow()
     with runtime.db.session() as session:
         return list(session.scalars(
-            select(InboundMessage.id).where(_processable(now)).order_by(InboundMessage.id).limit(limit)
+            select(InboundMessage.id).where(processable(now)).order_by(InboundMessage.id).limit(limit)
         ))

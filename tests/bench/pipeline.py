@@ -2,7 +2,7 @@
 
 The replay generator (``replay.py``) stores N requests (bulk INSERTs; 1 M in a full run); then
 worker processes take them through the pipeline for a fixed time, as the RQ workers would
-(ids only, the database re-read, durable commits): ``gateway.pipeline.process_batch`` with
+(ids only, the database re-read, durable commits): ``gateway.batch.process_batch`` with
 GATEWAY_PIPELINE_BATCH ids at a time (what ``jobs.process_inbound`` runs: one transaction and
 one commit per batch, a SAVEPOINT per message), and, for comparison, one message per
 transaction (``process_inbound``: what the API and forms run, and what the job ran before batches). Each step is timed inside the
@@ -36,7 +36,7 @@ STEPS = {
 def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
     import os
 
-    from gateway import create_app, pipeline
+    from gateway import batch, create_app, pipeline
 
     app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
                       "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"})
@@ -55,7 +55,7 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
         if batch == 1:  # one transaction per message: the API's path, and the job's before batches
             pipeline.process_inbound(runtime, chunk[0])
         else:
-            pipeline.process_batch(runtime, chunk, len(chunk))
+            batch.process_batch(runtime, chunk, len(chunk))
         done += len(chunk)
         if time.perf_counter() > deadline:
             break
@@ -204,7 +204,7 @@ def cpu_in_process(count: int, profile: bool = False) -> None:
 
     from sqlalchemy import event
 
-    from gateway import create_app, pipeline
+    from gateway import batch, create_app, pipeline
     from gateway.db import upgrade
     from gateway.settings import DEFAULTS
 
@@ -239,7 +239,7 @@ def cpu_in_process(count: int, profile: bool = False) -> None:
     if profiler:
         profiler.enable()
     for start in range(1, len(ids), size):
-        pipeline.process_batch(runtime, ids[start:start + size], size)
+        batch.process_batch(runtime, ids[start:start + size], size)
     if profiler:
         profiler.disable()
     cpu = time.process_time() - cpu

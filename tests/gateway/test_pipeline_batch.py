@@ -13,7 +13,7 @@ import threading
 
 from sqlalchemy import func, select
 
-from gateway import jobs, pipeline
+from gateway import batch, jobs, pipeline
 from gateway.intake import store_inbound
 from gateway.models import Citizen, Delivery, Event, InboundMessage, Request
 from gateway.settings import ROOT
@@ -60,7 +60,7 @@ def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_throu
 
     monkeypatch.setattr(pipeline, "decide", decide)
 
-    deliveries, _ = pipeline.process_batch(runtime, sorted(ids + [broken]), 10)
+    deliveries, _ = batch.process_batch(runtime, sorted(ids + [broken]), 10)
 
     states = _states(runtime, ids + [broken])
     good = [i for n, i in enumerate(ids) if n != 3]
@@ -75,7 +75,7 @@ def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_throu
         assert session.scalar(select(func.count()).select_from(Event).where(Event.type == "received")) == 5
 
     monkeypatch.setattr(pipeline, "decide", real_decide)
-    more, _ = pipeline.process_batch(runtime, [ids[3]], 10)  # the retry: processed once
+    more, _ = batch.process_batch(runtime, [ids[3]], 10)  # the retry: processed once
     assert _states(runtime, [ids[3]])[ids[3]][:2] == ("processed", 2)
     assert len(more) == 2 and _counts(runtime) == (6, 12, 12)
 
@@ -97,7 +97,7 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_every_message_waiting(make_app,
 
     monkeypatch.setattr(pipeline, "same_citizen", same_citizen)
     try:
-        pipeline.process_batch(runtime, ids, 5)
+        batch.process_batch(runtime, ids, 5)
     except Killed:
         pass
     else:
@@ -107,14 +107,14 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_every_message_waiting(make_app,
     assert _counts(runtime) == (0, 0, 0)
 
     monkeypatch.setattr(pipeline, "same_citizen", real_same_citizen)
-    deliveries, _ = pipeline.process_batch(runtime, ids, 5)
+    deliveries, _ = batch.process_batch(runtime, ids, 5)
     assert all(state[0] == "processed" and state[1] == 1 for state in _states(runtime, ids).values())
     assert _counts(runtime) == (5, 10, 10) and len(deliveries) == 10
 
 
 KILLER = """
 import os, signal, sys
-from gateway import create_app, pipeline
+from gateway import batch, create_app, pipeline
 runtime = create_app({"DATABASE_URL": sys.argv[1], "GATEWAY_INLINE_JOBS": False, "GATEWAY_SECRET_KEY": "t",
                       "GATEWAY_LOG_LEVEL": "WARNING"}).extensions["runtime"]
 real, seen = pipeline.same_citizen, []
@@ -124,7 +124,7 @@ def same_citizen(*args):  # inside the write transaction, after three messages w
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args)
 pipeline.same_citizen = same_citizen
-pipeline.process_batch(runtime, [int(sys.argv[2])], 20)
+batch.process_batch(runtime, [int(sys.argv[2])], 20)
 """
 
 
@@ -179,7 +179,7 @@ def test_parsing_and_routing_are_done_before_the_batch_takes_the_write_lock(make
 
     monkeypatch.setattr(pipeline, "normalize", normalize)
     monkeypatch.setattr(pipeline, "decide", decide)
-    deliveries, _ = pipeline.process_batch(runtime, ids, 4)
+    deliveries, _ = batch.process_batch(runtime, ids, 4)
 
     assert sorted(free) == [("decide", True)] * 4 + [("normalize", True)] * 4  # once each, none under the lock
     assert all(state[:2] == ("processed", 1) for state in _states(runtime, ids).values())
@@ -214,7 +214,7 @@ def test_concurrent_batches_on_postgresql_skip_each_others_messages(make_app, pg
     def worker(start: int) -> None:
         try:
             for inbound_id in ids[start::2]:
-                pipeline.process_batch(runtime, [inbound_id], 8)
+                batch.process_batch(runtime, [inbound_id], 8)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
