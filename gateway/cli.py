@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 from datetime import UTC, datetime
@@ -32,6 +33,11 @@ def serve(host: str, port: int, workers: int | None):
     _check_config(settings)
     _upgrade(settings)
     count = workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
+    if not settings.get("GATEWAY_SECRET_KEY"):
+        # One key for every worker of this server: a form served by one worker and posted to
+        # another must pass its CSRF check, and a signed-in agent must stay signed in.
+        os.environ["GATEWAY_SECRET_KEY"] = secrets.token_hex(32)
+        click.echo("gateway: GATEWAY_SECRET_KEY is not set; sessions last until this server stops", err=True)
 
     def load():
         from . import create_app

@@ -16,7 +16,7 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_DATA_DIR": str(ROOT / "var"),
     "GATEWAY_API_TOKEN": None,  # unset: the JSON API refuses every call
     "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311",
-    "GATEWAY_SECRET_KEY": None,  # unset: a random key per process (sessions do not survive)
+    "GATEWAY_SECRET_KEY": None,  # unset: a random key per `gateway serve` (sessions do not survive a restart)
     "GATEWAY_REPLY_TO": None,
     "GATEWAY_LOG_LEVEL": "INFO",
     "GATEWAY_SWEEP_SECONDS": 5.0,  # how often pending work is looked for in the database

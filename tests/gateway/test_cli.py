@@ -94,6 +94,34 @@ def test_serve_migrates_a_new_database_and_answers_over_gunicorn(tmp_path, smtp_
         server.wait(timeout=15)
 
 
+def test_serve_without_a_secret_key_shares_one_key_between_its_workers(tmp_path, smtp_server):
+    """`make run` sets no GATEWAY_SECRET_KEY: a citizen's /report form, served by one gunicorn
+    worker and posted to the other, must still pass its CSRF check."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "GATEWAY_SECRET_KEY"}
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "SMTP_PORT": str(smtp_server.port),
+                "GATEWAY_DATA_DIR": str(tmp_path)})
+    server = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", "2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(base + "/healthz"), timeout=30)
+        answers = []
+        for i in range(12):
+            with httpx.Client(headers={"Connection": "close"}) as browser:  # a new connection each time
+                page = browser.get(f"{base}/report").text
+                token = page.split('name="csrf_token"', 1)[1].split('value="', 1)[1].split('"', 1)[0]
+                sent = browser.post(f"{base}/report", data={
+                    "csrf_token": token, "email": f"voisin{i}@example.org",
+                    "description": f"Lampadaire {i} éteint devant le 12 rue Principale depuis trois soirs"})
+                answers.append((sent.status_code, sent.headers.get("location", "")))
+        assert all(status == 303 for status, _ in answers), answers
+        assert all("/track/R-" in location for _, location in answers)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
 def test_serve_refuses_to_start_on_a_broken_configuration(tmp_path):
     config = tmp_path / "config"
     shutil.copytree(ROOT / "config", config)
