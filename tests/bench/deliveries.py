@@ -282,9 +282,15 @@ def cpu_in_process(count: int, database: str | None = None, profile: bool = Fals
         thread, process, wall = time.thread_time(), time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        while queued:
-            job, item_id = queued.pop(0)
-            jobs.JOBS[job](runtime, item_id)
+        rounds: list[float] = []  # CPU per delivery of each run of 5 jobs (100 deliveries): the machine is
+        while queued:  # shared, and the quietest rounds show what the code costs
+            before, sent = time.thread_time(), len(smtp.messages)
+            for _ in range(5):
+                if queued:
+                    job, item_id = queued.pop(0)
+                    jobs.JOBS[job](runtime, item_id)
+            if (sent := len(smtp.messages) - sent) >= 50:
+                rounds.append((time.thread_time() - before) / sent)
         if profiler:
             profiler.disable()
         thread, process, wall = time.thread_time() - thread, time.process_time() - process, time.perf_counter() - wall
@@ -301,6 +307,10 @@ def cpu_in_process(count: int, database: str | None = None, profile: bool = Fals
           f"CPU per delivery: {thread / n * 1000:.2f} ms (this thread), {process / n * 1000:.2f} ms (with the SMTP "
           f"stand-in); {counts['statements'] / n:.2f} SQL statements and {counts['commits'] / n:.2f} commits "
           f"per delivery (SQLAlchemy's count; a SQLite BEGIN is not one); {n / wall:.0f}/s")
+    if rounds:
+        rounds.sort()
+        print(f"  this thread's CPU per delivery over runs of 5 jobs: best {rounds[0] * 1000:.2f} ms, median "
+              f"{rounds[len(rounds) // 2] * 1000:.2f} ms ({len(rounds)} runs)")
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
