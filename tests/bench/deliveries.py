@@ -107,7 +107,7 @@ def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tupl
     being the exact total from wait4; wall-clock time when the last one exited)."""
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "SMTP_HOST": "127.0.0.1",
            "SMTP_PORT": str(smtp_port), "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench",
-           "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311"}
+           "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311", "PYTHONPATH": str(ROOT)}  # for warm_worker
     started = time.monotonic()
     logs = [(folder / f"worker-{i}.log").open("wb") for i in range(workers)]
     processes = [subprocess.Popen([str(BIN / "gateway"), "worker", "--burst"], env=env, cwd=ROOT,
@@ -164,14 +164,36 @@ def cpu_after(samples: list[tuple[float, float]], moment: float) -> float:
 
 
 def warm_up(redis_url: str, workers: int) -> None:
-    """One job per worker that builds its runtime and does nothing (no such attachment), queued
-    first: the runtime is then built before the first delivery, not counted in its CPU."""
+    """One warm-up job per worker, queued first: each builds its worker's runtime as a first
+    job does, then waits for the other workers' (``warm_worker``), so every worker takes exactly
+    one (a worker busy with its own cannot take another's) and all start the deliveries at once
+    with their runtime built: none is counted. (A plain job per worker let a worker that started
+    first take them all; the others then built their runtime during the deliveries.)"""
     from gateway.queue import RqQueue
 
     queue = RqQueue(redis_url)
+    queue.redis.delete(_WARM)
     for _ in range(workers):
-        queue.enqueue("fetch_attachment", 0)
+        queue.queue.enqueue_call("tests.bench.deliveries.warm_worker", args=(workers,), timeout=300, result_ttl=0)
     queue.shutdown()
+
+
+_WARM = "bench:deliveries:warm"
+
+
+def warm_worker(workers: int) -> None:
+    """Run by a bench worker (RQ): build its runtime, then wait (up to a minute) until
+    ``workers`` workers have built theirs."""
+    from rq import get_current_job
+
+    from gateway import jobs
+
+    jobs.rq_entry("fetch_attachment", 0)  # no such attachment: builds the runtime, does nothing
+    redis = get_current_job().connection
+    redis.incr(_WARM)
+    deadline = time.monotonic() + 60
+    while int(redis.get(_WARM) or 0) < workers and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def run(results, quick: bool, databases: list[str]) -> None:
