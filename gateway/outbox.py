@@ -13,7 +13,9 @@ message sent but not recorded (resent under the same key), and its unsent ones t
 A batch's lease is the lease plus a quarter of it: a delivery whose send has not started
 within that quarter is handed back (pending, its attempt not counted), so every send starts
 with at least ``GATEWAY_LEASE_SECONDS`` of lease ahead of it, as for a single claim.
-The hot path uses Core statements, not the ORM: it runs hundreds of times a second.
+The hot path uses Core statements, not the ORM: it runs hundreds of times a second. A batch
+uses one pooled connection throughout (``_Records``); on PostgreSQL each outcome is a single
+statement in autocommit (data-modifying CTEs): one round trip and one durable commit.
 """
 
 from __future__ import annotations
