@@ -107,7 +107,7 @@ def work(url: str, redis_url: str, smtp_port: int, workers: int, folder) -> tupl
     being the exact total from wait4; wall-clock time when the last one exited)."""
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "SMTP_HOST": "127.0.0.1",
            "SMTP_PORT": str(smtp_port), "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench",
-           "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311"}
+           "GATEWAY_PUBLIC_URL": "http://127.0.0.1:8311", "PYTHONPATH": str(ROOT)}  # for warm_worker
     started = time.monotonic()
     logs = [(folder / f"worker-{i}.log").open("wb") for i in range(workers)]
     processes = [subprocess.Popen([str(BIN / "gateway"), "worker", "--burst"], env=env, cwd=ROOT,
@@ -164,14 +164,36 @@ def cpu_after(samples: list[tuple[float, float]], moment: float) -> float:
 
 
 def warm_up(redis_url: str, workers: int) -> None:
-    """One job per worker that builds its runtime and does nothing (no such attachment), queued
-    first: the runtime is then built before the first delivery, not counted in its CPU."""
+    """One warm-up job per worker, queued first: each builds its worker's runtime as a first
+    job does, then waits for the other workers' (``warm_worker``), so every worker takes exactly
+    one (a worker busy with its own cannot take another's) and all start the deliveries at once
+    with their runtime built: none is counted. (A plain job per worker let a worker that started
+    first take them all; the others then built their runtime during the deliveries.)"""
     from gateway.queue import RqQueue
 
     queue = RqQueue(redis_url)
+    queue.redis.delete(_WARM)
     for _ in range(workers):
-        queue.enqueue("fetch_attachment", 0)
+        queue.queue.enqueue_call("tests.bench.deliveries.warm_worker", args=(workers,), timeout=300, result_ttl=0)
     queue.shutdown()
+
+
+_WARM = "bench:deliveries:warm"
+
+
+def warm_worker(workers: int) -> None:
+    """Run by a bench worker (RQ): build its runtime, then wait (up to a minute) until
+    ``workers`` workers have built theirs."""
+    from rq import get_current_job
+
+    from gateway import jobs
+
+    jobs.rq_entry("fetch_attachment", 0)  # no such attachment: builds the runtime, does nothing
+    redis = get_current_job().connection
+    redis.incr(_WARM)
+    deadline = time.monotonic() + 60
+    while int(redis.get(_WARM) or 0) < workers and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def run(results, quick: bool, databases: list[str]) -> None:
@@ -232,38 +254,88 @@ def _create_database(postgres, name: str) -> None:
         c.execute(f"CREATE DATABASE {name}")
 
 
-def cpu_in_process(count: int, url: str | None = None) -> None:
-    """`python -m tests.bench.deliveries --cpu N`: the CPU of the delivery jobs in this process
-    (one thread, no RQ) over N prepared deliveries to a local SMTP server, enqueued as the
-    pipeline does (``jobs.enqueue_deliveries``: one ``deliver_batch`` job per batch): the
-    worker thread's CPU per delivery, and the whole process's (with the SMTP stand-in's thread)."""
+def cpu_in_process(count: int, database: str | None = None, profile: bool = False) -> None:
+    """`python -m tests.bench.deliveries --cpu N [--db postgres|URL] [--profile]`: the CPU of the
+    delivery jobs in this process (one thread, no RQ) over N prepared deliveries to a local SMTP
+    server, enqueued as the pipeline does (``jobs.enqueue_deliveries``: one ``deliver_batch``
+    job per batch): the worker thread's CPU per delivery, the whole process's (with the SMTP
+    stand-in's thread), the SQL statements and commits per delivery (``--profile``: cProfile's
+    top for the worker thread). ``--db postgres`` starts a throwaway PostgreSQL (fsync on)."""
+    import cProfile
+    import pstats
+
+    from sqlalchemy import event
+
     from gateway import create_app, jobs
     from gateway.db import upgrade
     from gateway.models import Delivery
 
-    url = url or f"sqlite:///{fresh_dir('deliveries-cpu') / 'cpu.db'}"
-    upgrade(url)
-    prepare(url, count)
-    smtp = raw_smtp_server()
-    app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None, "SMTP_HOST": "127.0.0.1",
-                      "SMTP_PORT": smtp.port, "GATEWAY_LOG_LEVEL": "WARNING"})
-    runtime = app.extensions["runtime"]
-    with runtime.db.engine.connect() as connection:
-        ids = list(connection.scalars(select(Delivery.id).order_by(Delivery.id)))
-    queued: list[tuple[str, int]] = []
-    runtime.jobs.enqueue = lambda job, item_id: queued.append((job, item_id))
-    jobs.enqueue_deliveries(runtime, ids)
-    thread, process, wall = time.thread_time(), time.process_time(), time.perf_counter()
-    while queued:
-        job, item_id = queued.pop(0)
-        jobs.JOBS[job](runtime, item_id)
-    thread, process, wall = time.thread_time() - thread, time.process_time() - process, time.perf_counter() - wall
-    with runtime.db.engine.connect() as connection:
-        done = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "delivered"))
-    smtp.stop()
-    runtime.jobs.shutdown()
-    print(f"{done}/{len(ids)} delivered, {distinct_messages(smtp.messages)} distinct e-mails; CPU per delivery: {thread / len(ids) * 1000:.2f} ms "
-          f"(this thread), {process / len(ids) * 1000:.2f} ms (with the SMTP stand-in); {len(ids) / wall:.0f}/s")
+    postgres = None
+    if database == "postgres":
+        from tests.support.servers import PostgresServer
+
+        postgres = PostgresServer(durable=True).start()
+        url = postgres.url
+    else:
+        url = database or f"sqlite:///{fresh_dir('deliveries-cpu') / 'cpu.db'}"
+    try:
+        upgrade(url)
+        prepare(url, count)
+        smtp = raw_smtp_server()
+        app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
+                          "SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp.port, "GATEWAY_LOG_LEVEL": "WARNING"})
+        runtime = app.extensions["runtime"]
+        with runtime.db.engine.connect() as connection:
+            ids = list(connection.scalars(select(Delivery.id).order_by(Delivery.id)))
+        queued: list[tuple[str, int]] = []
+        runtime.jobs.enqueue = lambda job, item_id: queued.append((job, item_id))
+        jobs.enqueue_deliveries(runtime, ids)
+        counts = {"statements": 0, "commits": 0}
+
+        @event.listens_for(runtime.db.engine, "before_cursor_execute")
+        def counted(*args):
+            counts["statements"] += 1
+
+        @event.listens_for(runtime.db.engine, "commit")
+        def committed(*args):
+            counts["commits"] += 1
+
+        profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waits
+        thread, process, wall = time.thread_time(), time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        rounds: list[float] = []  # CPU per delivery of each run of 5 jobs (100 deliveries): the machine is
+        while queued:  # shared, and the quietest rounds show what the code costs
+            before, sent = time.thread_time(), len(smtp.messages)
+            for _ in range(5):
+                if queued:
+                    job, item_id = queued.pop(0)
+                    jobs.JOBS[job](runtime, item_id)
+            if (sent := len(smtp.messages) - sent) >= 50:
+                rounds.append((time.thread_time() - before) / sent)
+        if profiler:
+            profiler.disable()
+        thread, process, wall = time.thread_time() - thread, time.process_time() - process, time.perf_counter() - wall
+        with runtime.db.engine.connect() as connection:
+            done = connection.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "delivered"))
+        smtp.stop()
+        runtime.jobs.shutdown()
+        runtime.db.engine.dispose()
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    n = len(ids)
+    print(f"{url.split(':', 1)[0]}: {done}/{n} delivered, {distinct_messages(smtp.messages)} distinct e-mails; "
+          f"CPU per delivery: {thread / n * 1000:.2f} ms (this thread), {process / n * 1000:.2f} ms (with the SMTP "
+          f"stand-in); {counts['statements'] / n:.2f} SQL statements and {counts['commits'] / n:.2f} commits "
+          f"per delivery (SQLAlchemy's count; a SQLite BEGIN is not one); {n / wall:.0f}/s")
+    if rounds:
+        rounds.sort()
+        print(f"  this thread's CPU per delivery over runs of 5 jobs: best {rounds[0] * 1000:.2f} ms, median "
+              f"{rounds[len(rounds) // 2] * 1000:.2f} ms ({len(rounds)} runs)")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
 if __name__ == "__main__":
@@ -271,6 +343,8 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(prog="python -m tests.bench.deliveries", description=cpu_in_process.__doc__)
     parser.add_argument("--cpu", type=int, default=500, help="deliveries to send in this process")
-    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--db", default=None,
+                        help="'postgres' (a throwaway server), a database URL, or a fresh SQLite file (default)")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top (the worker thread)")
     arguments = parser.parse_args()
-    cpu_in_process(arguments.cpu, arguments.db)
+    cpu_in_process(arguments.cpu, arguments.db, arguments.profile)

@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import create_engine, event, select, text
 
 from adapters.base import OutboundMessage
 from gateway import jobs, outbox
@@ -216,3 +216,100 @@ def test_one_job_per_batch_of_new_deliveries_sends_them_all_in_any_order(make_ap
         jobs.JOBS[job](runtime, item_id)
     assert set(states(runtime).values()) == {"delivered"}
     assert all(len(smtp_server.to(f"usager{i}@example.org")) == 1 for i in range(7))
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_each_outcome_writes_its_records_once_and_only_if_the_lease_is_still_ours(
+        database, request, make_app, auth, smtp_server, monkeypatch):
+    overrides = {"DATABASE_URL": request.getfixturevalue("pg_url")} if database == "postgresql" else {}
+    runtime = quiet_app(make_app, auth, smtp_server, **overrides)
+    update = add_notice(runtime, "rec:update", to="bruno@example.org")
+    dead = add_notice(runtime, "rec:dead", to="pas-une-adresse")
+    taken = add_notice(runtime, "rec:taken", to="chloe@example.org")  # its lease runs out while it is sent
+    with runtime.db.session() as session:
+        fresh = Request(code="R-2026-0000002", channel="email", description="Nid-de-poule rue Principale")
+        session.add(fresh)
+        session.flush()
+        acknowledgement = outbox.add_delivery(session, fresh, "notify", "email", {"message": {
+            "to": "anne@example.org", "text": "Reçu.", "language": "fr", "subject": "R-2026-0000002"},
+            "kind": "acknowledgement"}, "rec:ack").id
+        fresh_id = fresh.id
+    with runtime.db.session() as session:  # a chat reply about no request: its row is the only record
+        chat = outbox.add_delivery(session, None, "notify", "email", {"message": {
+            "to": "denis@example.org", "text": "Bonjour.", "language": "fr"}}, "rec:chat").id
+    channel = runtime.outbound("email")
+    send = channel.send
+    other_lease = utcnow() + timedelta(minutes=5)
+
+    def send_and_lose_the_lease(message):
+        if message.idempotency_key == "rec:taken":  # another worker took it over meanwhile
+            with runtime.db.session() as session:
+                session.get(Delivery, taken).lease_until = other_lease
+        return send(message)
+
+    monkeypatch.setattr(channel, "send", send_and_lose_the_lease)
+    statements = []
+    event.listen(runtime.db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    counted = commits(runtime)
+
+    outcomes = outbox.run_batch(runtime, first=acknowledgement)
+    batch_commits = len(counted) - 1  # the other worker's takeover committed once
+
+    assert outcomes == {acknowledgement: "delivered", update: "delivered", dead: "dead", taken: "delivered",
+                        chat: "delivered"}
+    assert len(smtp_server.messages) == 4
+    with runtime.db.session() as session:
+        events = session.scalars(select(Event).where(Event.type.in_(("delivered", "delivery_dead")))).all()
+        events = {e.data["delivery"]: (e.type, e.actor, e.data["attempt"], e.request_id) for e in events}
+        messages = {m.delivery_id: (m.direction, m.channel, m.body, m.subject, m.external_id, m.request_id)
+                    for m in session.scalars(select(Message).where(Message.delivery_id.is_not(None)))}
+        acknowledged = session.get(Request, fresh_id)
+        lost = session.get(Delivery, taken)
+        sent = session.get(Delivery, acknowledgement)
+    assert events[acknowledgement] == ("delivered", "channel:email", 1, fresh_id)
+    assert events[dead][0] == "delivery_dead" and "not an e-mail address" in row(runtime, dead).last_error
+    assert update in events and taken not in events and chat not in events
+    assert messages[acknowledgement] == ("out", "email", "Reçu.", "R-2026-0000002", "<rec.ack@bellerive.example.org>",
+                                         fresh_id)
+    assert update in messages and dead not in messages and taken not in messages and chat not in messages
+    assert acknowledged.acknowledged_at == sent.delivered_at and sent.lease_until is None
+    assert sent.external_id == "<rec.ack@bellerive.example.org>" and row(runtime, chat).state == "delivered"
+    assert lost.state == "sending" and lost.lease_until == other_lease  # the other worker's claim stands
+    if database == "postgresql":  # one statement and its own commit per outcome, after the claim's commit
+        assert batch_commits == 1
+        assert len([s for s in statements if "o_row" in s]) == 5  # gateway/outbox.py _outcome_statement
+        assert not any(s.startswith(("INSERT", "UPDATE requests")) for s in statements)
+        pooled = [runtime.db.engine.connect() for _ in range(runtime.db.engine.pool.checkedin())]
+        try:  # the batch's connection went back to the pool in transactions again, not autocommit
+            assert pooled and not any(c.connection.dbapi_connection.autocommit for c in pooled)
+        finally:
+            for connection in pooled:
+                connection.close()
+    else:
+        assert batch_commits == 1 + 5
+
+
+def test_a_database_connection_dropped_during_a_send_is_replaced_and_the_outcome_recorded(
+        make_app, auth, smtp_server, pg_url, monkeypatch):
+    runtime = quiet_app(make_app, auth, smtp_server, DATABASE_URL=pg_url)
+    ids = [add_notice(runtime, f"drop:{i}", to=f"usager{i}@example.org") for i in range(3)]
+    channel = runtime.outbound("email")
+    send = channel.send
+    admin = create_engine(pg_url)
+
+    def send_while_the_database_drops_connections(message):
+        if message.idempotency_key == "drop:1":  # a restart, an administrator's kill: the batch's connection dies
+            with admin.begin() as connection:
+                connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                        "WHERE pid <> pg_backend_pid() AND datname = current_database()"))
+        return send(message)
+
+    monkeypatch.setattr(channel, "send", send_while_the_database_drops_connections)
+    try:
+        assert outbox.run_batch(runtime) == dict.fromkeys(ids, "delivered")
+    finally:
+        admin.dispose()
+    assert all(len(smtp_server.to(f"usager{i}@example.org")) == 1 for i in range(3))
+    with runtime.db.session() as session:
+        recorded = set(session.scalars(select(Message.delivery_id).where(Message.delivery_id.in_(ids))))
+    assert recorded == set(ids)

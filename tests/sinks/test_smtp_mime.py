@@ -194,3 +194,40 @@ def test_address_not_ascii_is_written_in_utf8():
     assert (received["Subject"], received["Content-Language"]) == ("Reçu", "fr")
     assert seen(received.get_body(("plain",))) == "Bonjour Élise"
     assert seen(received.get_body(("html",))) == "<p>Bonjour Élise</p>"
+
+
+HEADERS = [[("To", m.to), ("Subject", m.subject or ""), ("Message-ID", f"<{m.idempotency_key}@bellerive.example.org>"),
+            ("Reply-To", SETTINGS["GATEWAY_REPLY_TO"]), ("Content-Language", m.language), ("From", SENDER)]
+           for m in CITIZEN] + [[("To", "travaux.publics@bellerive.example.org"), ("Subject", f"[R-2026-482173{i}] "
+                                 "Nid-de-poule — 145, rue Wellington (courante)" * (i + 1)), ("Importance", "high")]
+                                for i in range(3)]
+
+
+@pytest.mark.parametrize("headers", HEADERS)
+def test_remembered_folding_writes_the_bytes_the_library_folds(headers, monkeypatch):
+    from adapters import smtp
+
+    monkeypatch.setattr(smtp, "_boundary", lambda: "===============0000000000000000042==")
+    text = CITIZEN[0].text
+
+    def written() -> list[bytes]:  # twice each: the second time from the cache
+        return [mime(headers, text, to_html(text, "fr")), mime(headers, text)] * 2
+
+    remembered = written()
+    monkeypatch.setattr(smtp, "_CRLF", smtp._PLAIN_CRLF)  # the library's compat32, folding every time
+    assert remembered == written()
+
+
+def test_a_text_holding_the_boundary_stays_inside_its_part(monkeypatch):
+    from adapters import smtp
+
+    boundary = "===============0000000000000000042=="
+    monkeypatch.setattr(smtp, "_boundary", lambda: boundary)
+    text = f"--{boundary}\nContent-Type: text/html\n\n<p>not a part</p>\n--{boundary}--\n"
+
+    written = mime([("To", "elise@example.org"), ("Subject", "Reçu")], text, "<p>Bonjour</p>")
+
+    received = email.message_from_bytes(written, policy=policy.default)
+    assert received.get_boundary() == boundary and len(list(received.iter_parts())) == 2
+    assert seen(received.get_body(("plain",))) == text.rstrip("\n")
+    assert seen(received.get_body(("html",))) == "<p>Bonjour</p>" and not received.defects
