@@ -9,6 +9,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029
 _SPACES = re.compile(r"[ \t\xa0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
 def clean(text: str) -> str:
@@ -20,8 +21,21 @@ def clean(text: str) -> str:
 
 
 def strip_accents(text: str) -> str:
+    """NFKD, then without its combining marks ("Édouard" -> "Edouard").
+
+    ASCII text is its own NFKD form and has no combining marks: returned as it is. Otherwise
+    only the runs of non-ASCII characters are looked at (``unicodedata.combining`` on each),
+    not every character of the text."""
+    if text.isascii():
+        return text
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    if decomposed.isascii():
+        return decomposed
+    return _NOT_ASCII.sub(_without_marks, decomposed)
+
+
+def _without_marks(run: re.Match) -> str:
+    return "".join(c for c in run.group() if not unicodedata.combining(c))
 
 
 def fold(text: str) -> str:

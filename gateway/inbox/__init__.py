@@ -39,9 +39,11 @@ def runtime():
 @bp.before_app_request
 def remember_language():
     """A signed-in user's choice of language is kept with their account."""
-    chosen = request.args.get("lang")
     user_id = session.get("user_id")
-    if chosen in LANGUAGES and user_id is not None:
+    if user_id is None:  # visitors and provider webhooks: their query string is not parsed for this
+        return
+    chosen = request.args.get("lang")
+    if chosen in LANGUAGES:
         with runtime().db.session() as db:
             user = db.get(User, user_id)
             if user is not None and user.language != chosen:

@@ -54,8 +54,10 @@ def messenger_events():
         return jsonify(error="no usable event in the batch", rejected=batch.rejected), 400
     stored = sum(item.created for item in accept_all(
         "messenger", [(_key(item.provider_id), item.body) for item in batch.items], "application/json"))
-    log.info("messenger webhook: %s stored, %s already stored, ignored %s, %s rejected", stored,
-             len(batch.items) - stored, batch.ignored or "nothing", len(batch.rejected))
+    # Like the other webhooks, a batch stored as it came leaves no line but the access log's.
+    plain = stored == len(batch.items) and not batch.ignored and not batch.rejected
+    log.log(logging.DEBUG if plain else logging.INFO, "messenger webhook: %s stored, %s already stored, ignored %s, "
+            "%s rejected", stored, len(batch.items) - stored, batch.ignored or "nothing", len(batch.rejected))
     return jsonify(stored=stored, duplicates=len(batch.items) - stored, ignored=batch.ignored,
                    rejected=batch.rejected), 200
 

@@ -9,6 +9,13 @@ Redis pipeline. Measured (docs/benchmarks.md §1, round 3): a request that waits
 Redis round trip after the fsync runs its last part on a cold CPU again, ~0.4 ms of CPU per
 webhook with 5 ms between requests (200/s); one round trip per batch costs a fraction of it.
 
+One job per GATEWAY_PIPELINE_BATCH messages, not one each: a ``process_inbound`` job
+processes its own message and the oldest waiting ones, up to that many, in one transaction
+(gateway/jobs.py), so a batch of N stored messages needs ceil(N / size) jobs. One job per
+message made the pusher run rq's ``enqueue_call`` for each (~0.08 ms of CPU per webhook in
+the web worker) and left a pipeline worker 19 of every 20 jobs with nothing to do; the
+deliveries are thinned the same way (``jobs.enqueue_deliveries``).
+
 If the process dies with jobs not yet pushed, or Redis is down, the messages wait in the
 database for the sweeper (tests/faults/test_web_worker_kill.py kills web workers mid-burst).
 At a normal exit (gunicorn's SIGTERM) what is pending is pushed first (atexit).
@@ -30,9 +37,10 @@ LINGER = 0.05  # seconds: at 200 webhooks/s, ~10 jobs per round trip; the pipeli
 class DeferredPush:
     """``enqueue(job, id)`` returns at once; a daemon thread pushes batches with ``enqueue_many``."""
 
-    def __init__(self, jobs, linger: float = LINGER):
+    def __init__(self, jobs, linger: float = LINGER, batch: int = 1):
         self.jobs = jobs
         self.linger = linger
+        self.batch = max(int(batch), 1)  # messages a process_inbound job processes (GATEWAY_PIPELINE_BATCH)
         self._pending: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -57,7 +65,7 @@ class DeferredPush:
             items, self._pending = self._pending, []
         if items:
             try:
-                self.jobs.enqueue_many(items)
+                self.jobs.enqueue_many(thinned(items, self.batch))
             except Exception:  # never lost: the sweeper re-enqueues what is still received
                 log.exception("webhook push of %d job(s) failed; left for the sweeper", len(items))
 
@@ -69,6 +77,13 @@ class DeferredPush:
             self.flush()
 
 
+def thinned(items: list[tuple[str, int]], batch: int) -> list[tuple[str, int]]:
+    """One ``process_inbound`` job for every ``batch`` of them (the first of each), the other
+    jobs as they are."""
+    inbound = [item for item in items if item[0] == "process_inbound"]
+    return inbound[::batch] + [item for item in items if item[0] != "process_inbound"]
+
+
 def for_app(app):
     """The app's pusher (made once, when the webhooks blueprint is registered), or its job
     queue itself when that has no batch push (InlineQueue: threads of this process)."""
@@ -76,6 +91,7 @@ def for_app(app):
 
 
 def install(state) -> None:
-    jobs = state.app.extensions["runtime"].jobs
-    if hasattr(jobs, "enqueue_many"):
-        state.app.extensions["webhook_push"] = DeferredPush(jobs)
+    runtime = state.app.extensions["runtime"]
+    if hasattr(runtime.jobs, "enqueue_many"):
+        batch = runtime.settings.get("GATEWAY_PIPELINE_BATCH") or 1
+        state.app.extensions["webhook_push"] = DeferredPush(runtime.jobs, batch=batch)

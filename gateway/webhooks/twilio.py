@@ -59,25 +59,26 @@ def twilio_webhook(view):
 
     @functools.wraps(view)
     def wrapper():
-        token = _runtime().settings.get("TWILIO_AUTH_TOKEN")
+        runtime, called = _runtime(), request._get_current_object()  # each proxy look-up costs
+        token = runtime.settings.get("TWILIO_AUTH_TOKEN")
         if not token:
-            log.error("twilio webhook %s called but TWILIO_AUTH_TOKEN is not set", request.path)
+            log.error("twilio webhook %s called but TWILIO_AUTH_TOKEN is not set", called.path)
             return jsonify(error="the Twilio channel is not configured"), 503
-        if (request.content_length or 0) > MAX_BODY:
+        if (called.content_length or 0) > MAX_BODY:
             return jsonify(error=f"body too large ({MAX_BODY} bytes at most)"), 413
-        body = request.get_data(cache=True)
+        body = called.get_data(cache=True)
         if len(body) > MAX_BODY:
             return jsonify(error=f"body too large ({MAX_BODY} bytes at most)"), 413
         try:
-            fields = form_fields(body, request.content_type or "")
-            url = _runtime().public_url(request.full_path if request.query_string else request.path)
-            verify_signature(str(token), url, fields, request.headers.get("X-Twilio-Signature"))
+            fields = form_fields(body, called.content_type or "")
+            url = runtime.public_url(called.full_path if called.query_string else called.path)
+            verify_signature(str(token), url, fields, called.headers.get("X-Twilio-Signature"))
             return view(body, fields)
         except SignatureError as exc:
-            log.warning("twilio webhook %s rejected: %s", request.path, exc)  # never the body
+            log.warning("twilio webhook %s rejected: %s", called.path, exc)  # never the body
             return jsonify(error="invalid signature"), 403
         except MalformedPayloadError as exc:
-            log.warning("twilio webhook %s malformed: %s", request.path, exc)
+            log.warning("twilio webhook %s malformed: %s", called.path, exc)
             return jsonify(error=str(exc), field=exc.field), 400
 
     return wrapper
@@ -92,29 +93,29 @@ def twiml(document: str) -> Response:
 @bp.post("/twilio/sms")
 @twilio_webhook
 def twilio_sms_inbound(body: bytes, fields):
+    runtime = _runtime()
+    book = runtime.rules.current
     sid = required(fields, "MessageSid")
-    phone = _e164(required(fields, "From"))
+    phone = to_e164(required(fields, "From"), book.city.phone_region)
     text = first(fields, "Body")
     if text is None:
         raise MalformedPayloadError("Body is missing", field="Body")
-    book = _runtime().rules.current
     kind, rest = twilio_sms.command(text)
-    language = detect(clean(text), book.city.default_language)
-    words = TEXTS[language]
-    city = book.city.name.get(language)
     if kind in ("opt_out", "opt_in"):
         _accept_sms(sid, body, {})
         return twiml(twilio_sms.sms_reply(None))  # Twilio confirms opt-outs itself
+    language = detect(clean(text), book.city.default_language)
+    words = TEXTS[language]
+    city = book.city.name.get(language)
     if kind == "status":
         _accept_sms(sid, body, {})
         return twiml(twilio_sms.sms_reply(_status_answer(rest, phone, language, city)))
-    has_media = int(first(fields, "NumMedia") or 0) > 0 if (first(fields, "NumMedia") or "0").isdigit() else False
-    if not twilio_sms.has_words(text) and not has_media:
+    media = first(fields, "NumMedia") or "0"
+    if not twilio_sms.has_words(text) and not (media.isdigit() and int(media) > 0):
         return twiml(twilio_sms.sms_reply(words["empty"].format(city=city)))  # nothing stored
-    runtime = _runtime()
     # One connection for the look-up and the INSERT, committed (durably) before the answer.
     with runtime.db.engine.connect() as connection:
-        thread = _open_conversation(connection, phone, text)
+        thread = _open_conversation(runtime, book, connection, phone, text)
         headers = {twilio_sms.REFERENCE_HEADER: thread} if thread else {twilio_sms.ANSWERED_HEADER: "acknowledged"}
         # A new request's code is drawn here: on a first delivery (the usual case) the answer
         # needs no re-read; a provider's retry gets the first one's headers and code back.
@@ -143,10 +144,6 @@ def _stored(inbound_id: int) -> tuple[dict, str | None]:
         return dict(inbound.headers or {}), code
 
 
-def _e164(sender: str) -> str | None:
-    return to_e164(sender, _runtime().rules.current.city.phone_region)
-
-
 def _open_requests(session, phone: str | None) -> list[Request]:
     if not phone:
         return []
@@ -159,7 +156,7 @@ def _open_requests(session, phone: str | None) -> list[Request]:
                                 .order_by(Request.created_at.desc()).limit(5)))
 
 
-def _open_conversation(connection, phone: str | None, text: str) -> str | None:
+def _open_conversation(runtime, book, connection, phone: str | None, text: str) -> str | None:
     """The code of the sender's open request this SMS continues, or None for a new request.
 
     It continues one when it quotes one of the sender's own codes, or when the sender wrote
@@ -171,13 +168,12 @@ def _open_conversation(connection, phone: str | None, text: str) -> str | None:
     mine = connection.execute(_OPEN_CONVERSATION, {"phone": phone}).all()
     if not mine:
         return None
-    book = _runtime().rules.current
     quoted = set(find_codes(text, book.city.code_prefix))
     for candidate in mine:
         if candidate.code in quoted:
             return candidate.code
     latest = mine[0]
-    minutes = float(_runtime().settings.get("TWILIO_CONVERSATION_MINUTES") or DEFAULT_THREAD_MINUTES)
+    minutes = float(runtime.settings.get("TWILIO_CONVERSATION_MINUTES") or DEFAULT_THREAD_MINUTES)
     if latest.last_in is None or utcnow() - latest.last_in > timedelta(minutes=minutes):
         return None
     category = book.categorizer.categorize(fold(clean(text))).category

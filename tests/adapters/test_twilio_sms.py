@@ -184,6 +184,39 @@ def test_twiml_answer_is_what_the_twilio_library_prints(text):
     assert sms_reply(text) == str(expected)
 
 
+SENDERS_TEXTS = [  # (text, the language of the answer): accents, none, ligatures, mixed, long
+    ("Énorme nid-de-poule devant le 12, rue de l'Église. Ça fait deux semaines!", "fr"),
+    ("lampadaire brise coin Maple et Principale", "fr"),
+    ("Fuite d'eau à côté de l'école, ŒUVRE Saint-Édouard, ça déborde", "fr"),
+    ("The streetlight at the corner of Maple and Main has been out all week", "en"),
+    ("Pothole on Rue Wellington near the café, please fix", "en"),
+    ("Bonjour, le lampadaire de la rue Maple est brûlé", "fr"),
+    ("Il y a des déchets partout dans le parc " * 30, "fr"),
+]
+
+
+def test_the_answer_is_the_librarys_twiml_in_the_senders_language_and_a_retry_gets_the_same_bytes(
+        twilio_client, twilio_runtime):
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    from gateway.webhooks.twilio_texts import TEXTS
+
+    city = twilio_runtime.rules.current.city.name
+    for i, (text, language) in enumerate(SENDERS_TEXTS):
+        fixture = sms("sms__pothole_fr")
+        sid = f"SM{i:032d}"
+        fixture["params"] = {**fixture["params"], "Body": text, "MessageSid": sid, "SmsSid": sid,
+                             "SmsMessageSid": sid, "From": f"+151455501{60 + i}"}  # a new sender each
+        answer = post(twilio_client, fixture).get_data()
+        with twilio_runtime.db.session() as session:
+            code = session.scalar(select(InboundMessage.reserved_code).where(InboundMessage.provider_id == sid))
+        expected = MessagingResponse()
+        expected.message(TEXTS[language]["acknowledged"].format(city=city.get(language), code=code))
+        assert answer == str(expected).encode(), text
+        assert post(twilio_client, fixture).get_data() == answer  # Twilio's retry: the same bytes
+    assert count(twilio_runtime, InboundMessage) == len(SENDERS_TEXTS)
+
+
 # --- Conversation ------------------------------------------------------------------------------
 
 def test_second_sms_within_the_window_is_added_to_the_open_request(twilio_client, twilio_runtime):

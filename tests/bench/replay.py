@@ -25,7 +25,10 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "311"
+# ../shared/data/311 next to the checkout; a git worktree (/work/wt/<name>) finds the same folder.
+SHARED = next((folder / "shared" / "data" / "311" for folder in Path(__file__).resolve().parents[3:]
+               if (folder / "shared" / "data" / "311").is_dir()),
+              Path(__file__).resolve().parents[3] / "shared" / "data" / "311")
 SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "boston_sample.json"
 BOSTON = (-71.20, -70.98, 42.22, 42.40)  # lon min/max, lat min/max of the records
 CITY = (-75.795, -75.645, 45.405, 45.475)  # inside Bellerive's districts (config/districts.geojson)

@@ -8,10 +8,10 @@ import copy
 
 from redis import Redis
 from rq import Queue
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway import jobs
-from gateway.models import InboundMessage
+from gateway.models import InboundMessage, Request
 from gateway.queue import QUEUE_NAME
 from gateway.webhooks import push
 
@@ -38,7 +38,7 @@ def stored(runtime) -> dict[str, InboundMessage]:
 
 
 def test_each_stored_sms_gets_one_job_and_a_burst_shares_one_round_trip(make_app, redis_server):
-    app = make_app(REDIS_URL=redis_server.url, **twilio_settings(None))
+    app = make_app(REDIS_URL=redis_server.url, GATEWAY_PIPELINE_BATCH=1, **twilio_settings(None))
     runtime = app.extensions["runtime"]
     pusher = app.extensions["webhook_push"]
     pusher.linger = 1.0  # a slow machine must not split the burst below
@@ -56,6 +56,32 @@ def test_each_stored_sms_gets_one_job_and_a_burst_shares_one_round_trip(make_app
     wait_until(lambda: len(queued(redis_server.url)) == 5, timeout=10)
     assert sorted(queued(redis_server.url)) == sorted(("process_inbound", row.id) for row in rows.values())
     assert int(redis.info("commandstats")["cmdstat_exec"]["calls"]) - execs == 1  # one pipeline for the five
+
+
+def test_one_job_per_pipeline_batch_and_those_jobs_process_every_message_once(make_app, redis_server):
+    """A process_inbound job processes its message and the oldest waiting ones, up to
+    GATEWAY_PIPELINE_BATCH: 45 SMS need 3 jobs, and those 3 leave nothing waiting."""
+    app = make_app(REDIS_URL=redis_server.url, GATEWAY_PIPELINE_BATCH=20, **twilio_settings(None))
+    runtime = app.extensions["runtime"]
+    pusher = app.extensions["webhook_push"]
+    pusher.linger = 60.0  # pushed by flush() below: one batch
+    client = app.test_client()
+
+    answers = [post(client, sms(i)) for i in range(45)] + [post(client, sms(44))]  # and a retry
+    pusher.flush()
+
+    assert {a.status_code for a in answers} == {200}
+    rows = stored(runtime)
+    ids = sorted(row.id for row in rows.values())
+    assert len(ids) == 45
+    assert queued(redis_server.url) == [("process_inbound", ids[0]), ("process_inbound", ids[20]),
+                                        ("process_inbound", ids[40])]
+    for _job, inbound_id in queued(redis_server.url):  # what the RQ worker runs, in queue order
+        jobs.process_inbound(runtime, inbound_id)
+
+    assert {row.state for row in stored(runtime).values()} == {"processed"}
+    with runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Request)) == 45  # one each, none twice
 
 
 def test_a_failed_push_leaves_the_sms_for_the_sweeper(make_app, redis_server):
