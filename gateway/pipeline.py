@@ -190,13 +190,18 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
                           public=True, data={"via": "reply"}))
     elif duplicate.action != "link":  # a linked reporter was told the master's code instead
         ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                     f"{request.code}:notify:acknowledgement", fresh=True)
+                     f"{request.code}:notify:acknowledgement", fresh=True, thread=_thread_of(message))
         if ack is not None:
             deliveries.append(ack)
     _mark_processed(inbound, request)
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
     return [d.id for d in deliveries if d.state == "pending"]
+
+
+def _thread_of(message) -> list[tuple]:
+    """A new request's e-mail thread: the one message that created it (``_add_message``)."""
+    return [("in", message.external_id)] if message.channel == "email" and message.external_id else []
 
 
 def _facts(book, message, inbound) -> Facts:
