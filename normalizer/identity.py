@@ -25,11 +25,11 @@ def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | No
     points = message.contact_points()
     if not points:
         return None, []
-    known = _known_points(session, points)
+    known, citizens = _known_points(session, points)
     owners = {point.citizen_id for point in known.values()}
     notes = []
     if owners:
-        citizen = session.get(Citizen, sorted(owners)[0])
+        citizen = citizens[sorted(owners)[0]]
         if len(owners) > 1:
             notes.append("contact points belong to several citizens; not merged automatically")
     else:
@@ -47,16 +47,21 @@ def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | No
     return citizen, notes
 
 
-def _known_points(session: Session, points: list[tuple[str, str]]) -> dict[tuple[str, str], ContactPoint]:
-    rows = session.scalars(_points_statement(), {"values": [value for _, value in points]}).all()
+def _known_points(session: Session, points: list[tuple[str, str]]) -> tuple[dict, dict[int, Citizen]]:
+    """The points already known, by (kind, value), and their owners by id."""
+    owners = session.scalars(_owners_statement(), {"values": [value for _, value in points]}).unique().all()
     wanted = set(points)
-    return {(row.kind, row.value): row for row in rows if (row.kind, row.value) in wanted}
+    known = {(point.kind, point.value): point for owner in owners for point in owner.contacts
+             if (point.kind, point.value) in wanted}
+    return known, {owner.id: owner for owner in owners}
 
 
 @lru_cache(maxsize=1)
-def _points_statement():
-    """Built once (composing a statement costs more CPU than running it). The points' owners
-    come in the same statement (and their contact points in the one that follows): the
-    citizen is then in the session when it is looked up, no third statement."""
-    return select(ContactPoint).where(ContactPoint.value.in_(bindparam("values", expanding=True))) \
-        .options(joinedload(ContactPoint.citizen))
+def _owners_statement():
+    """The citizens owning any of the values, each with all of their contact points, in ONE
+    statement (joined): the matching points are among them, and the citizen's contacts are
+    loaded for what follows (the channel of its notices). Built once: composing a statement
+    costs more CPU than running it."""
+    values = bindparam("values", expanding=True)
+    return select(Citizen).where(Citizen.id.in_(select(ContactPoint.citizen_id).where(ContactPoint.value.in_(values)))) \
+        .options(joinedload(Citizen.contacts))
