@@ -197,7 +197,7 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
         outcomes.append(inbound)
         return deliveries
     except (MalformedPayloadError, UnsupportedEventError) as exc:
-        session.expire_all()  # what was read inside the savepoint may be what it rolled back
+        session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
         state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id)
                         .values(state=state, error=str(exc)[:2000], lease_until=None, attempts=claimed.attempts - 1))
@@ -206,7 +206,7 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
             bounces.append((claimed.id, exc.bounce))
         return []
     except Exception as exc:
-        session.expire_all()  # what was read inside the savepoint may be what it rolled back
+        session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
         if again and (isinstance(exc, IntegrityError) or getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK):
             # Another worker's transaction created the same row meanwhile (two messages from
             # one new citizen in two batches on PostgreSQL: the contact point). It is committed
