@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
+from dedup import current_rules
 
 from . import pipeline
 from .bounces import record_bounce
@@ -111,10 +112,12 @@ def _prepare_batch(runtime, wanted: list[int], size: int, now) -> dict[int, pipe
         rows = session.execute(select(InboundMessage.id, InboundMessage.channel, InboundMessage.body,
                                       InboundMessage.headers, InboundMessage.content_type,
                                       InboundMessage.received_at).where(InboundMessage.id.in_(ids))).all() if ids else []
+    dedup_rules = current_rules(book.directory, set(book.categories)) if rows else None  # a file's stat: once
     for row in rows:
         try:
             prepared[row.id] = pipeline.prepare(runtime, book, row.channel, row.body, row.headers, row.content_type,
-                                        row.received_at)
+                                                row.received_at)
+            prepared[row.id].dedup_rules = dedup_rules
         except Exception:  # noqa: BLE001 - met again, and recorded, when processed in the transaction
             continue
     return prepared

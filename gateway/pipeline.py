@@ -74,6 +74,7 @@ class Prepared:
     message: object
     decision: object | None
     decided: dict | None  # decision.as_dict(), stored with the request
+    dedup_rules: object | None = None  # dedup.current_rules, read once for the batch
 
 
 def prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> Prepared:
@@ -146,7 +147,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     if decision is None:
         decision = decide(book, _facts(book, message, inbound))
         decided = decision.as_dict()
-    rules = current_rules(book.directory, set(book.categories))
+    rules = ready.dedup_rules if ready.dedup_rules is not None else current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
                          inbound.received_at, rules, message.lat, message.lon, message.address)
     if dedup.action == "join":
