@@ -40,9 +40,12 @@ def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | No
     citizen.contacts.extend(ContactPoint(kind=kind, value=value) for kind, value in points if (kind, value) not in known)
     if message.name and not citizen.name:
         citizen.name = message.name
-    if message.preferred_channel:
+    # Set only when it changes: setting an attribute, even to its value, makes the flush
+    # below compare every change of the session (the costliest part of a known citizen).
+    if message.preferred_channel and citizen.preferred_channel != message.preferred_channel:
         citizen.preferred_channel = message.preferred_channel
-    citizen.language = message.language
+    if citizen.language != message.language:
+        citizen.language = message.language
     session.flush()
     return citizen, notes
 
