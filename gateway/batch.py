@@ -22,6 +22,7 @@ from dedup import current_rules
 
 from . import pipeline
 from .bounces import record_bounce
+from .fresh import check_codes
 from .models import Attachment, InboundMessage, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
         with runtime.db.session() as session:
             taken = _take_batch(session, inbound_ids, size, now)
             outcomes: list[Claimed] = []
-            for inbound in _claim_batch(session, taken, now, lease):
+            claimed = _claim_batch(session, taken, now, lease)
+            check_codes(session, runtime.rules.current.city.code_prefix, claimed)
+            for inbound in claimed:
                 deliveries += _process_in_savepoint(runtime, session, inbound, bounces, outcomes, prepared=prepared)
             _write_outcomes(session, outcomes)
             pending = _pending_attachments(session, taken)
@@ -143,9 +146,10 @@ class Claimed:
     request_id: int | None
     processed_at: object
     error: str | None
+    checked_code: tuple[str, str] | None = None  # (prefix, code) found unused in this transaction
 
 
-_CLAIMED = [InboundMessage.__table__.c[name] for name in Claimed.__dataclass_fields__]
+_CLAIMED = [InboundMessage.__table__.c[name] for name in Claimed.__dataclass_fields__ if name != "checked_code"]
 
 
 def _claim_batch(session, ids: list[int], now, lease) -> list[Claimed]:
@@ -216,7 +220,8 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
             # now: the message is processed once more, finding that row. Likewise when
             # PostgreSQL broke a deadlock between two batches by failing this statement.
             log.info("inbound %s met a concurrent write (%s); processed again", claimed.id, type(exc.orig).__name__)
-            return _process_in_savepoint(runtime, session, claimed, bounces, outcomes, again=False)
+            return _process_in_savepoint(runtime, session, replace(claimed, checked_code=None), bounces, outcomes,
+                                         again=False)
         log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", claimed.id)
         attempts = claimed.attempts  # the claim's + 1 is this failed attempt
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id).values(

@@ -15,19 +15,17 @@ from datetime import timedelta
 from functools import lru_cache
 
 from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.orm import make_transient_to_detached
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
 from dedup import Report, cross_citizen, current_rules, same_citizen, stored_keys
 from normalizer import find_conversation, normalize, resolve_citizen
-from normalizer.codes import new_code
 from router import Facts, decide
 
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
 from .duplicates import apply_decision
-from .fresh import queue_fresh
+from .fresh import Fresh, insert_request, queue_fresh
 from .models import (
     ContactPoint,
     Event,
@@ -182,6 +180,8 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
                    "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
     ]
     _insert_events(session, events)
+    if duplicate.action == "link" or parsed.acknowledged:  # changed below through the ORM
+        request = session.get(Request, request.id)
     deliveries = apply_decision(session, runtime, request, duplicate)
     if duplicate.action != "link" or duplicate.flagged:  # urgent: the department hears of it anyway
         deliveries += _new_request_deliveries(session, request, decision.sinks)
@@ -217,15 +217,10 @@ def _facts_of(book, message, received_at) -> Facts:
 
 
 def _create_request(session, runtime, book, message, inbound, decision, citizen, status: str = "routed",
-                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None) -> Request:
-    """The request row, written with one Core INSERT … RETURNING (the ORM's unit of work and
-    flush cost several times more), then attached to the session as the persistent object it
-    is, with every column's value known: the rest of the transaction reads and changes it
-    through the ORM as before (a change is an UPDATE at the next flush)."""
+                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None) -> Fresh:
+    """The request row and its first message (gateway/fresh.py: no ORM object)."""
     now = utcnow()
     values = dict(
-        _EMPTY_REQUEST,
-        code=_unused_code(session, book, inbound),
         status=status,
         kind=decision.kind,
         priority=decision.priority,
@@ -252,29 +247,9 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
         dedup_cell=keys[0],
         dedup_street=keys[1],
     )
-    for key, default in _REQUEST_DEFAULTS.items():  # as the ORM did: a column left None takes its default
-        if values.get(key, 0) is None:
-            values[key] = default.arg(None) if default.is_callable else default.arg
-    session.flush()  # what the ORM still holds (the citizen) is written first: the request refers to it
-    request = Request(id=session.connection().scalar(_request_insert(), values), **values)
-    make_transient_to_detached(request)  # its state is the row just written, not a change to write
-    session.add(request)
+    request = insert_request(session, book, inbound, values)
     _add_message(session, runtime, request, message, inbound)
     return request
-
-
-# Every column of a new request that the pipeline does not set, at its default: the object
-# attached after the INSERT then has no unloaded column to read back. (A column the database
-# fills itself is left out: the object would read it back on first use.)
-_EMPTY_REQUEST = {column.key: None for column in Request.__table__.columns
-                  if column.key != "id" and column.server_default is None}
-_REQUEST_DEFAULTS = {column.key: column.default for column in Request.__table__.columns
-                     if column.default is not None and (column.default.is_scalar or column.default.is_callable)}
-
-
-@lru_cache(maxsize=1)
-def _request_insert():
-    return insert(Request.__table__).returning(Request.__table__.c.id)
 
 
 def _insert_events(session, rows: list[dict]) -> None:
@@ -297,18 +272,6 @@ def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> lis
     return queue_fresh(session, [dict(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
                                       idempotency_key=f"{request.code}:route1:{i}:{sink['type']}")
                                  for i, sink in enumerate(sinks)])
-
-
-def _unused_code(session, book, inbound: InboundMessage) -> str:
-    code = inbound.reserved_code
-    while code is None or session.scalar(_code_statement(), {"code": code}) is not None:
-        code = new_code(book.city.code_prefix, inbound.received_at.year)
-    return code
-
-
-@lru_cache(maxsize=1)
-def _code_statement():
-    return select(Request.id).where(Request.code == bindparam("code"))
 
 
 def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
