@@ -183,17 +183,16 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     if duplicate.action == "link" or parsed.acknowledged:  # changed below through the ORM
         request = session.get(Request, request.id)
     deliveries = apply_decision(session, runtime, request, duplicate)
-    if duplicate.action != "link" or duplicate.flagged:  # urgent: the department hears of it anyway
-        deliveries += _new_request_deliveries(session, request, decision.sinks)
+    fresh = _sink_rows(request, decision.sinks) if duplicate.action != "link" or duplicate.flagged else []
+    # (urgent: the department hears of it anyway)
     if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
         request.acknowledged_at = inbound.received_at
         session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
                           public=True, data={"via": "reply"}))
     elif duplicate.action != "link":  # a linked reporter was told the master's code instead
-        ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                     f"{request.code}:notify:acknowledgement", fresh=True, thread=_thread_of(message))
-        if ack is not None:
-            deliveries.append(ack)
+        notify(session, runtime, request, citizen, "acknowledgement", decision.template,
+               f"{request.code}:notify:acknowledgement", fresh=True, thread=_thread_of(message), into=fresh)
+    deliveries += queue_fresh(session, fresh)  # the department's deliveries and the acknowledgement: one INSERT
     _mark_processed(inbound, request)
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
@@ -265,13 +264,12 @@ def _table_insert(model):
     return insert(model.__table__)
 
 
-def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list:
+def _sink_rows(request, sinks: list[dict]) -> list[dict]:
     """The department's deliveries of a request created in this transaction. Their keys carry
     its code, unused until now, so none can exist yet (outbox.add_delivery looks first; the
-    unique idempotency key would refuse a second one anyway): one INSERT for all of them."""
-    return queue_fresh(session, [dict(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
-                                      idempotency_key=f"{request.code}:route1:{i}:{sink['type']}")
-                                 for i, sink in enumerate(sinks)])
+    unique idempotency key would refuse a second one anyway): inserted with gateway/fresh.py."""
+    return [dict(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
+                 idempotency_key=f"{request.code}:route1:{i}:{sink['type']}") for i, sink in enumerate(sinks)]
 
 
 def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:

@@ -27,9 +27,9 @@ STEPS = {
     "parse + normalize": ("normalize",),
     "citizen identity + conversation": ("resolve_citizen", "find_conversation"),
     "route": ("decide",),
-    "dedup": ("same_citizen",),
+    "dedup": ("same_citizen", "cross_citizen"),
     "request rows": ("_create_request",),
-    "outbox (sink + acknowledgement)": ("_new_request_deliveries", "add_delivery", "notify"),
+    "outbox (sink + acknowledgement)": ("queue_fresh", "add_delivery", "notify"),
 }
 
 
