@@ -35,13 +35,16 @@ def queue_fresh(session, rows: list[dict]) -> list[Queued]:
         return []
     now = utcnow()
     values = [{"state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now, **row} for row in rows]
-    ids = session.connection().scalars(_insert(), values).all()
-    return [Queued(id) for id in ids]
+    # Matched by their unique keys, not by order: with RETURNING in the order of the rows
+    # given, SQLAlchemy sends SQLite one INSERT per row.
+    ids = dict(session.connection().execute(_insert(), values).all())
+    return [Queued(ids[row["idempotency_key"]]) for row in values]
 
 
 @lru_cache(maxsize=1)
 def _insert():
-    return insert(Delivery.__table__).returning(Delivery.__table__.c.id, sort_by_parameter_order=True)
+    table = Delivery.__table__
+    return insert(table).returning(table.c.idempotency_key, table.c.id)
 
 
 class Fresh(SimpleNamespace):
