@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
 from dedup import current_rules
+from normalizer.identity import owners_of
 
 from . import pipeline
 from .bounces import record_bounce
@@ -54,8 +55,10 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
             outcomes: list[Claimed] = []
             claimed = _claim_batch(session, taken, now, lease)
             check_codes(session, runtime.rules.current.city.code_prefix, claimed)
+            owners = Owners(session, prepared, taken, runtime.rules.current)
             for inbound in claimed:
-                deliveries += _process_in_savepoint(runtime, session, inbound, bounces, outcomes, prepared=prepared)
+                deliveries += _process_in_savepoint(runtime, session, inbound, bounces, outcomes, prepared=prepared,
+                                                    owners=owners)
             _write_outcomes(session, outcomes)
             pending = _pending_attachments(session, taken)
     except Exception:
@@ -190,8 +193,37 @@ def _outcome_statement():
         processed_at=bindparam("b_processed_at"), lease_until=bindparam("b_lease_until"))
 
 
+class Owners:
+    """The citizens owning the contact points of the batch's prepared messages, read in ONE
+    statement once the batch holds its rows (instead of one per message), and kept for the
+    batch. A message is given them only while they are what its own look-up would read: none
+    of its contact points was met by an earlier message of the batch (which may have created
+    or changed it: two messages of one new citizen), and no message was rolled back since
+    (the session was emptied); otherwise it looks them up itself, as before."""
+
+    def __init__(self, session, prepared: dict, taken: list[int], book):
+        self.book = book  # its messages' points are those normalized with this rules book
+        self.values = {i: {value for _, value in prepared[i].message.contact_points()}
+                       for i in taken if i in prepared and prepared[i].book is book}
+        self.citizens = owners_of(session, sorted(set().union(*self.values.values())))
+        self.met: set[str] = set()
+        self.valid = True
+
+    def of(self, inbound_id: int) -> list | None:
+        values = self.values.get(inbound_id)
+        if not self.valid or values is None or values & self.met:
+            return None
+        return [c for c in self.citizens if any(point.value in values for point in c.contacts)]
+
+    def done(self, inbound_id: int, rolled_back: bool, book) -> None:
+        """After a message: its points were met; one not prepared (or normalized again after
+        a reload of the rules) may have met any."""
+        self.met |= self.values.get(inbound_id, set())
+        self.valid = self.valid and not rolled_back and inbound_id in self.values and book is self.book
+
+
 def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, outcomes: list[Claimed],
-                          again: bool = True, prepared: dict | None = None) -> list[int]:
+                          again: bool = True, prepared: dict | None = None, owners: Owners | None = None) -> list[int]:
     """``claimed`` processed inside its own SAVEPOINT. Its claim was made for the whole batch,
     outside the SAVEPOINT, so a message that fails is recorded here as ``process_inbound``
     records it (its claim having been rolled back there): unparseable or unsupported, failed /
@@ -200,10 +232,16 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
     try:
         with session.begin_nested():
             ready = prepared.pop(inbound.id, None) if prepared else None  # used once: a retry starts afresh
+            if ready is not None and owners is not None:
+                ready.owners = owners.of(inbound.id)
             deliveries = pipeline.process(runtime, session, inbound, ready)
         outcomes.append(inbound)
+        if owners is not None:
+            owners.done(inbound.id, False, runtime.rules.current)
         return deliveries
     except (MalformedPayloadError, UnsupportedEventError) as exc:
+        if owners is not None:
+            owners.done(claimed.id, True, None)
         session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
         state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id)
@@ -213,6 +251,8 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
             bounces.append((claimed.id, exc.bounce))
         return []
     except Exception as exc:
+        if owners is not None:
+            owners.done(claimed.id, True, None)
         session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
         if again and (isinstance(exc, IntegrityError) or getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK):
             # Another worker's transaction created the same row meanwhile (two messages from

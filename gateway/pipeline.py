@@ -73,6 +73,7 @@ class Prepared:
     decision: object | None
     decided: dict | None  # decision.as_dict(), stored with the request
     dedup_rules: object | None = None  # dedup.current_rules, read once for the batch
+    owners: list | None = None  # the citizens owning its contact points, read for the batch (batch.Owners)
 
 
 def prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> Prepared:
@@ -124,7 +125,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     if answered is not None:  # a department answering the routed e-mail, not a citizen
         _mark_processed(inbound, answered[0])
         return answered[1]
-    citizen, identity_notes = resolve_citizen(session, message)
+    citizen, identity_notes = resolve_citizen(session, message, ready.owners)
     chat.heard_from(session, citizen, message, inbound.received_at)
     if parsed.opt_out is not None:
         _record_opt_out(session, citizen, message, inbound, parsed.opt_out)

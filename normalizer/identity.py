@@ -18,15 +18,18 @@ from gateway.models import Citizen, ContactPoint, utcnow
 from .canonical import Normalized
 
 
-def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | None, list[str]]:
+def resolve_citizen(session: Session, message: Normalized,
+                    owners: list[Citizen] | None = None) -> tuple[Citizen | None, list[str]]:
     """The citizen behind ``message`` (created if new) and notes about conflicts.
 
+    ``owners``: the citizens owning any of the message's contact points (with their contact
+    points loaded), when the caller read them already, in this transaction (``owners_of``).
     Returns (None, []) when the message carries no contact point at all (an anonymous
     counter or web request)."""
     points = message.contact_points()
     if not points:
         return None, []
-    known, citizens = _known_points(session, points)
+    known, citizens = _known_points(session, points, owners)
     owners = {point.citizen_id for point in known.values()}
     notes = []
     if owners:
@@ -79,9 +82,16 @@ def _insert(model):
     return insert(table).returning(table.c.id, sort_by_parameter_order=True)
 
 
-def _known_points(session: Session, points: list[tuple[str, str]]) -> tuple[dict, dict[int, Citizen]]:
+def owners_of(session: Session, values: list[str]) -> list[Citizen]:
+    """The citizens owning a contact point of any of ``values``, with all their points."""
+    return session.scalars(_owners_statement(), {"values": values}).unique().all() if values else []
+
+
+def _known_points(session: Session, points: list[tuple[str, str]],
+                  owners: list[Citizen] | None = None) -> tuple[dict, dict[int, Citizen]]:
     """The points already known, by (kind, value), and their owners by id."""
-    owners = session.scalars(_owners_statement(), {"values": [value for _, value in points]}).unique().all()
+    if owners is None:
+        owners = owners_of(session, [value for _, value in points])
     wanted = set(points)
     known = {(point.kind, point.value): point for owner in owners for point in owner.contacts
              if (point.kind, point.value) in wanted}

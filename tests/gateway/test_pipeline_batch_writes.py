@@ -131,3 +131,38 @@ def test_an_unparseable_message_keeps_its_attempts_and_a_failing_one_counts_them
     with runtime.db.session() as session:
         leases = session.scalars(select(InboundMessage.lease_until).where(InboundMessage.id.in_(ids + [broken])))
         assert all(lease is None for lease in leases)
+
+
+def _submit(runtime, key: str, text: str, **citizen) -> int:
+    document = {"channel": "web", "description": text, "citizen": citizen}
+    inbound_id, _ = store_inbound(runtime, "web_form", key, json.dumps(document).encode(), "application/json")
+    return inbound_id
+
+
+def test_the_batch_reads_its_senders_once_and_still_finds_who_wrote_earlier_in_it(make_app, caplog):
+    """The owners of the batch's contact points are read together; a point met earlier in the
+    batch (a new citizen, a new phone for a known one) is looked up again, so nobody is doubled."""
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    known = _submit(runtime, "k0", "Nid de poule devant le 12 rue Principale", email="ana@example.org")
+    batch.process_batch(runtime, [known], 1)
+    ids = [
+        _submit(runtime, "k1", "Graffiti sur le mur de la bibliothèque", email="ana@example.org"),
+        _submit(runtime, "n1", "Lampadaire éteint rue des Érables", email="ben@example.org", phone="514 555 0101"),
+        _submit(runtime, "n2", "Poubelle renversée au parc Central", phone="514 555 0101"),
+        _submit(runtime, "k2", "Trottoir fissuré avenue du Lac", email="ana@example.org", phone="514 555 0102"),
+        _submit(runtime, "k3", "Banc brisé au parc Riverain", phone="514-555-0102"),
+    ]
+
+    with caplog.at_level("INFO", logger="gateway.batch"):
+        batch.process_batch(runtime, ids, 10)
+
+    assert "processed again" not in caplog.text  # found, not met as a concurrent write and retried
+    states = _states(runtime, [known] + ids)
+    assert all(state[0] == "processed" for state in states.values())
+    with runtime.db.session() as session:
+        owner = dict(session.execute(select(Request.id, Request.citizen_id)).all())
+        assert session.scalar(select(func.count()).select_from(Citizen)) == 2
+        assert session.scalar(select(func.count()).select_from(ContactPoint)) == 4
+    ana, ben = owner[states[known][2]], owner[states[ids[1]][2]]
+    assert ana != ben
+    assert [owner[states[i][2]] for i in ids] == [ana, ben, ben, ana, ana]
