@@ -194,11 +194,25 @@ def _check(results, label: str, engine) -> None:
                      f"{deliveries - keys} deliveries doubled")
 
 
-def cpu_in_process(count: int, profile: bool = False) -> None:
+def cpu_in_process(count: int, profile: bool = False, postgres: bool = False) -> None:
     """`python -m tests.bench.pipeline --cpu N`: N replayed messages stored in a fresh SQLite
-    database, then ``process_batch`` over them in batches of GATEWAY_PIPELINE_BATCH, in this
-    process: its CPU per request, how long each batch held the write lock and the CPU spent
-    while holding it, and the SQL statements per request (``--profile``: cProfile's top)."""
+    database (``--postgres``: a fresh durable PostgreSQL), then ``process_batch`` over them in
+    batches of GATEWAY_PIPELINE_BATCH, in this process: its CPU per request (this process's
+    only: PostgreSQL's own CPU is not counted), how long each batch held the write lock and
+    the CPU spent while holding it (SQLite), and the SQL statements per request
+    (``--profile``: cProfile's top)."""
+    from tests.support.servers import PostgresServer
+
+    server = PostgresServer(durable=True).start() if postgres else None
+    try:
+        url = server.url if server else f"sqlite:///{fresh_dir('pipeline-cpu') / 'gateway.db'}"
+        _cpu_in_process(url, count, profile)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _cpu_in_process(url: str, count: int, profile: bool) -> None:
     import cProfile
     import pstats
 
@@ -210,7 +224,6 @@ def cpu_in_process(count: int, profile: bool = False) -> None:
 
     from .replay import insert_inbound
 
-    url = f"sqlite:///{fresh_dir('pipeline-cpu') / 'gateway.db'}"
     upgrade(url)
     engine = create_engine(url)
     ids = insert_inbound(engine, count + 1)
@@ -243,9 +256,10 @@ def cpu_in_process(count: int, profile: bool = False) -> None:
     if profiler:
         profiler.disable()
     cpu = time.process_time() - cpu
-    print(f"{count} requests, batches of {size}: CPU {cpu / count * 1000:.2f} ms per request; write lock held "
-          f"per batch: median {median(holds) * 1000:.0f} ms, CPU while held: median "
-          f"{median(locked_cpu) * 1000:.0f} ms; {statements[0] / count:.1f} SQL statements per request")
+    lock = (f"write lock held per batch: median {median(holds) * 1000:.0f} ms, CPU while held: median "
+            f"{median(locked_cpu) * 1000:.0f} ms; ") if holds else ""
+    print(f"{url.split(':')[0]}, {count} requests, batches of {size}: CPU {cpu / count * 1000:.2f} ms per request; "
+          f"{lock}{statements[0] / count:.1f} SQL statements per request")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
@@ -256,5 +270,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m tests.bench.pipeline", description=cpu_in_process.__doc__)
     parser.add_argument("--cpu", type=int, default=1000, help="requests to process in this process")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top 40 (cumulative)")
+    parser.add_argument("--postgres", action="store_true", help="on a fresh PostgreSQL instead of SQLite")
     arguments = parser.parse_args()
-    cpu_in_process(arguments.cpu, arguments.profile)
+    cpu_in_process(arguments.cpu, arguments.profile, arguments.postgres)
