@@ -23,7 +23,7 @@ from normalizer.identity import owners_of
 
 from . import pipeline
 from .bounces import record_bounce
-from .fresh import check_codes
+from .fresh import check_codes, queue_fresh
 from .models import Attachment, InboundMessage, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,11 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
             outcomes: list[Claimed] = []
             claimed = _claim_batch(session, taken, now, lease)
             check_codes(session, runtime.rules.current.city.code_prefix, claimed)
-            owners = Owners(session, prepared, taken, runtime.rules.current)
+            owners, later = Owners(session, prepared, taken, runtime.rules.current), []
             for inbound in claimed:
                 deliveries += _process_in_savepoint(runtime, session, inbound, bounces, outcomes, prepared=prepared,
-                                                    owners=owners)
+                                                    owners=owners, later=later)
+            deliveries += [queued.id for queued in queue_fresh(session, later)]
             _write_outcomes(session, outcomes)
             pending = _pending_attachments(session, taken)
     except Exception:
@@ -223,7 +224,8 @@ class Owners:
 
 
 def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, outcomes: list[Claimed],
-                          again: bool = True, prepared: dict | None = None, owners: Owners | None = None) -> list[int]:
+                          again: bool = True, prepared: dict | None = None, owners: Owners | None = None,
+                          later: list | None = None) -> list[int]:
     """``claimed`` processed inside its own SAVEPOINT. Its claim was made for the whole batch,
     outside the SAVEPOINT, so a message that fails is recorded here as ``process_inbound``
     records it (its claim having been rolled back there): unparseable or unsupported, failed /
@@ -234,8 +236,12 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
             ready = prepared.pop(inbound.id, None) if prepared else None  # used once: a retry starts afresh
             if ready is not None and owners is not None:
                 ready.owners = owners.of(inbound.id)
+            if ready is not None and later is not None:
+                ready.later = []  # its new request's fresh deliveries, kept only if its SAVEPOINT is released
             deliveries = pipeline.process(runtime, session, inbound, ready)
         outcomes.append(inbound)
+        if ready is not None and ready.later:
+            later += ready.later
         if owners is not None:
             owners.done(inbound.id, False, runtime.rules.current)
         return deliveries

@@ -74,6 +74,7 @@ class Prepared:
     decided: dict | None  # decision.as_dict(), stored with the request
     dedup_rules: object | None = None  # dedup.current_rules, read once for the batch
     owners: list | None = None  # the citizens owning its contact points, read for the batch (batch.Owners)
+    later: list | None = None  # given by a batch: its new request's fresh deliveries, written with the batch's
 
 
 def prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> Prepared:
@@ -193,7 +194,10 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     elif duplicate.action != "link":  # a linked reporter was told the master's code instead
         notify(session, runtime, request, citizen, "acknowledgement", decision.template,
                f"{request.code}:notify:acknowledgement", fresh=True, thread=_thread_of(message), into=fresh)
-    deliveries += queue_fresh(session, fresh)  # the department's deliveries and the acknowledgement: one INSERT
+    if ready.later is not None:  # keys carrying the new code: nothing in the batch looks for them
+        ready.later.extend(fresh)  # the batch writes them with its other messages' (one INSERT)
+    else:
+        deliveries += queue_fresh(session, fresh)  # the department's deliveries and the acknowledgement: one INSERT
     _mark_processed(inbound, request)
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
