@@ -49,7 +49,8 @@ def same_citizen(
     values = {"citizen_id": citizen_id, "since": now - window}
     if category:
         values["category"] = category
-    candidates = session.execute(_candidates_statement(bool(category)), values).all()
+    session.flush()  # what Session.execute does first; the statement itself is Core, run on the connection
+    candidates = session.connection().execute(_candidates_statement(bool(category)), values).all()
     folded = fold(text)
     radius = rules.reach(category).radius_m
     best, best_score, elsewhere = None, 0.0, 0
