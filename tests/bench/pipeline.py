@@ -36,7 +36,8 @@ STEPS = {
 def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
     import os
 
-    from gateway import batch, create_app, pipeline
+    from gateway import batch as batches  # not ``batch``: the size given is named so
+    from gateway import create_app, pipeline
 
     app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
                       "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"})
@@ -55,7 +56,7 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
         if batch == 1:  # one transaction per message: the API's path, and the job's before batches
             pipeline.process_inbound(runtime, chunk[0])
         else:
-            batch.process_batch(runtime, chunk, len(chunk))
+            batches.process_batch(runtime, chunk, len(chunk))
         done += len(chunk)
         if time.perf_counter() > deadline:
             break
