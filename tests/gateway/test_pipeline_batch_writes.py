@@ -13,7 +13,7 @@ from gateway import batch, fresh, pipeline
 from gateway.intake import store_inbound
 from gateway.models import Citizen, ContactPoint, Delivery, Event, InboundMessage, Message, Request
 
-from .test_pipeline_batch import _counts, _states, _store
+from .test_pipeline_batch import _counts, _states, _store, break_the_router
 
 
 def test_a_message_failing_after_its_rows_were_written_leaves_nothing_and_the_rest_goes_on(make_app, monkeypatch):
@@ -114,14 +114,7 @@ def test_an_unparseable_message_keeps_its_attempts_and_a_failing_one_counts_them
     with runtime.db.session() as session:  # already tried three times, e.g. before a crash
         session.execute(InboundMessage.__table__.update().where(InboundMessage.id.in_([ids[1], broken]))
                         .values(attempts=pipeline.MAX_PROCESSING_ATTEMPTS - 1))
-    real_decide = pipeline.decide
-
-    def decide(book, facts):
-        if "BOOM" in facts.text:
-            raise RuntimeError("the router fell over")
-        return real_decide(book, facts)
-
-    monkeypatch.setattr(pipeline, "decide", decide)
+    break_the_router(monkeypatch)
     batch.process_batch(runtime, ids + [broken], 10)
 
     states = _states(runtime, ids + [broken])
