@@ -65,7 +65,8 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
     if streets:
         values["streets"] = streets
     found = {}
-    for row in session.execute(_statement(located, bool(streets)), values):
+    session.flush()  # what Session.execute does first; the statement itself is Core, run on the connection
+    for row in session.connection().execute(_statement(located, bool(streets)), values):
         # Status and "no usable coordinates" are checked here, not in SQL: with them there,
         # planners may prefer another index and read every open request of the category.
         if row.status not in open_statuses or (located and row.place == "street" and row.dedup_cell):

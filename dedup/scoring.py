@@ -90,12 +90,13 @@ def location_problem(report: Report, rules: DedupRules) -> str | None:
     return usable_point(report.lat, report.lon, rules.bounds)
 
 
-def score(new: Report, old: Report, rules: DedupRules) -> Score | None:
+def score(new: Report, old: Report, rules: DedupRules, comparable=None) -> Score | None:
     """The score of ``old`` as the master of ``new``; None when it cannot be the same problem
     (unrelated category, too far, too old, no comparable place). Radius and window are the
     wider of the two categories' (a parking complaint about an abandoned car lasts as long
-    as the abandoned car)."""
-    if old.category not in rules.comparable(new.category):
+    as the abandoned car). ``comparable``: ``rules.comparable(new.category)``, when the
+    caller scores many candidates (computed once)."""
+    if old.category not in (comparable if comparable is not None else rules.comparable(new.category)):
         return None
     radius = max(rules.reach(new.category).radius_m, rules.reach(old.category).radius_m)
     window = max(rules.window(new.category), rules.window(old.category)).total_seconds()
@@ -153,7 +154,8 @@ def decide(new: Report, candidates: list[Report], rules: DedupRules) -> CrossDec
             return CrossDecision("new", reasons=tuple(reasons + ["no usable location: not compared"]))
     if not new.words:
         reasons.append("no text: never linked without an agent")
-    scores = [s for s in (score(new, old, rules) for old in candidates if old.id != new.id) if s]
+    comparable = set(rules.comparable(new.category))
+    scores = [s for s in (score(new, old, rules, comparable) for old in candidates if old.id != new.id) if s]
     scores.sort(key=lambda s: (-s.total, s.distance_m if s.distance_m is not None else 1e9))
     thresholds = rules.thresholds
     best = scores[0] if scores else None

@@ -10,15 +10,20 @@ path of the API and forms, which answer with the decision.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import lru_cache
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
+from dedup import current_rules
+from normalizer.identity import owners_of
 
 from . import pipeline
 from .bounces import record_bounce
+from .fresh import check_codes, queue_fresh
 from .models import Attachment, InboundMessage, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -47,9 +52,15 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
     try:
         with runtime.db.session() as session:
             taken = _take_batch(session, inbound_ids, size, now)
-            for inbound_id in taken:
-                deliveries += _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces,
-                                                    prepared=prepared)
+            outcomes: list[Claimed] = []
+            claimed = _claim_batch(session, taken, now, lease)
+            check_codes(session, runtime.rules.current.city.code_prefix, claimed)
+            owners, later = Owners(session, prepared, taken, runtime.rules.current), []
+            for inbound in claimed:
+                deliveries += _process_in_savepoint(runtime, session, inbound, bounces, outcomes, prepared=prepared,
+                                                    owners=owners, later=later)
+            deliveries += [queued.id for queued in queue_fresh(session, later)]
+            _write_outcomes(session, outcomes)
             pending = _pending_attachments(session, taken)
     except Exception:
         if not taken:
@@ -108,42 +119,160 @@ def _prepare_batch(runtime, wanted: list[int], size: int, now) -> dict[int, pipe
         rows = session.execute(select(InboundMessage.id, InboundMessage.channel, InboundMessage.body,
                                       InboundMessage.headers, InboundMessage.content_type,
                                       InboundMessage.received_at).where(InboundMessage.id.in_(ids))).all() if ids else []
+    dedup_rules = current_rules(book.directory, set(book.categories)) if rows else None  # a file's stat: once
     for row in rows:
         try:
             prepared[row.id] = pipeline.prepare(runtime, book, row.channel, row.body, row.headers, row.content_type,
-                                        row.received_at)
+                                                row.received_at)
+            prepared[row.id].dedup_rules = dedup_rules
         except Exception:  # noqa: BLE001 - met again, and recorded, when processed in the transaction
             continue
     return prepared
 
 
-def _process_in_savepoint(runtime, session, inbound_id: int, now, lease, bounces: list,
-                          again: bool = True, prepared: dict | None = None) -> list[int]:
+@dataclass
+class Claimed:
+    """A message claimed by the batch: its row as the claim left it (read in the same
+    statement). The pipeline reads it and sets its outcome on it (state, request,
+    processed_at, lease) as it would on the ORM row; the outcomes of the messages whose
+    SAVEPOINT was released are written together, in one statement, before the commit."""
+
+    id: int
+    channel: str
+    body: bytes
+    headers: dict
+    content_type: str
+    received_at: object
+    reserved_code: str | None
+    attempts: int
+    state: str
+    lease_until: object
+    request_id: int | None
+    processed_at: object
+    error: str | None
+    checked_code: tuple[str, str] | None = None  # (prefix, code) found unused in this transaction
+
+
+_CLAIMED = [InboundMessage.__table__.c[name] for name in Claimed.__dataclass_fields__ if name != "checked_code"]
+
+
+def _claim_batch(session, ids: list[int], now, lease) -> list[Claimed]:
+    """Claim the batch's messages in ONE statement, exactly as ``pipeline.claim`` claims one
+    (due and not held: received → processing, lease, attempts + 1), reading them back. The
+    rows are already the batch's (SQLite: BEGIN IMMEDIATE; PostgreSQL: locked FOR UPDATE
+    SKIP LOCKED), so every one of them is claimed; the claim is part of the batch's
+    transaction: a crash before the commit leaves them all as they were."""
+    if not ids:
+        return []
+    rows = session.connection().execute(_claim_statement(), {"ids": ids, "now": now, "until": now + lease})
+    return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.id)
+
+
+@lru_cache(maxsize=1)
+def _claim_statement():
+    """Built once: composing a statement costs more CPU than running it on SQLite."""
+    table, when = InboundMessage.__table__, InboundMessage.lease_until.type
+    return (update(table)
+            .where(table.c.id.in_(bindparam("ids", expanding=True)), pipeline.processable(bindparam("now", type_=when)))
+            .values(state="processing", lease_until=bindparam("until", type_=when), attempts=table.c.attempts + 1)
+            .returning(*_CLAIMED))
+
+
+def _write_outcomes(session, outcomes: list[Claimed]) -> None:
+    """The processed messages' outcomes, one UPDATE for all (executemany)."""
+    if outcomes:
+        session.connection().execute(_outcome_statement(), [
+            {"b_id": o.id, "b_state": o.state, "b_request_id": o.request_id, "b_processed_at": o.processed_at,
+             "b_lease_until": o.lease_until} for o in outcomes])
+
+
+@lru_cache(maxsize=1)
+def _outcome_statement():
+    table = InboundMessage.__table__
+    return update(table).where(table.c.id == bindparam("b_id")).values(
+        state=bindparam("b_state"), request_id=bindparam("b_request_id"),
+        processed_at=bindparam("b_processed_at"), lease_until=bindparam("b_lease_until"))
+
+
+class Owners:
+    """The citizens owning the contact points of the batch's prepared messages, read in ONE
+    statement once the batch holds its rows (instead of one per message), and kept for the
+    batch. A message is given them only while they are what its own look-up would read: none
+    of its contact points was met by an earlier message of the batch (which may have created
+    or changed it: two messages of one new citizen), and no message was rolled back since
+    (the session was emptied); otherwise it looks them up itself, as before."""
+
+    def __init__(self, session, prepared: dict, taken: list[int], book):
+        self.book = book  # its messages' points are those normalized with this rules book
+        self.values = {i: {value for _, value in prepared[i].message.contact_points()}
+                       for i in taken if i in prepared and prepared[i].book is book}
+        self.citizens = owners_of(session, sorted(set().union(*self.values.values())))
+        self.met: set[str] = set()
+        self.valid = True
+
+    def of(self, inbound_id: int) -> list | None:
+        values = self.values.get(inbound_id)
+        if not self.valid or values is None or values & self.met:
+            return None
+        return [c for c in self.citizens if any(point.value in values for point in c.contacts)]
+
+    def done(self, inbound_id: int, rolled_back: bool, book) -> None:
+        """After a message: its points were met; one not prepared (or normalized again after
+        a reload of the rules) may have met any."""
+        self.met |= self.values.get(inbound_id, set())
+        self.valid = self.valid and not rolled_back and inbound_id in self.values and book is self.book
+
+
+def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, outcomes: list[Claimed],
+                          again: bool = True, prepared: dict | None = None, owners: Owners | None = None,
+                          later: list | None = None) -> list[int]:
+    """``claimed`` processed inside its own SAVEPOINT. Its claim was made for the whole batch,
+    outside the SAVEPOINT, so a message that fails is recorded here as ``process_inbound``
+    records it (its claim having been rolled back there): unparseable or unsupported, failed /
+    ignored with its attempts as before the claim; failing, its attempt counted."""
+    inbound = replace(claimed)  # what a failed try set on it is forgotten with its SAVEPOINT
     try:
         with session.begin_nested():
-            inbound = pipeline.claim(session, inbound_id, now, lease)
-            ready = prepared.pop(inbound_id, None) if prepared else None  # used once: a retry starts afresh
-            return [] if inbound is None else pipeline.process(runtime, session, inbound, ready)
+            ready = prepared.pop(inbound.id, None) if prepared else None  # used once: a retry starts afresh
+            if ready is not None and owners is not None:
+                ready.owners = owners.of(inbound.id)
+            if ready is not None and later is not None:
+                ready.later = []  # its new request's fresh deliveries, kept only if its SAVEPOINT is released
+            deliveries = pipeline.process(runtime, session, inbound, ready)
+        outcomes.append(inbound)
+        if ready is not None and ready.later:
+            later += ready.later
+        if owners is not None:
+            owners.done(inbound.id, False, runtime.rules.current)
+        return deliveries
     except (MalformedPayloadError, UnsupportedEventError) as exc:
-        session.expire_all()  # what was read inside the savepoint may be what it rolled back
+        if owners is not None:
+            owners.done(claimed.id, True, None)
+        session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
         state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
-        session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
-                        .values(state=state, error=str(exc)[:2000], lease_until=None))
-        log.warning("inbound %s %s: %s", inbound_id, state, exc)
+        session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id)
+                        .values(state=state, error=str(exc)[:2000], lease_until=None, attempts=claimed.attempts - 1))
+        log.warning("inbound %s %s: %s", claimed.id, state, exc)
         if getattr(exc, "bounce", None) is not None:
-            bounces.append((inbound_id, exc.bounce))
+            bounces.append((claimed.id, exc.bounce))
         return []
     except Exception as exc:
-        session.expire_all()  # what was read inside the savepoint may be what it rolled back
+        if owners is not None:
+            owners.done(claimed.id, True, None)
+        session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
         if again and (isinstance(exc, IntegrityError) or getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK):
             # Another worker's transaction created the same row meanwhile (two messages from
             # one new citizen in two batches on PostgreSQL: the contact point). It is committed
             # now: the message is processed once more, finding that row. Likewise when
             # PostgreSQL broke a deadlock between two batches by failing this statement.
-            log.info("inbound %s met a concurrent write (%s); processed again", inbound_id, type(exc.orig).__name__)
-            return _process_in_savepoint(runtime, session, inbound_id, now, lease, bounces, again=False)
-        log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", inbound_id)
-        pipeline.count_failure(session, inbound_id, exc)
+            log.info("inbound %s met a concurrent write (%s); processed again", claimed.id, type(exc.orig).__name__)
+            return _process_in_savepoint(runtime, session, replace(claimed, checked_code=None), bounces, outcomes,
+                                         again=False)
+        log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", claimed.id)
+        attempts = claimed.attempts  # the claim's + 1 is this failed attempt
+        session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id).values(
+            attempts=attempts, error=f"{type(exc).__name__}: {exc}"[:2000], lease_until=None,
+            state="failed" if attempts >= pipeline.MAX_PROCESSING_ATTEMPTS else "received"))
         return []
 
 

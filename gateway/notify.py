@@ -81,10 +81,14 @@ def _compiled(source: str):
 
 
 def notify(session, runtime, request: Request, citizen: Citizen | None, kind: str, template: str,
-           key: str, extra: dict | None = None, fresh: bool = False):
+           key: str, extra: dict | None = None, fresh: bool = False, thread: list[tuple] | None = None,
+           into: list[dict] | None = None):
     """Queue one message to the citizen; records why when it cannot be sent. ``fresh``: the
     request was created in this transaction, so no delivery can hold ``key`` (it carries the
-    new code) and the row is inserted without a look-up (gateway/fresh.py)."""
+    new code) and the row is inserted without a look-up (gateway/fresh.py); with ``into``, it
+    is appended there instead, for the caller to insert with its other fresh rows in one
+    statement (None is returned). ``thread``: the request's e-mail messages when the caller
+    knows them (mail_thread.thread_fields)."""
     target = choose_channel(runtime, request, citizen)
     closed = _window_closed(citizen, request.channel)
     if closed:
@@ -105,9 +109,12 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
     subject, text = render(runtime, template, request, extra)
     message = {"to": address, "text": text, "subject": subject, "language": request.language}
     if channel == "email":
-        message.update(thread_fields(session, request, subject))
+        message.update(thread_fields(session, request, subject, thread))
     settings = {"kind": kind, "message": message}
     if fresh:
-        return queue_fresh(session, [dict(request_id=request.id, purpose="notify", target=channel, settings=settings,
-                                          idempotency_key=key)])[0]
+        row = dict(request_id=request.id, purpose="notify", target=channel, settings=settings, idempotency_key=key)
+        if into is not None:
+            into.append(row)
+            return None
+        return queue_fresh(session, [row])[0]
     return add_delivery(session, request, "notify", channel, settings, key)

@@ -15,19 +15,17 @@ from datetime import timedelta
 from functools import lru_cache
 
 from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.orm import make_transient_to_detached
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
 from dedup import Report, cross_citizen, current_rules, same_citizen, stored_keys
 from normalizer import find_conversation, normalize, resolve_citizen
-from normalizer.codes import new_code
 from router import Facts, decide
 
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
 from .duplicates import apply_decision
-from .fresh import queue_fresh
+from .fresh import Fresh, insert_request, queue_fresh
 from .models import (
     ContactPoint,
     Event,
@@ -74,6 +72,9 @@ class Prepared:
     message: object
     decision: object | None
     decided: dict | None  # decision.as_dict(), stored with the request
+    dedup_rules: object | None = None  # dedup.current_rules, read once for the batch
+    owners: list | None = None  # the citizens owning its contact points, read for the batch (batch.Owners)
+    later: list | None = None  # given by a batch: its new request's fresh deliveries, written with the batch's
 
 
 def prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> Prepared:
@@ -125,7 +126,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     if answered is not None:  # a department answering the routed e-mail, not a citizen
         _mark_processed(inbound, answered[0])
         return answered[1]
-    citizen, identity_notes = resolve_citizen(session, message)
+    citizen, identity_notes = resolve_citizen(session, message, ready.owners)
     chat.heard_from(session, citizen, message, inbound.received_at)
     if parsed.opt_out is not None:
         _record_opt_out(session, citizen, message, inbound, parsed.opt_out)
@@ -146,7 +147,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     if decision is None:
         decision = decide(book, _facts(book, message, inbound))
         decided = decision.as_dict()
-    rules = current_rules(book.directory, set(book.categories))
+    rules = ready.dedup_rules if ready.dedup_rules is not None else current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
                          inbound.received_at, rules, message.lat, message.lon, message.address)
     if dedup.action == "join":
@@ -181,22 +182,31 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
                    "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
     ]
     _insert_events(session, events)
+    if duplicate.action == "link" or parsed.acknowledged:  # changed below through the ORM
+        request = session.get(Request, request.id)
     deliveries = apply_decision(session, runtime, request, duplicate)
-    if duplicate.action != "link" or duplicate.flagged:  # urgent: the department hears of it anyway
-        deliveries += _new_request_deliveries(session, request, decision.sinks)
+    fresh = _sink_rows(request, decision.sinks) if duplicate.action != "link" or duplicate.flagged else []
+    # (urgent: the department hears of it anyway)
     if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
         request.acknowledged_at = inbound.received_at
         session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
                           public=True, data={"via": "reply"}))
     elif duplicate.action != "link":  # a linked reporter was told the master's code instead
-        ack = notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-                     f"{request.code}:notify:acknowledgement", fresh=True)
-        if ack is not None:
-            deliveries.append(ack)
+        notify(session, runtime, request, citizen, "acknowledgement", decision.template,
+               f"{request.code}:notify:acknowledgement", fresh=True, thread=_thread_of(message), into=fresh)
+    if ready.later is not None:  # keys carrying the new code: nothing in the batch looks for them
+        ready.later.extend(fresh)  # the batch writes them with its other messages' (one INSERT)
+    else:
+        deliveries += queue_fresh(session, fresh)  # the department's deliveries and the acknowledgement: one INSERT
     _mark_processed(inbound, request)
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
     return [d.id for d in deliveries if d.state == "pending"]
+
+
+def _thread_of(message) -> list[tuple]:
+    """A new request's e-mail thread: the one message that created it (``_add_message``)."""
+    return [("in", message.external_id)] if message.channel == "email" and message.external_id else []
 
 
 def _facts(book, message, inbound) -> Facts:
@@ -211,15 +221,10 @@ def _facts_of(book, message, received_at) -> Facts:
 
 
 def _create_request(session, runtime, book, message, inbound, decision, citizen, status: str = "routed",
-                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None) -> Request:
-    """The request row, written with one Core INSERT … RETURNING (the ORM's unit of work and
-    flush cost several times more), then attached to the session as the persistent object it
-    is, with every column's value known: the rest of the transaction reads and changes it
-    through the ORM as before (a change is an UPDATE at the next flush)."""
+                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None) -> Fresh:
+    """The request row and its first message (gateway/fresh.py: no ORM object)."""
     now = utcnow()
     values = dict(
-        _EMPTY_REQUEST,
-        code=_unused_code(session, book, inbound),
         status=status,
         kind=decision.kind,
         priority=decision.priority,
@@ -246,29 +251,9 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
         dedup_cell=keys[0],
         dedup_street=keys[1],
     )
-    for key, default in _REQUEST_DEFAULTS.items():  # as the ORM did: a column left None takes its default
-        if values.get(key, 0) is None:
-            values[key] = default.arg(None) if default.is_callable else default.arg
-    session.flush()  # what the ORM still holds (the citizen) is written first: the request refers to it
-    request = Request(id=session.connection().scalar(_request_insert(), values), **values)
-    make_transient_to_detached(request)  # its state is the row just written, not a change to write
-    session.add(request)
+    request = insert_request(session, book, inbound, values)
     _add_message(session, runtime, request, message, inbound)
     return request
-
-
-# Every column of a new request that the pipeline does not set, at its default: the object
-# attached after the INSERT then has no unloaded column to read back. (A column the database
-# fills itself is left out: the object would read it back on first use.)
-_EMPTY_REQUEST = {column.key: None for column in Request.__table__.columns
-                  if column.key != "id" and column.server_default is None}
-_REQUEST_DEFAULTS = {column.key: column.default for column in Request.__table__.columns
-                     if column.default is not None and (column.default.is_scalar or column.default.is_callable)}
-
-
-@lru_cache(maxsize=1)
-def _request_insert():
-    return insert(Request.__table__).returning(Request.__table__.c.id)
 
 
 def _insert_events(session, rows: list[dict]) -> None:
@@ -284,25 +269,12 @@ def _table_insert(model):
     return insert(model.__table__)
 
 
-def _new_request_deliveries(session, request: Request, sinks: list[dict]) -> list:
+def _sink_rows(request, sinks: list[dict]) -> list[dict]:
     """The department's deliveries of a request created in this transaction. Their keys carry
     its code, unused until now, so none can exist yet (outbox.add_delivery looks first; the
-    unique idempotency key would refuse a second one anyway): one INSERT for all of them."""
-    return queue_fresh(session, [dict(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
-                                      idempotency_key=f"{request.code}:route1:{i}:{sink['type']}")
-                                 for i, sink in enumerate(sinks)])
-
-
-def _unused_code(session, book, inbound: InboundMessage) -> str:
-    code = inbound.reserved_code
-    while code is None or session.scalar(_code_statement(), {"code": code}) is not None:
-        code = new_code(book.city.code_prefix, inbound.received_at.year)
-    return code
-
-
-@lru_cache(maxsize=1)
-def _code_statement():
-    return select(Request.id).where(Request.code == bindparam("code"))
+    unique idempotency key would refuse a second one anyway): inserted with gateway/fresh.py."""
+    return [dict(request_id=request.id, purpose="sink", target=sink["type"], settings=sink,
+                 idempotency_key=f"{request.code}:route1:{i}:{sink['type']}") for i, sink in enumerate(sinks)]
 
 
 def _add_message(session, runtime, request: Request, message, inbound: InboundMessage) -> None:

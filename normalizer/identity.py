@@ -9,54 +9,101 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.orm import Session, joinedload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.models import Citizen, ContactPoint
+from gateway.models import Citizen, ContactPoint, utcnow
 
 from .canonical import Normalized
 
 
-def resolve_citizen(session: Session, message: Normalized) -> tuple[Citizen | None, list[str]]:
+def resolve_citizen(session: Session, message: Normalized,
+                    owners: list[Citizen] | None = None) -> tuple[Citizen | None, list[str]]:
     """The citizen behind ``message`` (created if new) and notes about conflicts.
 
+    ``owners``: the citizens owning any of the message's contact points (with their contact
+    points loaded), when the caller read them already, in this transaction (``owners_of``).
     Returns (None, []) when the message carries no contact point at all (an anonymous
     counter or web request)."""
     points = message.contact_points()
     if not points:
         return None, []
-    known = _known_points(session, points)
+    known, citizens = _known_points(session, points, owners)
     owners = {point.citizen_id for point in known.values()}
     notes = []
     if owners:
-        citizen = session.get(Citizen, sorted(owners)[0])
+        citizen = citizens[sorted(owners)[0]]
         if len(owners) > 1:
             notes.append("contact points belong to several citizens; not merged automatically")
     else:
-        citizen = Citizen(consent=message.consent)
-        session.add(citizen)
+        return _new_citizen(session, message, points), notes
     # New points go through the relationship: the citizen's contacts are then complete in
     # memory, written in the same flush, and need no re-read.
     citizen.contacts.extend(ContactPoint(kind=kind, value=value) for kind, value in points if (kind, value) not in known)
     if message.name and not citizen.name:
         citizen.name = message.name
-    if message.preferred_channel:
+    # Set only when it changes: setting an attribute, even to its value, makes the flush
+    # below compare every change of the session (the costliest part of a known citizen).
+    if message.preferred_channel and citizen.preferred_channel != message.preferred_channel:
         citizen.preferred_channel = message.preferred_channel
-    citizen.language = message.language
+    if citizen.language != message.language:
+        citizen.language = message.language
     session.flush()
     return citizen, notes
 
 
-def _known_points(session: Session, points: list[tuple[str, str]]) -> dict[tuple[str, str], ContactPoint]:
-    rows = session.scalars(_points_statement(), {"values": [value for _, value in points]}).all()
+def _new_citizen(session: Session, message: Normalized, points: list[tuple[str, str]]) -> Citizen:
+    """A citizen none of whose points is known: the citizen and its points written with one
+    Core INSERT each (the ORM's unit of work cost several times more), then attached to the
+    session as the persistent objects they are, the points as the citizen's loaded contacts.
+    The unique key on (kind, value) still refuses a point another transaction wrote."""
+    now = utcnow()
+    values = dict(name=message.name or None, language=message.language, preferred_channel=message.preferred_channel
+                  or None, consent=message.consent, created_at=now)
+    connection = session.connection()
+    citizen = Citizen(id=connection.scalar(_insert(Citizen), values), **values)
+    rows = [dict(citizen_id=citizen.id, kind=kind, value=value, undeliverable=False, opted_out=False,
+                 created_at=now, last_inbound_at=None) for kind, value in points]
+    contacts = [ContactPoint(id=point_id, **row) for point_id, row in zip(connection.scalars(_insert(ContactPoint), rows),
+                                                                          rows, strict=True)]
+    for row in [citizen, *contacts]:
+        make_transient_to_detached(row)  # its state is the row just written, not a change to write
+        session.add(row)
+    set_committed_value(citizen, "contacts", contacts)
+    for point in contacts:
+        set_committed_value(point, "citizen", citizen)
+    return citizen
+
+
+@lru_cache(maxsize=2)
+def _insert(model):
+    table = model.__table__
+    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
+
+
+def owners_of(session: Session, values: list[str]) -> list[Citizen]:
+    """The citizens owning a contact point of any of ``values``, with all their points."""
+    return session.scalars(_owners_statement(), {"values": values}).unique().all() if values else []
+
+
+def _known_points(session: Session, points: list[tuple[str, str]],
+                  owners: list[Citizen] | None = None) -> tuple[dict, dict[int, Citizen]]:
+    """The points already known, by (kind, value), and their owners by id."""
+    if owners is None:
+        owners = owners_of(session, [value for _, value in points])
     wanted = set(points)
-    return {(row.kind, row.value): row for row in rows if (row.kind, row.value) in wanted}
+    known = {(point.kind, point.value): point for owner in owners for point in owner.contacts
+             if (point.kind, point.value) in wanted}
+    return known, {owner.id: owner for owner in owners}
 
 
 @lru_cache(maxsize=1)
-def _points_statement():
-    """Built once (composing a statement costs more CPU than running it). The points' owners
-    come in the same statement (and their contact points in the one that follows): the
-    citizen is then in the session when it is looked up, no third statement."""
-    return select(ContactPoint).where(ContactPoint.value.in_(bindparam("values", expanding=True))) \
-        .options(joinedload(ContactPoint.citizen))
+def _owners_statement():
+    """The citizens owning any of the values, each with all of their contact points, in ONE
+    statement (joined): the matching points are among them, and the citizen's contacts are
+    loaded for what follows (the channel of its notices). Built once: composing a statement
+    costs more CPU than running it."""
+    values = bindparam("values", expanding=True)
+    return select(Citizen).where(Citizen.id.in_(select(ContactPoint.citizen_id).where(ContactPoint.value.in_(values)))) \
+        .options(joinedload(Citizen.contacts))

@@ -7,7 +7,7 @@ rules.yaml whose `when` holds, whose `then` overrides those defaults field by fi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime, time
 
 from .categorize import Categorization
@@ -47,7 +47,22 @@ class Decision:
     categorization: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """What ``dataclasses.asdict`` gives (containers copied all the way down), without its
+        deep copy of every leaf: the leaves here are immutable (str, numbers, bool, None)."""
+        return {name: _copied(getattr(self, name)) for name in _DECISION_FIELDS}
+
+
+def _copied(value):
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copied(item) for item in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
+
+_DECISION_FIELDS = tuple(f.name for f in fields(Decision))
 
 
 def decide(book: RuleBook, facts: Facts) -> Decision:

@@ -47,10 +47,8 @@ def _counts(runtime) -> tuple[int, int, int]:
     return requests, deliveries, keys
 
 
-def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_through(make_app, monkeypatch):
-    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
-    ids = _store(runtime, 6, texts={3: "Lampadaire BOOM éteint depuis hier soir"})
-    broken, _ = store_inbound(runtime, "web_form", "broken", b"{not json", "application/json")
+def break_the_router(monkeypatch):
+    """The router raises on any text with BOOM in it. Returns the real ``decide``."""
     real_decide = pipeline.decide
 
     def decide(book, facts):
@@ -59,6 +57,14 @@ def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_throu
         return real_decide(book, facts)
 
     monkeypatch.setattr(pipeline, "decide", decide)
+    return real_decide
+
+
+def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_through(make_app, monkeypatch):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    ids = _store(runtime, 6, texts={3: "Lampadaire BOOM éteint depuis hier soir"})
+    broken, _ = store_inbound(runtime, "web_form", "broken", b"{not json", "application/json")
+    real_decide = break_the_router(monkeypatch)
 
     deliveries, _ = batch.process_batch(runtime, sorted(ids + [broken]), 10)
 
