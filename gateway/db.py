@@ -3,6 +3,7 @@ production; the same Alembic migrations serve both."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,13 +18,15 @@ from .settings import ROOT
 MIGRATIONS = ROOT / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
+    """``pre_ping=False`` (PostgreSQL): no liveness round trip per check-out; for callers that
+    replace a connection the server dropped themselves (``Database.intake_engine``)."""
     if url.startswith("sqlite"):
         _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=10)
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -49,12 +52,37 @@ class Database:
         self.engine: Engine | None = None
         self.sessions: sessionmaker[Session] | None = None
         self.url: str | None = None
+        self._intake: Engine | None = None
+        self._intake_lock = threading.Lock()
 
     def init_app(self, app) -> None:
         self.url = app.config["DATABASE_URL"]
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.engine, "engine_disposed", self._dispose_intake)
         app.extensions["database"] = self
+
+    @property
+    def intake_engine(self) -> Engine:
+        """Where webhooks store what arrived (gateway/intake.py ``write``). On PostgreSQL its own
+        pool, without the pre-ping: ``write`` replaces a connection the server dropped (a
+        restart) and runs its idempotent statements again, so the liveness round trip each
+        check-out costs is not needed there. SQLite: the main engine (it has no ping).
+        Created on first use (after a server's fork); disposed with the main engine."""
+        if self._intake is not None:
+            return self._intake
+        if self.engine.dialect.name == "sqlite":
+            return self.engine
+        with self._intake_lock:
+            if self._intake is None:
+                self._intake = make_engine(self.url, pre_ping=False)
+            return self._intake
+
+    def _dispose_intake(self, _connection) -> None:
+        with self._intake_lock:
+            if self._intake is not None:
+                self._intake.dispose()
+                self._intake = None
 
     @contextmanager
     def session(self):
