@@ -18,15 +18,17 @@ from .settings import ROOT
 MIGRATIONS = ROOT / "migrations"
 
 
-def make_engine(url: str, pre_ping: bool = True) -> Engine:
-    """``pre_ping=False`` (PostgreSQL): no liveness round trip per check-out; for callers that
-    replace a connection the server dropped themselves (``Database.intake_engine``)."""
+def make_engine(url: str, pre_ping: bool = True, autocommit: bool = False) -> Engine:
+    """PostgreSQL only: ``pre_ping=False``, no liveness round trip per check-out, for callers
+    that replace a connection the server dropped themselves; ``autocommit``, each statement its
+    own transaction unless the caller asks for one (``Database.intake_engine``)."""
     if url.startswith("sqlite"):
         _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=10,
+                         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -65,9 +67,9 @@ class Database:
     @property
     def intake_engine(self) -> Engine:
         """Where webhooks store what arrived (gateway/intake.py ``write``). On PostgreSQL its own
-        pool, without the pre-ping: ``write`` replaces a connection the server dropped (a
-        restart) and runs its idempotent statements again, so the liveness round trip each
-        check-out costs is not needed there. SQLite: the main engine (it has no ping).
+        pool, in autocommit, without the pre-ping: ``write`` replaces a connection the server
+        dropped (a restart) and runs its idempotent statements again, so the liveness round
+        trip each check-out costs is not needed there. SQLite: the main engine (no ping).
         Created on first use (after a server's fork); disposed with the main engine."""
         if self._intake is not None:
             return self._intake
@@ -75,7 +77,7 @@ class Database:
             return self.engine
         with self._intake_lock:
             if self._intake is None:
-                self._intake = make_engine(self.url, pre_ping=False)
+                self._intake = make_engine(self.url, pre_ping=False, autocommit=True)
             return self._intake
 
     def _dispose_intake(self, _connection) -> None:

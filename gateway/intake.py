@@ -95,9 +95,9 @@ def write(runtime, work, single: bool = True):
     engine = runtime.db.intake_engine
     for attempt in (1, 2):
         try:
-            with engine.connect() as connection:
-                if single and engine.dialect.name == "postgresql":
-                    connection.execution_options(isolation_level="AUTOCOMMIT")
+            with engine.connect() as connection:  # PostgreSQL: in autocommit (the intake engine's own)
+                if not single and engine.dialect.name == "postgresql":
+                    connection.execution_options(isolation_level="READ COMMITTED")  # PostgreSQL's default
                 result = work(connection)
                 connection.commit()
                 return result
