@@ -80,7 +80,7 @@ class Database:
                 self._intake = make_engine(self.url, pre_ping=False, autocommit=True)
             return self._intake
 
-    def _dispose_intake(self, _connection) -> None:
+    def _dispose_intake(self, _engine) -> None:
         with self._intake_lock:
             if self._intake is not None:
                 self._intake.dispose()
