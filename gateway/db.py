@@ -3,6 +3,7 @@ production; the same Alembic migrations serve both."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,13 +18,17 @@ from .settings import ROOT
 MIGRATIONS = ROOT / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pre_ping: bool = True, autocommit: bool = False) -> Engine:
+    """PostgreSQL only: ``pre_ping=False``, no liveness round trip per check-out, for callers
+    that replace a connection the server dropped themselves; ``autocommit``, each statement its
+    own transaction unless the caller asks for one (``Database.intake_engine``)."""
     if url.startswith("sqlite"):
         _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=10,
+                         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -49,12 +54,37 @@ class Database:
         self.engine: Engine | None = None
         self.sessions: sessionmaker[Session] | None = None
         self.url: str | None = None
+        self._intake: Engine | None = None
+        self._intake_lock = threading.Lock()
 
     def init_app(self, app) -> None:
         self.url = app.config["DATABASE_URL"]
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.engine, "engine_disposed", self._dispose_intake)
         app.extensions["database"] = self
+
+    @property
+    def intake_engine(self) -> Engine:
+        """Where webhooks store what arrived (gateway/intake.py ``write``). On PostgreSQL its own
+        pool, in autocommit, without the pre-ping: ``write`` replaces a connection the server
+        dropped (a restart) and runs its idempotent statements again, so the liveness round
+        trip each check-out costs is not needed there. SQLite: the main engine (no ping).
+        Created on first use (after a server's fork); disposed with the main engine."""
+        if self._intake is not None:
+            return self._intake
+        if self.engine.dialect.name == "sqlite":
+            return self.engine
+        with self._intake_lock:
+            if self._intake is None:
+                self._intake = make_engine(self.url, pre_ping=False, autocommit=True)
+            return self._intake
+
+    def _dispose_intake(self, _engine) -> None:
+        with self._intake_lock:
+            if self._intake is not None:
+                self._intake.dispose()
+                self._intake = None
 
     @contextmanager
     def session(self):

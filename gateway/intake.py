@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DBAPIError
 
 from adapters.channels.web_form import validate
 from adapters.errors import MalformedPayloadError
@@ -74,6 +75,39 @@ def insert_inbound(connection, channel: str, provider_id: str, body: bytes, cont
     return Stored(row.id, False, dict(row.headers or {}), row.code or row.reserved_code)
 
 
+def write(runtime, work, single: bool = True):
+    """``work(connection)`` on the intake engine, committed (durably) when this returns.
+
+    ``single``: ``work`` writes with ONE statement (a webhook's INSERT; reads may come before
+    it). On PostgreSQL it then runs in autocommit: that INSERT is its own transaction, durable
+    (synchronous_commit) when the server answers it, so the SQL a webhook costs is its
+    statements alone, not BEGIN and COMMIT around them (under READ COMMITTED a transaction gave
+    the look-up before it no firmer snapshot). Several writes (a Messenger batch) stay in one
+    transaction: one commit, all or nothing. SQLite: always one transaction.
+
+    The intake engine has no pre-ping (``Database.intake_engine``): a pooled connection the
+    server dropped (a restart) fails its first statement, SQLAlchemy invalidates it and the
+    pool's older ones, and ``work`` runs once more on a new connection. Running it again is
+    harmless: the INSERT is ON CONFLICT DO NOTHING on (channel, provider id), so a write the
+    first try committed before its reply was lost is found, not doubled (its job is then left
+    to the sweeper, as for a lost push). If the server is still down the error goes up: a 5xx,
+    and the provider retries later."""
+    engine = runtime.db.intake_engine
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as connection:  # PostgreSQL: in autocommit (the intake engine's own)
+                if not single and engine.dialect.name == "postgresql":
+                    connection.execution_options(isolation_level="READ COMMITTED")  # PostgreSQL's default
+                result = work(connection)
+                connection.commit()
+                return result
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            log.warning("intake: the database dropped a pooled connection (%s); writing on a new one",
+                        type(exc.orig).__name__)
+
+
 def store_inbound(runtime, channel: str, provider_id: str, body: bytes, content_type: str,
                   headers: dict | None = None, reserve_code: bool = False, code: str | None = None) -> tuple[int, bool]:
     """(inbound id, created). Committed when this returns: the message is safe.
@@ -82,8 +116,8 @@ def store_inbound(runtime, channel: str, provider_id: str, body: bytes, content_
     with it draws it first (``new_code``) and passes it as ``code``, saving a re-read."""
     if reserve_code and code is None:
         code = new_code(runtime.rules.current.city.code_prefix, utcnow().year)
-    with runtime.db.engine.begin() as connection:
-        stored = insert_inbound(connection, channel, provider_id, body, content_type, headers, code)
+    stored = write(runtime, lambda connection: insert_inbound(connection, channel, provider_id, body,
+                                                             content_type, headers, code))
     return stored.id, stored.created
 
 

@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify
 
 from adapters.errors import AdapterError, AdapterMisconfiguredError
 
-from ..intake import Stored, insert_inbound, store_inbound
+from ..intake import Stored, insert_inbound, store_inbound, write
 from . import push
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,8 @@ def accept_all(channel: str, items: list[tuple[str, bytes]], content_type: str) 
     """Store a provider's batch (provider id, body) in ONE transaction, one durable commit, then
     enqueue the new ones. Retries and repeats inside the batch are found, not stored twice."""
     runtime = current_app.extensions["runtime"]
-    with runtime.db.engine.begin() as connection:
-        stored = [insert_inbound(connection, channel, provider_id, body, content_type)
-                  for provider_id, body in items]
+    stored = write(runtime, lambda connection: [insert_inbound(connection, channel, provider_id, body, content_type)
+                                                for provider_id, body in items], single=len(items) == 1)
     for item in stored:
         if item.created:
             enqueue("process_inbound", item.id)

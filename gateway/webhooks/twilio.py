@@ -30,7 +30,7 @@ from normalizer.phone import to_e164
 from normalizer.text import clean, fold
 
 from .. import labels
-from ..intake import insert_inbound
+from ..intake import insert_inbound, write
 from ..models import (
     OPEN_STATUSES,
     ContactPoint,
@@ -113,15 +113,18 @@ def twilio_sms_inbound(body: bytes, fields):
     media = first(fields, "NumMedia") or "0"
     if not twilio_sms.has_words(text) and not (media.isdigit() and int(media) > 0):
         return twiml(twilio_sms.sms_reply(words["empty"].format(city=city)))  # nothing stored
-    # One connection for the look-up and the INSERT, committed (durably) before the answer.
-    with runtime.db.engine.connect() as connection:
+    content_type = request.content_type
+
+    def store(connection):
+        # One connection for the look-up and the INSERT, committed (durably) before the answer.
         thread = _open_conversation(runtime, book, connection, phone, text)
         headers = {twilio_sms.REFERENCE_HEADER: thread} if thread else {twilio_sms.ANSWERED_HEADER: "acknowledged"}
         # A new request's code is drawn here: on a first delivery (the usual case) the answer
         # needs no re-read; a provider's retry gets the first one's headers and code back.
         drawn = new_code(book.city.code_prefix, utcnow().year) if thread is None else None
-        stored = insert_inbound(connection, "twilio_sms", sid, body, request.content_type, headers, drawn)
-        connection.commit()
+        return insert_inbound(connection, "twilio_sms", sid, body, content_type, headers, drawn)
+
+    stored = write(runtime, store)
     if stored.created:
         enqueue("process_inbound", stored.id)
     if twilio_sms.REFERENCE_HEADER in stored.headers:  # also on a retry: the same answer as the first time

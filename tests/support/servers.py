@@ -153,12 +153,20 @@ class PostgresServer:
             os.chmod(self.directory, 0o700)
         d = self.directory
         self._run(f"{self.bin}/initdb -D {d}/data -A trust -U postgres >/dev/null")
+        return self.resume()
+
+    def pause(self) -> None:
+        """Shut the server down (fast: every session is cut), keeping its data for ``resume``."""
+        self._run(f"{self.bin}/pg_ctl -D {self.directory}/data -m fast -w stop >/dev/null")
+
+    def resume(self) -> PostgresServer:
+        d = self.directory
         self._run(f"{self.bin}/pg_ctl -D {d}/data -o '-k {d} -p {self.port} -c listen_addresses=127.0.0.1 "
                   f"-c fsync={'on' if self.durable else 'off'} -c max_connections=200' -l {d}/log -w start >/dev/null")
         return self
 
     def stop(self) -> None:
-        self._run(f"{self.bin}/pg_ctl -D {self.directory}/data -m fast -w stop >/dev/null")
+        self.pause()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
