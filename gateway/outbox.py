@@ -14,7 +14,7 @@ A batch's lease is the lease plus a quarter of it: a delivery whose send has not
 within that quarter is handed back (pending, its attempt not counted), so every send starts
 with at least ``GATEWAY_LEASE_SECONDS`` of lease ahead of it, as for a single claim.
 The hot path uses Core statements, not the ORM: it runs hundreds of times a second. A batch
-uses one pooled connection throughout (``_Records``); on PostgreSQL each outcome is a single
+uses one pooled connection throughout (``outcomes.Records``); on PostgreSQL each outcome is a single
 statement in autocommit (data-modifying CTEs): one round trip and one durable commit.
 """
 
@@ -25,8 +25,7 @@ import random
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, cast, insert, literal, or_, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from adapters.base import OutboundMessage, RequestSummary
 from adapters.errors import (
@@ -35,7 +34,8 @@ from adapters.errors import (
     TransientDeliveryError,
 )
 
-from .models import Attachment, Delivery, Event, Message, Request, utcnow
+from .models import Attachment, Delivery, Event, Request, utcnow
+from .outcomes import HELD, Records, finish
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=1)
@@ -71,15 +71,8 @@ _DUE = _due(bindparam("now", type_=_D.c.next_attempt_at.type))
 _TAKE = {"state": "sending", "lease_until": bindparam("lease_to", type_=_D.c.lease_until.type),
          "attempts": _D.c.attempts + 1}
 _CLAIM_ONE = update(_D).where(_D.c.id == bindparam("first_id"), _DUE).values(_TAKE).returning(*_CLAIMED)
-_HELD = and_(_D.c.state == "sending", _D.c.lease_until == bindparam("held", type_=_D.c.lease_until.type))
-_FINISH = update(_D).where(_D.c.id == bindparam("row_id"), _HELD)  # SET: the columns given
-_RELEASE = update(_D).where(_D.c.id.in_(bindparam("row_ids", expanding=True)), _HELD).values(
+_RELEASE = update(_D).where(_D.c.id.in_(bindparam("row_ids", expanding=True)), HELD).values(
     state="pending", lease_until=None, attempts=_D.c.attempts - 1)
-_EVENT = insert(Event.__table__)
-_MESSAGE = insert(Message.__table__)
-_R = Request.__table__
-_ACKNOWLEDGED = update(_R).where(_R.c.id == bindparam("request"), _R.c.acknowledged_at.is_(None)).values(
-    acknowledged_at=bindparam("at", type_=_R.c.acknowledged_at.type))
 
 
 _NOW = bindparam("now", type_=_D.c.next_attempt_at.type)
@@ -137,7 +130,7 @@ def run_batch(runtime, first: int | None = None, limit: int | None = None) -> di
     budget = lease / 4 if limit > 1 else timedelta(0)
     now = utcnow()
     lease_until = now + lease + budget
-    records = _Records(runtime.db.engine)
+    records = Records(runtime.db.engine)
     try:
         with records.connection.begin():  # the claim and the batch's request summaries: one commit
             rows = claim_batch(records.connection, now, lease_until, limit, first)
@@ -228,163 +221,6 @@ def summarize(runtime, request, attachment_ids=None) -> RequestSummary:
     )
 
 
-class _Records:
-    """Where a batch claims and records its outcomes: one connection for the whole batch (one
-    pool checkout and liveness ping, not one per delivery), no transaction open while a
-    message is sent. Each outcome is committed before the next send:
-
-    - PostgreSQL: one statement in autocommit (its own transaction, durable when it returns):
-      the row's update, guarded by our lease, and in data-modifying CTEs that read the
-      update's RETURNING row its event, the ``Message`` and ``acknowledged_at`` of a citizen
-      notice. Nothing is written if the update matched no row, as before; one round trip and
-      one commit instead of BEGIN, two to four statements and COMMIT.
-    - SQLite (no UPDATE or INSERT inside WITH): the same statements, one transaction.
-
-    A connection the database dropped while a message was being sent (a restart) is replaced
-    once, as the pool's ping did for a connection taken per outcome; the outcome's statement
-    is guarded by the lease, so running it again after a lost reply writes nothing twice."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.single = engine.dialect.name == "postgresql"
-        self.connection = engine.connect()
-        self.autocommit = False
-
-    def write(self, work):
-        """Run ``work(connection)`` and commit it (PostgreSQL: ``work`` runs one statement)."""
-        try:
-            return self._write(work)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            self.connection.close()
-            self.connection, self.autocommit = self.engine.connect(), False
-            return self._write(work)
-
-    def _write(self, work):
-        if not self.single:
-            with self.connection.begin():
-                return work(self.connection)
-        if not self.autocommit:
-            self.connection.execution_options(isolation_level="AUTOCOMMIT")
-            self.autocommit = True
-        return work(self.connection)
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-def _finish(records, row, held: datetime, **values) -> bool:
-    """Write the outcome and its event in one commit, only if we still hold the claim (our
-    lease, not taken over by another worker after it ran out)."""
-    if records.single:
-        return records.write(lambda connection: connection.execute(
-            _outcome(row, values), _outcome_parameters(row, held, values)).first() is not None)
-
-    def write(connection) -> bool:
-        result = connection.execute(_FINISH, {**values, "row_id": row.id, "held": held})
-        if result.rowcount != 1:
-            return False
-        if row.request_id is not None:  # a chat reply about no request: the outbox row is the record
-            _record(connection, row, values)
-        return True
-
-    return records.write(write)
-
-
-def _event_data(row, values: dict) -> dict:
-    data = {"delivery": row.id, "target": row.target, "attempt": row.attempts, "state": values["state"]}
-    if values.get("last_error"):
-        data["error"] = values["last_error"]
-    return data
-
-
-def _event_kind(row, values: dict) -> tuple[str, str]:
-    kind = {"delivered": "delivered", "pending": "delivery_retry", "dead": "delivery_dead"}[values["state"]]
-    return f"{'sink' if row.purpose == 'sink' else 'channel'}:{row.target}", kind
-
-
-def _message_values(row, values: dict) -> dict:
-    message = row.settings["message"]
-    return {"request_id": row.request_id, "direction": "out", "channel": row.target, "body": message["text"],
-            "subject": message.get("subject"), "external_id": values.get("external_id"), "delivery_id": row.id,
-            "author": row.settings.get("author")}
-
-
-def _record(connection, row, values: dict) -> None:
-    state = values["state"]
-    actor, kind = _event_kind(row, values)
-    connection.execute(_EVENT, {"request_id": row.request_id, "actor": actor, "type": kind,
-                                "data": _event_data(row, values)})
-    if state == "delivered" and row.purpose == "notify":
-        connection.execute(_MESSAGE, _message_values(row, values))
-        if row.settings.get("kind") == "acknowledgement":
-            connection.execute(_ACKNOWLEDGED, {"request": row.request_id, "at": values["delivered_at"]})
-
-
-def _writes(row, values: dict) -> tuple[bool, bool, bool]:
-    """What an outcome writes besides its row: (an event, a Message, acknowledged_at)."""
-    event = row.request_id is not None
-    message = event and values["state"] == "delivered" and row.purpose == "notify"
-    return event, message, message and row.settings.get("kind") == "acknowledgement"
-
-
-def _outcome(row, values: dict):
-    return _outcome_statement(tuple(sorted(values)), *_writes(row, values))
-
-
-_E, _M = Event.__table__, Message.__table__
-
-
-def _typed(name: str, column):
-    """A parameter in a SELECT list, cast to its column's type (PostgreSQL would read it as text)."""
-    return cast(bindparam(name, type_=column.type), column.type)
-
-
-@lru_cache(maxsize=32)
-def _outcome_statement(columns: tuple[str, ...], event: bool, message: bool, acknowledged: bool):
-    """PostgreSQL: the outcome in one statement (see ``_Records``); a row back if it was ours.
-    The parameters are prefixed ("o_"): no name is taken for a column to set."""
-    done = update(_D).where(_D.c.id == bindparam("o_row"), _D.c.state == "sending",
-                            _D.c.lease_until == bindparam("o_held", type_=_D.c.lease_until.type))
-    done = done.values({name: bindparam(f"o_{name}", type_=_D.c[name].type) for name in columns}).returning(_D.c.id)
-    if not event:
-        return done
-    done = done.cte("done")
-    writes = [insert(_E).from_select(
-        ["request_id", "at", "actor", "type", "public", "data"],
-        select(_typed("o_request", _E.c.request_id), _typed("o_at", _E.c.at), _typed("o_actor", _E.c.actor),
-               _typed("o_type", _E.c.type), literal(False), _typed("o_data", _E.c.data)).select_from(done),
-    ).cte("event")]
-    if message:
-        names = ["request_id", "direction", "channel", "body", "subject", "external_id", "delivery_id", "author"]
-        writes.append(insert(_M).from_select(
-            [*names, "created_at"],
-            select(*(_typed(f"o_m_{name}", _M.c[name]) for name in names), _typed("o_at", _M.c.created_at))
-            .select_from(done),
-        ).cte("message"))
-    if acknowledged:
-        writes.append(update(_R).where(_R.c.id == bindparam("o_request"), _R.c.acknowledged_at.is_(None),
-                                       select(done.c.id).exists())
-                      .values(acknowledged_at=bindparam("o_delivered_at", type_=_R.c.acknowledged_at.type),
-                              updated_at=bindparam("o_at", type_=_R.c.updated_at.type))
-                      .cte("acknowledged"))
-    return select(done.c.id).add_cte(*writes)
-
-
-def _outcome_parameters(row, held: datetime, values: dict) -> dict:
-    parameters = {f"o_{name}": value for name, value in values.items()}
-    parameters.update(o_row=row.id, o_held=held)
-    event, message, _ = _writes(row, values)
-    if event:
-        actor, kind = _event_kind(row, values)
-        parameters.update(o_request=row.request_id, o_at=utcnow(), o_actor=actor, o_type=kind,
-                          o_data=_event_data(row, values))
-    if message:
-        parameters.update({f"o_m_{name}": value for name, value in _message_values(row, values).items()})
-    return parameters
-
-
 def _release(runtime, records, rows, lease_until: datetime) -> None:
     """Hand back claimed deliveries whose send did not start in time: due again at once, and
     the attempt they did not make is not counted; a new job sends them (the batch's job
@@ -396,7 +232,7 @@ def _release(runtime, records, rows, lease_until: datetime) -> None:
 
 
 def _delivered(runtime, records, row, lease_until: datetime, external_id: str | None) -> str:
-    _finish(records, row, lease_until, state="delivered", delivered_at=utcnow(), external_id=external_id,
+    finish(records, row, lease_until, state="delivered", delivered_at=utcnow(), external_id=external_id,
             lease_until=None, last_error=None)
     runtime.record_health(f"{row.purpose}:{row.target}", ok=True)
     log.info("delivery %s delivered", row.id)
@@ -407,7 +243,7 @@ def _retry_later(runtime, records, row, lease_until: datetime, error: str, retry
     if row.attempts >= runtime.settings["GATEWAY_MAX_ATTEMPTS"]:
         return _dead(runtime, records, row, lease_until, f"gave up after {row.attempts} attempts: {error}")
     delay = backoff(runtime.settings["GATEWAY_BACKOFF_SECONDS"], row.attempts, retry_after)
-    _finish(records, row, lease_until, state="pending", next_attempt_at=utcnow() + delay, last_error=error,
+    finish(records, row, lease_until, state="pending", next_attempt_at=utcnow() + delay, last_error=error,
             lease_until=None)
     runtime.record_health(f"{row.purpose}:{row.target}", ok=False, detail=error)
     log.warning("delivery %s failed (attempt %s), retry in %ss: %s", row.id, row.attempts,
@@ -416,7 +252,7 @@ def _retry_later(runtime, records, row, lease_until: datetime, error: str, retry
 
 
 def _dead(runtime, records, row, lease_until: datetime, error: str) -> str:
-    _finish(records, row, lease_until, state="dead", last_error=error, lease_until=None)
+    finish(records, row, lease_until, state="dead", last_error=error, lease_until=None)
     runtime.record_health(f"{row.purpose}:{row.target}", ok=False, detail=error)
     log.error("delivery %s is dead: %s", row.id, error)
     return "dead"

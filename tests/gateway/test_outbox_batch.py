@@ -277,7 +277,7 @@ def test_each_outcome_writes_its_records_once_and_only_if_the_lease_is_still_our
     assert lost.state == "sending" and lost.lease_until == other_lease  # the other worker's claim stands
     if database == "postgresql":  # one statement and its own commit per outcome, after the claim's commit
         assert batch_commits == 1
-        assert len([s for s in statements if "o_row" in s]) == 5  # gateway/outbox.py _outcome_statement
+        assert len([s for s in statements if "o_row" in s]) == 5  # gateway/outcomes.py _outcome_statement
         assert not any(s.startswith(("INSERT", "UPDATE requests")) for s in statements)
         pooled = [runtime.db.engine.connect() for _ in range(runtime.db.engine.pool.checkedin())]
         try:  # the batch's connection went back to the pool in transactions again, not autocommit
