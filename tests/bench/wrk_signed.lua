@@ -3,6 +3,7 @@
 -- (reported as "wrapped"). Optional open-loop fixed rate per thread, scheduled with the
 -- monotonic clock through LuaJIT's FFI (wrk has no rate option; hey cannot vary bodies).
 -- Arguments: FILE THREADS RATE_PER_THREAD(0 = as fast as possible) PATH SIGNATURE_HEADER
+-- [CONTENT_TYPE] (form-urlencoded unless given: Messenger and Telegram post JSON)
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -20,6 +21,7 @@ end
 function init(args)
   local file, nthreads = args[1], tonumber(args[2])
   rate, target, header = tonumber(args[3]), args[4], args[5]
+  content_type = args[6] or "application/x-www-form-urlencoded"
   items = {}
   local i = 0
   for line in io.lines(file) do
@@ -35,7 +37,7 @@ end
 function request()
   n = n + 1
   local item = items[((n - 1) % size) + 1]
-  local headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
+  local headers = {["Content-Type"] = content_type}
   if header ~= "" then headers[header] = item[1] end
   return wrk.format("POST", target, headers, item[2])
 end
