@@ -40,9 +40,13 @@ def serve(host: str, port: int, workers: int | None):
         click.echo("gateway: GATEWAY_SECRET_KEY is not set; sessions last until this server stops", err=True)
 
     def load():
+        from normalizer.language import warm
+
         from . import create_app
 
-        return create_app()
+        app = create_app()
+        warm()  # in each worker, before it accepts: the first SMS does not load lingua's models
+        return app
 
     click.echo(f"gateway: serving on http://{host}:{port} ({count} workers)", err=True)
     gunicorn_server(load, server_options(host, port, count)).run()

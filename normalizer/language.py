@@ -42,6 +42,13 @@ def _lingua():
     return _detector
 
 
+def warm() -> None:
+    """Load lingua's models now (~0.5 s of CPU, once per process) rather than in the first
+    request that needs them: the web and worker processes call this when they start, so the
+    first citizen after a deploy is not the one who waits."""
+    _lingua().compute_language_confidence_values("bonjour hello")
+
+
 def detect(text: str, default: str = "fr") -> str:
     """'fr' or 'en' for ``text``; ``default`` when the text gives no clear sign."""
     return _detect(text, default)

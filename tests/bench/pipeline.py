@@ -38,6 +38,7 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
 
     from gateway import batch as batches  # not ``batch``: the size given is named so
     from gateway import create_app, pipeline
+    from normalizer.language import warm
 
     app = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
                       "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"})
@@ -47,7 +48,8 @@ def _worker(url: str, ids: list[int], seconds: float, batch: int, out) -> None:
         for name in names:
             setattr(pipeline, name, _timed(getattr(pipeline, name), name, spent))
     holds = _watch_write_lock(runtime.db.engine)
-    pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
+    pipeline.process_inbound(runtime, ids[0])  # warm: rules, templates, connections
+    warm()  # lingua's models, as the production worker loads them when it starts
     spent.clear()
     done, started, cpu = 0, time.perf_counter(), time.process_time()
     deadline = started + seconds
@@ -222,6 +224,7 @@ def _cpu_in_process(url: str, count: int, profile: bool) -> None:
     from gateway import batch, create_app, pipeline
     from gateway.db import upgrade
     from gateway.settings import DEFAULTS
+    from normalizer.language import warm
 
     from .replay import insert_inbound
 
@@ -231,7 +234,8 @@ def _cpu_in_process(url: str, count: int, profile: bool) -> None:
     engine.dispose()
     runtime = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
                           "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"}).extensions["runtime"]
-    pipeline.process_inbound(runtime, ids[0])  # warm: rules, lingua, templates, connections
+    pipeline.process_inbound(runtime, ids[0])  # warm: rules, templates, connections
+    warm()  # lingua's models, as the production worker loads them when it starts
     holds = _watch_write_lock(runtime.db.engine)
     locked_cpu: list[float] = []
     statements = [0]
