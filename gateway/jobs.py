@@ -123,12 +123,9 @@ def rq_entry(job: str, item_id: int) -> None:
     """What RQ workers run: the worker process builds its runtime once."""
     global _worker_runtime
     if _worker_runtime is None:
-        from normalizer.language import warm
-
         from .app import create_app
 
         _worker_runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
-        warm()  # lingua's models, loaded with the runtime rather than in a job's batch
         # The runtime's ~150,000 objects (rules, templates, SQLAlchemy, adapters) live as long as
         # the worker: out of the collector's reach, a full collection no longer scans them
         # (~0.1 s each) nor does the interpreter's exit (~0.4 s). Only garbage cycles among
