@@ -15,6 +15,7 @@ from router import RuleBookHolder
 from . import logs
 from .db import Database
 from .i18n import babel, select_locale
+from .ids import DatabaseIdConverter
 from .queue import InlineQueue, RqQueue
 from .runtime import Runtime
 from .settings import load_settings
@@ -27,6 +28,7 @@ def create_app(overrides=None) -> Flask:
     settings = load_settings(overrides=overrides)
     logs.configure(str(settings["GATEWAY_LOG_LEVEL"]))
     app = Flask(__name__)
+    app.url_map.converters["int"] = DatabaseIdConverter  # before any route: ids past 64 bits find no route
     app.config.update(settings)
     app.config.update(
         SECRET_KEY=settings["GATEWAY_SECRET_KEY"] or secrets.token_hex(32),

@@ -24,6 +24,7 @@ from .. import intake, ratelimit
 from ..auth import authenticate, current_user, require_role
 from ..forms import submission_from_form
 from ..i18n import LANGUAGES, current_language
+from ..ids import database_id
 from ..models import Request, User, utcnow
 from ..permissions import ANSWERS_CITIZENS, SEES_CONTACTS, can
 from . import queries
@@ -126,7 +127,7 @@ def poll():
     """New requests matching the inbox's filters since ``since`` (an id), as table rows."""
     filters = queries.Filters.from_args(request.args)
     user, book, where = _listing(filters)
-    since = request.args.get("since", type=int) or 0
+    since = request.args.get("since", type=database_id) or 0
     with runtime().db.session() as db:
         rows = queries.newer_than(db, where, since)
         html = render_template("_inbox_rows.html", rows=rows, book=book, user=user, now=utcnow())

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from .. import duplicates
 from ..auth import current_user, require_role
+from ..ids import database_id
 from ..models import Attachment, DedupSuggestion, Follower, Request, User, utcnow
 from ..notify import render
 from ..permissions import ANSWERS_CITIZENS, REPORTS_PROGRESS, SEES_ADDRESS, SEES_CONTACTS, can
@@ -120,7 +121,7 @@ def reroute(code: str):
 @bp.post("/r/<code>/assign")
 @require_role()
 def assign(code: str):
-    target = request.form.get("user_id", type=int)
+    target = request.form.get("user_id", type=database_id)
     if request.form.get("to") == "me":
         target = current_user().id
     return _act(code, ANSWERS_CITIZENS, lambda db, r: actions.assign(db, r, target, actor()), _("Assignment saved."))

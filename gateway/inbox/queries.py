@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased, lazyload
 
 from normalizer.phone import to_e164
 
+from ..ids import database_id
 from ..models import OPEN_STATUSES, REQUEST_STATUSES, ContactPoint, DedupSuggestion, Request, utcnow
 
 PAGE_SIZE = 50
@@ -212,9 +213,9 @@ def decode_cursor(raw: str, sort: str) -> tuple | None:
         parts = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().split("|")
         if sort == "urgent":
             priority, created, ident = parts
-            return priority, datetime.fromisoformat(created), int(ident)
+            return priority, datetime.fromisoformat(created), database_id(ident)
         created, ident = parts
-        return datetime.fromisoformat(created), int(ident)
+        return datetime.fromisoformat(created), database_id(ident)
     except (ValueError, UnicodeDecodeError):
         return None
 

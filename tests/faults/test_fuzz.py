@@ -13,6 +13,7 @@ the adapters' own tests.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -303,3 +304,102 @@ def test_slack_webhooks(fuzz_app, document, raw, signed, interactions):
         content_type = "application/json"
     check(fuzz_app, lambda: fuzz_app.test_client().post(path, data=body, content_type=content_type,
                                                         headers=slack_headers(body, signed)))
+
+
+# --- the agents' request page, the console's actions, and the endpoints left -----------------
+
+path_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
+                    min_size=1, max_size=30)
+ids = st.sampled_from([2**63 - 1, 2**63, 2**70]) | st.integers(0, 2**70)  # past the databases' 64-bit integers too
+INBOX_ACTIONS = ["assign", "link", "note", "reply", "reroute", "spam", "status", "unlink"]
+inbox_fields = st.dictionaries(
+    st.sampled_from(["text", "template", "status", "note", "category", "department", "user_id", "to", "original"])
+    | st.text(max_size=10),
+    st.sampled_from(["me", "1", "-1", "99999999999999999999999", "resolved", "closed", "in_progress", "new",
+                     "R-2026-0000000", "streetlight", "travaux_publics", "", "nan"]) | st.text(max_size=200),
+    max_size=6)
+
+
+def created_code(app) -> str:
+    """A real request (the API's path), so the actions reach their validation."""
+    created = app.test_client().post("/api/v1/requests", headers=AUTH, json=fixture_documents("web_form")[0])
+    assert created.status_code == 201
+    return created.get_json()["code"]
+
+
+@settings(FUZZ, max_examples=100)
+@given(action=st.sampled_from(INBOX_ACTIONS), fields=inbox_fields, code=path_text, candidate=path_text,
+       decision=path_text, attachment=ids, signed_in=st.booleans())
+def test_inbox_request_page_and_actions(fuzz_app, action, fields, code, candidate, decision, attachment, signed_in):
+    real = created_code(fuzz_app)
+    client = admin_client(fuzz_app) if signed_in else fuzz_app.test_client()
+    for target in (real, code):
+        check(fuzz_app, lambda t=target: client.post(f"/inbox/r/{t}/{action}", data=fields))
+        check(fuzz_app, lambda t=target: client.post(f"/inbox/r/{t}/suggestions/{candidate}/{decision}", data=fields))
+        check(fuzz_app, lambda t=target: client.get(f"/inbox/r/{t}", query_string=fields))
+    check(fuzz_app, lambda: client.get("/inbox/poll", query_string=fields))
+    check(fuzz_app, lambda: client.get(f"/inbox/attachments/{attachment}"))
+
+
+admin_fields = st.dictionaries(
+    st.sampled_from(["role", "active", "email", "password", "name", "file", "text", "action", "version", "version_id",
+                     "sentence", "language", "channel", "lat", "lon"]) | st.text(max_size=10),
+    st.sampled_from(["admin", "agent", "manager", "1", "0", "rules.yaml", "save", "validate", "nan", ""])
+    | st.text(max_size=120), max_size=6)
+
+
+@settings(FUZZ, max_examples=100)
+@given(fields=admin_fields, delivery=ids, user=ids | st.sampled_from([1, 2]), version=ids, signed_in=st.booleans())
+def test_console_actions(fuzz_app, fields, delivery, user, version, signed_in):
+    client = admin_client(fuzz_app) if signed_in else fuzz_app.test_client()
+    check(fuzz_app, lambda: client.post(f"/admin/deliveries/{delivery}/retry", data=fields))
+    check(fuzz_app, lambda: client.post("/admin/deliveries/retry-all", data=fields))
+    check(fuzz_app, lambda: client.post("/admin/rules/rollback", data=fields))
+    check(fuzz_app, lambda: client.get(f"/admin/rules/version/{version}"))
+    check(fuzz_app, lambda: client.post(f"/admin/users/{user}", data=fields))
+    if signed_in:  # the administrator kept their access: the next examples sign in again
+        assert client.get("/admin/users").status_code == 200
+
+
+@settings(FUZZ, max_examples=100)
+@given(code=path_text, candidate=path_text, verdict=path_text, name=path_text, fmt=path_text,
+       query=st.dictionaries(st.sampled_from(["hub.mode", "hub.verify_token", "hub.challenge", "from", "to", "lang"])
+                             | st.text(max_size=10), st.text(max_size=60), max_size=5),
+       body=bodies_from([{"verdict": "confirm"}, {"code": "R-2026-0000000"}]), signed_in=st.booleans())
+def test_remaining_endpoints(fuzz_app, code, candidate, verdict, name, fmt, query, body, signed_in):
+    real = created_code(fuzz_app)
+    client = admin_client(fuzz_app) if signed_in else fuzz_app.test_client()
+    for target in (real, code):
+        check(fuzz_app, lambda t=target: client.delete(f"/api/v1/requests/{t}/duplicate-of", headers=AUTH))
+        check(fuzz_app, lambda t=target: client.post(f"/api/v1/requests/{t}/suggestions/{candidate}/{verdict}",
+                                                     data=body, content_type="application/json", headers=AUTH))
+        check(fuzz_app, lambda t=target: client.get(f"/track/{t}", query_string=query))
+    check(fuzz_app, lambda: client.get("/webhooks/messenger", query_string=query))
+    check(fuzz_app, lambda: client.get(f"/dashboard/{name}", query_string=query))
+    check(fuzz_app, lambda: client.get(f"/dashboard/{name}.csv", query_string=query))
+    check(fuzz_app, lambda: client.get(f"/dashboard/open-data/requests.{fmt}", query_string=query))
+    check(fuzz_app, lambda: client.get("/", query_string=query))
+    check(fuzz_app, lambda: client.post("/inbox/logout"))
+
+
+BEYOND_64_BITS = str(2**63)
+
+
+@pytest.mark.parametrize("method, path, data", [
+    ("get", f"/inbox/attachments/{BEYOND_64_BITS}", {}),
+    ("get", f"/admin/rules/version/{BEYOND_64_BITS}", {}),
+    ("post", f"/admin/deliveries/{BEYOND_64_BITS}/retry", {}),
+    ("post", f"/admin/users/{BEYOND_64_BITS}", {"role": "agent", "active": "1"}),
+    ("post", "/inbox/r/{code}/assign", {"user_id": BEYOND_64_BITS}),
+    ("get", "/inbox/poll", {"since": BEYOND_64_BITS}),
+    ("get", "/inbox/", {"after": base64.urlsafe_b64encode(f"2026-11-22T10:00:00|{BEYOND_64_BITS}".encode()).decode()}),
+])
+def test_an_id_beyond_the_databases_integers_is_no_id(fuzz_app, method, path, data):
+    """Ids are 64-bit integers in both databases; a larger one in a URL or a field (an
+    agent's edited URL, a forged form) finds nothing instead of failing with a 500."""
+    client = admin_client(fuzz_app)
+    path = path.format(code=created_code(fuzz_app))
+    before = counts(fuzz_app)
+    response = client.post(path, data=data) if method == "post" else client.get(path, query_string=data)
+    assert response.status_code in (200, 303, 404), response.status_code
+    assert counts(fuzz_app) == before
