@@ -378,7 +378,8 @@ def test_remaining_endpoints(fuzz_app, code, candidate, verdict, name, fmt, quer
     check(fuzz_app, lambda: client.get(f"/dashboard/{name}", query_string=query))
     check(fuzz_app, lambda: client.get(f"/dashboard/{name}.csv", query_string=query))
     check(fuzz_app, lambda: client.get(f"/dashboard/open-data/requests.{fmt}", query_string=query))
-    check(fuzz_app, lambda: client.get("/", query_string=query))
+    for page in ("/", "/report", "/healthz", "/inbox/login", "/inbox/walk-in", f"/static/{name}"):
+        check(fuzz_app, lambda p=page: client.get(p, query_string=query))
     check(fuzz_app, lambda: client.post("/inbox/logout"))
 
 
