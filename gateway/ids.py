@@ -1,9 +1,9 @@
 """Ids that come from outside (a URL, a form field, a query string) on their way to the database.
 
 Both databases store ids as 64-bit integers, while Python's int has no bound: a larger number
-reaching SQLite raises OverflowError (PostgreSQL: "out of range") where the caller expects
-"not found". Beyond that range a number is therefore no id: a URL holding one does not match
-any route (404), a field holding one is empty.
+handed to SQLite raises OverflowError where the caller expects "not found" (PostgreSQL
+compares it as a numeric and finds nothing). Beyond that range a number is therefore no id,
+on either database: a URL holding one matches no route (404), a field holding one is empty.
 """
 
 from __future__ import annotations
