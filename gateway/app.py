@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from adapters import registry
 from router import RuleBookHolder
 
-from . import logs
+from . import guard, logs
 from .db import Database
 from .i18n import babel, select_locale
 from .ids import DatabaseIdConverter
@@ -29,6 +29,7 @@ def create_app(overrides=None) -> Flask:
     logs.configure(str(settings["GATEWAY_LOG_LEVEL"]))
     app = Flask(__name__)
     app.url_map.converters["int"] = DatabaseIdConverter  # before any route: ids past 64 bits find no route
+    guard.init_app(app)
     app.config.update(settings)
     app.config.update(
         SECRET_KEY=settings["GATEWAY_SECRET_KEY"] or secrets.token_hex(32),
@@ -102,13 +103,14 @@ def _wants_json() -> bool:
 
 def _register_errors(app: Flask) -> None:
     def handler(status: int, message: str):
-        def handle(_error):
+        def handle(error):
+            said = guard.WHY if isinstance(error, guard.NulCharacter) else message
             if request.path.startswith("/open311/"):  # the spec's own error document
-                from .open311.formats import error
+                from .open311.formats import error as document
 
-                return error("json" if request.path.endswith(".json") else "xml", status, message)
+                return document("json" if request.path.endswith(".json") else "xml", status, said)
             if _wants_json():
-                return jsonify(error=message), status
+                return jsonify(error=said), status
             return render_template("error.html", status=status), status
 
         return handle
