@@ -37,6 +37,8 @@ class Stored:
 
 _TABLE = InboundMessage.__table__
 _INSERTS: dict[str, object] = {}
+MAX_PROVIDER_ID = _TABLE.c.provider_id.type.length  # PostgreSQL enforces it; SQLite would not
+MAX_IDEMPOTENCY_KEY = 200  # stored as "key:…" among the provider ids
 
 
 def _insert(dialect: str):
@@ -63,6 +65,8 @@ def insert_inbound(connection, channel: str, provider_id: str, body: bytes, cont
                    headers: dict | None = None, code: str | None = None) -> Stored:
     """One SQLAlchemy Core statement on ``connection``; the caller commits (durably) before
     answering. ``code``: the tracking code reserved for the request to come, if any."""
+    if len(provider_id) > MAX_PROVIDER_ID:  # no provider's id is that long: refused, not a database error
+        raise MalformedPayloadError(f"message id longer than {MAX_PROVIDER_ID} characters", field="id")
     headers = headers or {}
     new_id = connection.execute(_insert(connection.dialect.name), {
         "channel": channel, "provider_id": provider_id, "body": body, "content_type": content_type,
@@ -137,6 +141,9 @@ def submit(runtime, document: dict, idempotency_key: str | None = None) -> Submi
     submission = validate(body)
     if submission.category is not None and submission.category not in runtime.rules.current.categories:
         raise MalformedPayloadError(f"category: unknown category '{submission.category}'", field="category")
+    if idempotency_key and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        raise MalformedPayloadError(f"Idempotency-Key: at most {MAX_IDEMPOTENCY_KEY} characters",
+                                    field="Idempotency-Key")
     provider_id = f"key:{idempotency_key}" if idempotency_key else f"uuid:{uuid.uuid4()}"
     inbound_id, created = store_inbound(runtime, "web_form", provider_id, body, "application/json",
                                         reserve_code=True)

@@ -27,8 +27,7 @@ def telegram_update():
         return refuse("telegram", exc)
     body = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
     try:
-        key = update_id(body)
-    except MalformedPayloadError as exc:
+        inbound_id, created = accept("telegram", update_id(body), body, "application/json")
+    except MalformedPayloadError as exc:  # no update_id, or one no database column holds
         return jsonify(error=str(exc), field=exc.field), 400
-    inbound_id, created = accept("telegram", key, body, "application/json")
     return jsonify(ok=True, stored=created), 200

@@ -71,3 +71,44 @@ def test_a_nul_character_is_refused_at_the_door_on_postgresql(make_app, pg_url, 
         "error": "a NUL character (U+0000) is not allowed in a request"}
     assert stored() == before
     assert client.post("/api/v1/requests", json=fine, headers=auth).status_code == 201  # the same, without it
+
+
+def test_ids_longer_than_postgresql_columns_are_refused_with_a_clear_error(make_app, pg_url, auth):
+    """PostgreSQL enforces the provider id's 255 characters (SQLite would not): an overlong
+    Idempotency-Key, Telegram update_id or Twilio MessageSid is a 4xx naming it, nothing
+    stored, where it was a driver error (500)."""
+    import json
+    from urllib.parse import urlencode
+
+    from sqlalchemy import func, select
+
+    from gateway.models import InboundMessage
+
+    from ..support.twilio import PUBLIC_URL, twilio_settings
+    from ..support.twilio import sign as twilio_sign
+
+    app = make_app(DATABASE_URL=pg_url, TELEGRAM_BOT_TOKEN="5550199:pg", TELEGRAM_SECRET_TOKEN="pg-secret",
+                   **twilio_settings(None))
+    client = app.test_client()
+    fine = {"description": "Nid de poule devant le 12 rue Principale"}
+    update = {"update_id": int("9" * 300), "message": {"message_id": 1, "date": 1764000000, "text": "Nid de poule",
+                                                        "chat": {"id": 5550100, "type": "private"},
+                                                        "from": {"id": 5550100, "is_bot": False, "first_name": "A"}}}
+    sms = {"MessageSid": "SM" + "1" * 400, "AccountSid": "AC" + "0" * 32, "From": "+15145550123",
+           "To": "+18195550100", "Body": "Nid de poule rue Principale", "NumMedia": "0"}
+
+    def stored():
+        with app.extensions["runtime"].db.session() as session:
+            return session.scalar(select(func.count()).select_from(InboundMessage))
+
+    before = stored()
+    key = client.post("/api/v1/requests", json=fine, headers={**auth, "Idempotency-Key": "k" * 300})
+    assert (key.status_code, key.get_json()["field"]) == (422, "Idempotency-Key")
+    telegram = client.post("/webhooks/telegram", data=json.dumps(update), content_type="application/json",
+                           headers={"X-Telegram-Bot-Api-Secret-Token": "pg-secret"})
+    assert telegram.status_code == 400
+    twilio = client.post("/webhooks/twilio/sms", data=urlencode(sms), content_type="application/x-www-form-urlencoded",
+                         headers={"X-Twilio-Signature": twilio_sign(PUBLIC_URL + "/webhooks/twilio/sms", sms)})
+    assert twilio.status_code == 400
+    assert stored() == before
+    assert client.post("/api/v1/requests", json=fine, headers={**auth, "Idempotency-Key": "k" * 200}).status_code == 201
