@@ -28,7 +28,7 @@ def create_app(overrides=None) -> Flask:
     settings = load_settings(overrides=overrides)
     logs.configure(str(settings["GATEWAY_LOG_LEVEL"]))
     app = Flask(__name__)
-    app.url_map.converters["int"] = DatabaseIdConverter  # before any route: ids past 64 bits find no route
+    app.url_map.converters["int"] = DatabaseIdConverter  # before any route: ids past INTEGER find no route
     guard.init_app(app)
     app.config.update(settings)
     app.config.update(

@@ -1,16 +1,17 @@
 """Ids that come from outside (a URL, a form field, a query string) on their way to the database.
 
-Both databases store ids as 64-bit integers, while Python's int has no bound: a larger number
-handed to SQLite raises OverflowError where the caller expects "not found" (PostgreSQL
-compares it as a numeric and finds nothing). Beyond that range a number is therefore no id,
-on either database: a URL holding one matches no route (404), a field holding one is empty.
+The id columns are INTEGER: 64 bits on SQLite, 32 on PostgreSQL, while Python's int has no
+bound. A larger number handed to the database fails where the caller expects "not found"
+(SQLite: OverflowError past 64 bits; PostgreSQL: "integer out of range" past 32, the ORM
+casting its parameter to INTEGER). Beyond 2³¹−1 a number is therefore no id, on either
+database: a URL holding one matches no route (404), a field holding one is empty.
 """
 
 from __future__ import annotations
 
 from werkzeug.routing import IntegerConverter
 
-LARGEST = 2**63 - 1
+LARGEST = 2**31 - 1  # PostgreSQL's INTEGER, the narrower of the two
 
 
 class DatabaseIdConverter(IntegerConverter):
@@ -23,8 +24,8 @@ class DatabaseIdConverter(IntegerConverter):
 
 def database_id(value: str) -> int:
     """``request.form.get(name, type=database_id)``: the number, or (ValueError, which
-    werkzeug turns into the default) none beyond the databases' 64-bit integers."""
+    werkzeug turns into the default) none beyond LARGEST."""
     number = int(value)
     if not -LARGEST - 1 <= number <= LARGEST:
-        raise ValueError(f"{value[:30]} is beyond a 64-bit integer")
+        raise ValueError(f"{value[:30]} is beyond the id columns' INTEGER")
     return number
