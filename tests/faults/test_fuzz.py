@@ -55,9 +55,12 @@ class RecordingQueue:
         pass
 
 
-@pytest.fixture
-def fuzz_app(make_app):
-    app = make_app(**twilio_settings(None), MESSENGER_APP_SECRET=MESSENGER_SECRET, MESSENGER_VERIFY_TOKEN="v",
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fuzz_app(request, make_app):
+    """The app on each database: PostgreSQL is stricter than SQLite (32-bit INTEGER ids,
+    bounded VARCHARs, no NUL in text), and garbage that SQLite stores can fail there."""
+    database = {"DATABASE_URL": request.getfixturevalue("pg_url")} if request.param == "postgresql" else {}
+    app = make_app(**database, **twilio_settings(None), MESSENGER_APP_SECRET=MESSENGER_SECRET, MESSENGER_VERIFY_TOKEN="v",
                    MESSENGER_PAGE_TOKEN="p", TELEGRAM_BOT_TOKEN="5550199:fuzz", TELEGRAM_SECRET_TOKEN=TELEGRAM_SECRET,
                    SLACK_SIGNING_SECRET=SLACK_SECRET, GATEWAY_INLINE_JOBS=False, OPEN311_API_KEY=OPEN311_KEY)
     app.config["WTF_CSRF_ENABLED"] = False  # reach the forms' validation, not only the CSRF check
