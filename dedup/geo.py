@@ -32,7 +32,7 @@ north nord n south sud s east est e west ouest w o saint sainte ste
 """.split())
 _TYPES = _NOT_NAME - frozenset("north nord n south sud s east est e west ouest w o saint sainte".split())
 _FILLER = {"de", "du", "des", "la", "le", "l", "d", "of", "the"}
-_NUMBER = re.compile(r"^\s*(\d+)(?:\s*[-–]\s*\d+)?[a-z]?\b[\s,]*", re.IGNORECASE)
+_NUMBER = re.compile(r"^\s*(\d{1,6})(?:\s*[-–]\s*\d+)?[a-z]?\b[\s,]*", re.IGNORECASE)
 _INTERSECTION = re.compile(r"^\s*intersection of\s+", re.IGNORECASE)
 
 

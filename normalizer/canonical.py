@@ -9,11 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from adapters.base import Attachment, CitizenMessage
+from adapters.errors import MalformedPayloadError
 
 from . import language as language_detection
 from .codes import find_codes
 from .phone import to_e164
 from .text import clean
+
+# The longest value each field's column holds (gateway/models.py; a test checks they agree).
+# PostgreSQL refuses a longer one where SQLite would store it, and a refusal there fails the
+# message at every retry. A citizen's longer text is cut to fit; a longer contact is no real
+# address or provider id, and the message is refused as unreadable.
+TEXT_LIMITS = {"name": 200, "subject": 300, "address": 300}
+MAX_CONTACT = 255
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,18 @@ class Normalized:
     attributes: dict | None = None
 
     def contact_points(self) -> list[tuple[str, str]]:
-        points = [
-            ("email", self.email),
-            ("phone", self.phone),
-            ("messenger", self.messenger_psid),
-            ("telegram", self.telegram_chat_id),
-        ]
-        return [(kind, value) for kind, value in points if value]
+        return [(kind, value) for kind, value in self._points() if value]
+
+    def _points(self) -> list[tuple[str, str | None]]:
+        return [("email", self.email), ("phone", self.phone), ("messenger", self.messenger_psid),
+                ("telegram", self.telegram_chat_id)]
+
+
+def fit(text: str | None, limit: int) -> str | None:
+    """``text`` within ``limit`` characters: cut, and ending with "…", when longer."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
 
 
 def normalize(message: CitizenMessage, default_language: str, region: str, code_prefix: str) -> Normalized:
@@ -61,13 +74,13 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
     )
     contact, where = message.contact, message.location
     codes = find_codes(" ".join(filter(None, [subject, text, message.reference_code])), code_prefix)
-    return Normalized(
+    normalized = Normalized(
         channel=message.channel,
         text=text,
         language=language,
         language_detected=detected,
-        subject=subject,
-        name=clean(contact.name) if contact.name else None,
+        subject=fit(subject, TEXT_LIMITS["subject"]),
+        name=fit(clean(contact.name), TEXT_LIMITS["name"]) if contact.name else None,
         email=contact.email.strip().lower() if contact.email else None,
         phone=to_e164(contact.phone, region),
         messenger_psid=contact.messenger_psid,
@@ -76,7 +89,7 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         consent=contact.consent,
         lat=where.lat,
         lon=where.lon,
-        address=clean(where.address) if where.address else None,
+        address=fit(clean(where.address), TEXT_LIMITS["address"]) if where.address else None,
         category=message.category,
         reference_codes=tuple(codes),
         in_reply_to=message.in_reply_to,
@@ -86,3 +99,8 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         edit_of=message.edit_of,
         attributes=message.attributes,
     )
+    for kind, value in normalized._points():
+        if value and len(value) > MAX_CONTACT:
+            raise MalformedPayloadError(f"the sender's {kind} is longer than {MAX_CONTACT} characters",
+                                        field=f"contact.{kind}")
+    return normalized

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import create_engine, inspect
 
 from tests.support.servers import wait_until
@@ -77,7 +79,6 @@ def test_ids_longer_than_postgresql_columns_are_refused_with_a_clear_error(make_
     """PostgreSQL enforces the provider id's 255 characters (SQLite would not): an overlong
     Idempotency-Key, Telegram update_id or Twilio MessageSid is a 4xx naming it, nothing
     stored, where it was a driver error (500)."""
-    import json
     from urllib.parse import urlencode
 
     from sqlalchemy import func, select
@@ -112,3 +113,51 @@ def test_ids_longer_than_postgresql_columns_are_refused_with_a_clear_error(make_
     assert twilio.status_code == 400
     assert stored() == before
     assert client.post("/api/v1/requests", json=fine, headers={**auth, "Idempotency-Key": "k" * 200}).status_code == 201
+
+
+def _email(subject: str, sender: str, name: str, message_id: str) -> bytes:
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"], mail["Message-ID"] = f"{name} <{sender}>", "311@ville.example", \
+        subject, message_id
+    mail.set_content("Nid de poule profond devant le 12 rue Principale, une roue y est restée.")
+    return mail.as_bytes()
+
+
+def test_citizen_text_longer_than_its_column_becomes_a_request_on_postgresql(make_app, pg_url):
+    """An e-mail's 400-character subject or 300-character display name, or a 150-digit house
+    number, is the citizen's to write; PostgreSQL refuses what exceeds a column where SQLite
+    stores it. The request is made with the text cut to fit ("…"), not failed at every retry.
+    A sender address longer than any real one is refused once, with a clear error."""
+    from sqlalchemy import select
+
+    from gateway import batch
+    from gateway.intake import store_inbound
+    from gateway.models import Citizen, InboundMessage, Request
+
+    runtime = make_app(DATABASE_URL=pg_url).extensions["runtime"]
+    long_subject = "Nid de poule énorme " * 20
+    ids = [store_inbound(runtime, "email", f"<{i}@example.org>", body, "message/rfc822")[0] for i, body in enumerate([
+        _email(long_subject, "a@example.org", "Jean", "<1@example.org>"),
+        _email("Nid de poule", "b@example.org", "N" * 300, "<2@example.org>"),
+        _email("Nid de poule", "c" * 300 + "@example.org", "Jean", "<3@example.org>"),
+    ])]
+    ids.append(store_inbound(runtime, "web_form", "house-number", json.dumps(
+        {"channel": "web", "description": "Nid de poule profond", "location": {"address": "1" * 150 + " rue Principale"},
+         "citizen": {"email": "d@example.org"}}).encode(), "application/json")[0])
+    batch.process_batch(runtime, ids, len(ids))
+    with runtime.db.session() as session:
+        states = {row.id: (row.state, row.attempts, row.error) for row in session.execute(
+            select(InboundMessage.id, InboundMessage.state, InboundMessage.attempts, InboundMessage.error))}
+        subject = session.scalar(select(Request.subject).join(InboundMessage, InboundMessage.request_id == Request.id)
+                                 .where(InboundMessage.id == ids[0]))
+        name = session.scalar(select(Citizen.name).join(Request).join(InboundMessage, InboundMessage.request_id == Request.id)
+                              .where(InboundMessage.id == ids[1]))
+        address = session.scalar(select(Request.address).join(InboundMessage, InboundMessage.request_id == Request.id)
+                                 .where(InboundMessage.id == ids[3]))
+    assert [states[i][0] for i in ids] == ["processed", "processed", "failed", "processed"]
+    assert (len(subject), subject[-1]) == (300, "…") and long_subject.startswith(subject[:-1])
+    assert name == "N" * 199 + "…"
+    assert address == "1" * 150 + " rue Principale"
+    assert states[ids[2]][1:] == (0, "the sender's email is longer than 255 characters")

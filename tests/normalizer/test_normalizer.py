@@ -107,3 +107,33 @@ def test_same_email_or_phone_is_the_same_citizen_across_channels(runtime):
 def test_anonymous_message_has_no_citizen(runtime):
     with runtime.db.session() as session:
         assert resolve_citizen(session, normalize(_message(), "fr", "CA", "R")) == (None, [])
+
+
+def test_text_limits_are_the_columns_the_text_is_stored_in():
+    """The normalizer cuts text to these lengths; the columns must hold them (PostgreSQL
+    refuses a longer value, and the message would fail at every retry)."""
+    from gateway.models import Citizen, ContactPoint, Message, Request
+    from normalizer.canonical import MAX_CONTACT, TEXT_LIMITS
+
+    assert TEXT_LIMITS == {"name": Citizen.__table__.c.name.type.length,
+                           "subject": Request.__table__.c.subject.type.length,
+                           "address": Request.__table__.c.address.type.length}
+    assert Message.__table__.c.subject.type.length >= TEXT_LIMITS["subject"]
+    assert MAX_CONTACT == ContactPoint.__table__.c.value.type.length
+
+
+def test_overlong_text_is_cut_to_fit_and_an_overlong_contact_is_refused():
+    from adapters.base import Location
+    from adapters.errors import MalformedPayloadError
+
+    message = CitizenMessage(channel="email", text="Nid de poule", subject="Objet " * 100,
+                             contact=Contact(name="Marie-Ève " * 30, email="m@example.org"),
+                             location=Location(address="12 rue Principale, " * 20))
+    normalized = normalize(message, "fr", "CA", "R")
+    assert len(normalized.subject) == 300 and len(normalized.name) <= 200 and len(normalized.address) <= 300
+    assert normalized.name.endswith("…") and normalized.address.endswith("…")
+    assert normalized.subject.endswith("…") and normalized.subject.startswith("Objet Objet")
+    assert normalize(CitizenMessage(channel="email", text="Nid", subject="Court"), "fr", "CA", "R").subject == "Court"
+    with pytest.raises(MalformedPayloadError, match="longer than 255"):
+        normalize(CitizenMessage(channel="telegram", text="Nid", contact=Contact(telegram_chat_id="9" * 300)),
+                  "fr", "CA", "R")
