@@ -103,4 +103,6 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         if value and len(value) > MAX_CONTACT:
             raise MalformedPayloadError(f"the sender's {kind} is longer than {MAX_CONTACT} characters",
                                         field=f"contact.{kind}")
+    if normalized.external_id and len(normalized.external_id) > MAX_CONTACT:  # messages.external_id
+        raise MalformedPayloadError(f"the message's id is longer than {MAX_CONTACT} characters", field="id")
     return normalized

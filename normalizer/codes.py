@@ -2,7 +2,8 @@
 
 Digits only after the prefix, so nothing can be misread (no O/0, I/1) and the code is easy
 to type on a phone keypad or read aloud; the last digit is a Luhn check digit, so a mistyped
-or swapped digit is caught instead of pointing at someone else's request. The six middle
+digit, or two adjacent digits swapped, is caught instead of pointing at someone else's
+request (Luhn's one blind spot: "09" swapped for "90", or back, is not caught). The six middle
 digits are random: codes reveal neither volumes nor neighbours' requests.
 """
 
