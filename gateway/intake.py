@@ -62,16 +62,17 @@ _EXISTING = (select(_TABLE.c.id, _TABLE.c.headers, _TABLE.c.reserved_code, Reque
 
 
 def insert_inbound(connection, channel: str, provider_id: str, body: bytes, content_type: str,
-                   headers: dict | None = None, code: str | None = None) -> Stored:
+                   headers: dict | None = None, code: str | None = None, sender: str | None = None) -> Stored:
     """One SQLAlchemy Core statement on ``connection``; the caller commits (durably) before
-    answering. ``code``: the tracking code reserved for the request to come, if any."""
+    answering. ``code``: the tracking code reserved for the request to come, if any;
+    ``sender``: who sent it, where the webhook needs to find the sender's waiting messages."""
     if len(provider_id) > MAX_PROVIDER_ID:  # no provider's id is that long: refused, not a database error
         raise MalformedPayloadError(f"message id longer than {MAX_PROVIDER_ID} characters", field="id")
     headers = headers or {}
     new_id = connection.execute(_insert(connection.dialect.name), {
         "channel": channel, "provider_id": provider_id, "body": body, "content_type": content_type,
         "headers": headers, "received_at": utcnow(), "reserved_code": code, "state": "received",
-        "attempts": 0}).scalar()
+        "attempts": 0, "sender": sender}).scalar()
     if new_id is not None:
         return Stored(new_id, True, headers, code)
     row = connection.execute(_EXISTING, {"channel": channel, "provider_id": provider_id}).one()

@@ -81,6 +81,7 @@ class InboundMessage(Base):
     reserved_code: Mapped[str | None] = mapped_column(String(32))
     request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
     processed_at: Mapped[datetime | None]
+    sender: Mapped[str | None] = mapped_column(String(255), index=True)  # an SMS's number (E.164)
 
 
 class Citizen(Base):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 from flask import Response, current_app, jsonify, request
 from flask_babel import force_locale
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import LargeBinary, String, bindparam, func, literal_column, null, select, union_all
 
 from adapters.channels.twilio import sms as twilio_sms
 from adapters.channels.twilio import verify_signature
@@ -117,12 +117,12 @@ def twilio_sms_inbound(body: bytes, fields):
 
     def store(connection):
         # One connection for the look-up and the INSERT, committed (durably) before the answer.
-        thread = _open_conversation(runtime, book, connection, phone, text)
+        thread = _open_conversation(runtime, book, connection, phone, text, sid)
         headers = {twilio_sms.REFERENCE_HEADER: thread} if thread else {twilio_sms.ANSWERED_HEADER: "acknowledged"}
         # A new request's code is drawn here: on a first delivery (the usual case) the answer
         # needs no re-read; a provider's retry gets the first one's headers and code back.
         drawn = new_code(book.city.code_prefix, utcnow().year) if thread is None else None
-        return insert_inbound(connection, "twilio_sms", sid, body, content_type, headers, drawn)
+        return insert_inbound(connection, "twilio_sms", sid, body, content_type, headers, drawn, sender=phone)
 
     stored = write(runtime, store)
     if stored.created:
@@ -159,41 +159,60 @@ def _open_requests(session, phone: str | None) -> list[Request]:
                                 .order_by(Request.created_at.desc()).limit(5)))
 
 
-def _open_conversation(runtime, book, connection, phone: str | None, text: str) -> str | None:
-    """The code of the sender's open request this SMS continues, or None for a new request.
+def _open_conversation(runtime, book, connection, phone: str | None, text: str, sid: str = "") -> str | None:
+    """The code of the sender's request this SMS continues, or None for a new request.
 
     It continues one when it quotes one of the sender's own codes, or when the sender wrote
-    about an open request within the window and the new text is not clearly about another
-    category. One indexed SELECT (contact point → open requests, latest first, with the time
-    of the latest one's last inbound message)."""
+    about it within the window and the new text is not clearly about another category. The
+    request may not exist yet: an SMS that opened one and is still waiting for the pipeline
+    (a backlog, a second SMS seconds after the first) already gave the sender its code, and a
+    follow-up joins that code instead of opening a second request. One indexed SELECT: the
+    sender's open requests (latest first, with the time of their last inbound message) and
+    their latest waiting SMS that reserved a code (not this one: a provider's retry)."""
     if not phone:
         return None
-    mine = connection.execute(_OPEN_CONVERSATION, {"phone": phone}).all()
+    mine = connection.execute(_OPEN_CONVERSATION, {"phone": phone, "sid": sid}).all()
     if not mine:
         return None
     quoted = set(find_codes(text, book.city.code_prefix))
     for candidate in mine:
         if candidate.code in quoted:
             return candidate.code
-    latest = mine[0]
+    latest = max(mine, key=lambda row: row.last_in or _NEVER)
     minutes = float(runtime.settings.get("TWILIO_CONVERSATION_MINUTES") or DEFAULT_THREAD_MINUTES)
     if latest.last_in is None or utcnow() - latest.last_in > timedelta(minutes=minutes):
         return None
     category = book.categorizer.categorize(fold(clean(text))).category
-    if category is not None and latest.category is not None and category != latest.category:
+    if category is None:
+        return latest.code
+    about = latest.category
+    if latest.body is not None:  # waiting: its category is what its text is about
+        about = book.categorizer.categorize(fold(clean(first(form_fields(latest.body, FORM), "Body") or ""))).category
+    if about is not None and category != about:
         return None  # clearly a new subject
     return latest.code
 
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
+FORM = "application/x-www-form-urlencoded"
 _OPEN = [literal_column(f"'{status}'") for status in OPEN_STATUSES]  # constants: no per-call IN expansion
-_OPEN_CONVERSATION = (
+_OPEN_REQUESTS = (
     select(Request.code, Request.category,
            select(func.max(Message.created_at)).where(Message.request_id == Request.id, Message.direction == "in")
-           .scalar_subquery().label("last_in"))
+           .scalar_subquery().label("last_in"), null().cast(LargeBinary).label("body"))
     .join(ContactPoint, ContactPoint.citizen_id == Request.citizen_id)
     .where(ContactPoint.kind == "phone", ContactPoint.value == bindparam("phone"),
            Request.status.in_(_OPEN))
-    .order_by(Request.created_at.desc()).limit(5))
+    .order_by(Request.created_at.desc()).limit(5)).subquery()
+_WAITING_SMS = (
+    select(InboundMessage.reserved_code.label("code"), null().cast(String).label("category"),
+           InboundMessage.received_at.label("last_in"), InboundMessage.body)
+    .where(InboundMessage.sender == bindparam("phone"), InboundMessage.channel == "twilio_sms",
+           InboundMessage.provider_id != bindparam("sid"),
+           InboundMessage.reserved_code.is_not(None), InboundMessage.request_id.is_(None),
+           InboundMessage.state.in_([literal_column("'received'"), literal_column("'processing'")]))
+    .order_by(InboundMessage.id.desc()).limit(1)).subquery()
+_OPEN_CONVERSATION = union_all(select(_OPEN_REQUESTS), select(_WAITING_SMS))
 
 
 def _status_answer(rest: str, phone: str | None, language: str, city: str) -> str:

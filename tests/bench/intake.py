@@ -80,7 +80,7 @@ class TwilioSms:
                       "Body": texts[i % len(texts)], "FromCountry": "CA", "To": "+18195550100",
                       "MessagingServiceSid": "MG790b6bd09f119b54ffb7f03b8841b1c9", "ToZip": "",
                       "NumSegments": "1", "MessageSid": sid, "AccountSid": TWILIO_ACCOUNT,
-                      "From": f"+1514555{rng.randrange(100, 200):04d}", "ApiVersion": "2010-04-01"}
+                      "From": f"+1514{rng.randrange(2000000, 9999999):07d}", "ApiVersion": "2010-04-01"}
             signature = validator.compute_signature(public_url + self.path, MultiDict(params))
             out.append((signature, urlencode(params)))
         return out

@@ -202,7 +202,7 @@ def database_part(rounds: int = 20) -> dict:
 
         def work(connection):
             n = next(sent)
-            connection.execute(_OPEN_CONVERSATION, {"phone": f"+1514555{n % 100:04d}"}).all()
+            connection.execute(_OPEN_CONVERSATION, {"phone": f"+1514555{n % 100:04d}", "sid": ""}).all()
             return insert_inbound(connection, "twilio_sms", f"SM{n}", b"x" * 700, "application/x-www-form-urlencoded",
                                   {"x-gateway-answered": "acknowledged"}, "R-2026-1234567")
 
