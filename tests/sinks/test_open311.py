@@ -252,7 +252,9 @@ def test_connection_dropped_after_the_department_created_it_delivers_once(works_
     server.fail_next("/v2/requests.json", Answer(act=True, drop=True))
     runtime, client = works_app.extensions["runtime"], works_app.test_client()
 
-    code = client.post("/api/v1/requests", json=load("request__pothole_fr"), headers=auth).get_json()["code"]
+    created = client.post("/api/v1/requests", json=load("request__pothole_fr"), headers=auth)
+    assert created.status_code == 201
+    code = created.get_json()["code"]
     delivery = wait_until(lambda: (d := open311_delivery(runtime)) and d.state == "delivered" and d, timeout=15)
 
     ours = [r for r in server.created.values() if r["description"].startswith(f"[{code}] ")]
