@@ -13,25 +13,54 @@ updated_datetime, description).
 Configuration: ``{type: open311, endpoint: https://…/open311/v2, api_key_env: NAME,
 service_codes: {pothole: "4fd3b…"}, jurisdiction_id: …, updates: true}``; the API key is read
 from the environment variable NAME. A category without a service code is a configuration
-error. No signature scheme (the api_key authenticates us); no idempotency key either, so a
-2xx whose body cannot be read is a permanent error (the server may have created the request:
-resending blindly could double it — an administrator checks, then retries).
+error. No signature scheme (the api_key authenticates us).
+
+Exactly once: GeoReport v2 has no idempotency key. Each POST carries an ``Idempotency-Key``
+header with the outbox's key, the same on every retry (servers that follow the IETF draft
+draft-ietf-httpapi-idempotency-key-header act once; the others ignore it), and the
+description starts with the tracking code in brackets (``[R-2026-4821735] Gros
+nid-de-poule…``, cut to GeoReport's 4000 characters), which a department's agent can quote
+and a retry can search for. A retry (attempt > 1: the connection dropped or timed out after the server may have
+acted, or a worker died before recording the answer) first reads ``GET requests.json`` with
+the delivery's service_code and a ``start_date`` LOOKBACK ago (plus api_key: some servers
+show descriptions only to keyed clients; and jurisdiction_id), and takes a request whose
+description starts with exactly that bracketed code as the earlier success: its
+service_request_id is the receipt, as if the first POST had been answered. When that search
+fails (no GET requests, 404, 5xx, not JSON, down) the retry POSTs anyway: a double is better
+than none. Limits: a first attempt older than LOOKBACK, a dead delivery an administrator
+sends again (its attempts start over: no search), a server that lists a request accepted
+with a token only once it has created it, or one that rewrites descriptions, can still get
+the request twice.
+
+A 2xx whose body cannot be read (not JSON, no service_request_id or token) is searched for
+at once the same way: found, it is delivered; not found (or no search), it stays a
+permanent error — the server may have created the request, and an administrator checks
+before retrying. It is not made transient: against a server that keeps answering unreadable
+2xx and cannot be searched, each retry would create one more request.
 """
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from .. import http
 from ..base import DeliveryReceipt, RequestSummary
-from ..errors import AdapterMisconfiguredError, PermanentDeliveryError
+from ..errors import AdapterMisconfiguredError, PermanentDeliveryError, TransientDeliveryError
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "token:"
+DESCRIPTION_MAX = 4000  # GeoReport v2's request.json schema: description maxLength
+# How far back a retry searches for its earlier request: the outbox's retries of one delivery
+# span about an hour with the default backoff and GATEWAY_MAX_ATTEMPTS; two days leave room for
+# the clocks' difference and slower settings, and keep the answer to one service's recent requests.
+LOOKBACK = timedelta(days=2)
 # mySociety's update statuses, and GeoReport's own two, in the gateway's terms.
 STATUS_MAP = {
     "open": None, "closed": "resolved", "fixed": "resolved", "in_progress": "in_progress",
@@ -73,14 +102,32 @@ class Open311Sink(http.HttpSink):
     def deliver(
         self, request: RequestSummary, target: dict[str, Any], idempotency_key: str
     ) -> DeliveryReceipt:
-        """Raises AdapterMisconfiguredError, TransientDeliveryError, PermanentDeliveryError."""
+        """POSTs the request; on a retry, first looks for the one an earlier attempt created.
+
+        Raises AdapterMisconfiguredError, TransientDeliveryError, PermanentDeliveryError."""
         if target.get("notice") or target.get("update_ts"):
             return DeliveryReceipt()  # GeoReport v2 has no way to post a notice: nothing to send
         code = (target.get("service_codes") or {}).get(request.category or "")
         if not code:
             raise AdapterMisconfiguredError(f"open311 sink has no service code for category {request.category!r}")
-        form = {"api_key": self._api_key(target), "service_code": str(code),
-                "description": (request.description or "")[:4000],
+        form = self._form(request, target, str(code))
+        earlier = self._earlier_request(target, str(code), request.code) if int(target.get("attempt") or 1) > 1 else None
+        if earlier is not None:
+            return DeliveryReceipt(external_id=earlier)
+        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+            response = http.send(client, "POST", f"{self._endpoint(target)}/requests.json", "open311 POST requests",
+                                 data=form, headers={"Idempotency-Key": idempotency_key})
+        try:
+            return DeliveryReceipt(external_id=_created_id(response))
+        except PermanentDeliveryError as exc:  # a 2xx we cannot read: the request may well exist now
+            earlier = self._earlier_request(target, str(code), request.code)
+            if earlier is None:
+                raise PermanentDeliveryError(f"{exc}; {request.code} not found by GET requests either: check the "
+                                             "department's server before retrying") from exc
+            return DeliveryReceipt(external_id=earlier)
+
+    def _form(self, request: RequestSummary, target: dict[str, Any], service_code: str) -> dict[str, str]:
+        form = {"api_key": self._api_key(target), "service_code": service_code, "description": tagged_description(request),
                 "address_string": request.address or "", "attribute[gateway_code]": request.code}
         if request.lat is not None and request.lon is not None:
             form.update(lat=str(request.lat), long=str(request.lon))
@@ -88,10 +135,30 @@ class Open311Sink(http.HttpSink):
             form["media_url"] = request.attachments[0]
         if target.get("jurisdiction_id"):
             form["jurisdiction_id"] = str(target["jurisdiction_id"])
-        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
-            response = http.send(client, "POST", f"{self._endpoint(target)}/requests.json",
-                                 "open311 POST requests", data=form)
-        return DeliveryReceipt(external_id=_created_id(response))
+        return form
+
+    def _earlier_request(self, target: dict[str, Any], service_code: str, tracking_code: str) -> str | None:
+        """The service_request_id of a request this delivery already created (the server acted,
+        the gateway never heard its answer), found by its tracking code among the service's
+        requests since LOOKBACK; None when there is none, or when the server cannot be searched
+        (the caller then POSTs: a double is better than none)."""
+        params = {"api_key": self._api_key(target), "service_code": service_code,
+                  "start_date": (datetime.now(UTC) - LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if target.get("jurisdiction_id"):
+            params["jurisdiction_id"] = str(target["jurisdiction_id"])
+        try:
+            with httpx.Client(timeout=self.timeout) as client:
+                response = http.send(client, "GET", f"{self._endpoint(target)}/requests.json",
+                                     "open311 GET requests (earlier POST)", params=params)
+            rows = _json_list(response, "GET requests (earlier POST)")
+        except (TransientDeliveryError, PermanentDeliveryError) as exc:
+            log.warning("open311: cannot search for an earlier %s, posting it (%s)", tracking_code, exc)
+            return None
+        for row in rows:
+            if isinstance(row, dict) and row.get("service_request_id") and _is_ours(row.get("description"), tracking_code):
+                log.info("open311: %s was already created (%s), not posted again", tracking_code, row["service_request_id"])
+                return str(row["service_request_id"])
+        return None
 
     def resolve_token(self, target: dict[str, Any], token: str) -> str | None:
         """The service_request_id behind ``token``, or None while the server has none yet.
@@ -140,6 +207,17 @@ class Open311Sink(http.HttpSink):
                 raise PermanentDeliveryError("open311 servicerequestupdates: an update lacks service_request_id or status")
             out.append(_remote(rid.strip(), status.strip(), item.findtext("description"), item.findtext("updated_datetime")))
         return sorted(out, key=lambda r: r.updated or "")
+
+
+def tagged_description(request: RequestSummary) -> str:
+    """What the department reads: the tracking code in brackets, then the citizen's words."""
+    tag = f"[{request.code}]"
+    return (f"{tag} {request.description}" if request.description else tag)[:DESCRIPTION_MAX]
+
+
+def _is_ours(description: object, tracking_code: str) -> bool:
+    """Exact: "[R-2026-12]" is not "[R-2026-123] …", nor a description that merely quotes the code."""
+    return isinstance(description, str) and description.lstrip().startswith(f"[{tracking_code}]")
 
 
 def _remote(rid: str, remote: str, note, updated) -> RemoteStatus:

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from adapters.errors import (
     AdapterMisconfiguredError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from adapters.sinks.open311 import Open311Sink
+from adapters.sinks.open311 import LOOKBACK, Open311Sink
+from gateway.models import Delivery
 
 from ..conftest import FIXTURES
-from ..support.standins import Answer, Open311StandIn
+from ..support.servers import wait_until
+from ..support.standins import Answer, Open311StandIn, sample_config
+from ..test_flow_end_to_end import load
 
 API_KEY = "dept-api-key"
+KEY = "R-2026-4821735:route2:1:open311"  # the outbox's idempotency key for this delivery
 SETTINGS = {"URBANISME_OPEN311_KEY": API_KEY}
 RECORDS = json.loads((FIXTURES / "open311" / "requests__boston_records.json").read_text())
 
@@ -36,15 +42,25 @@ def target(server, **extra) -> dict:
 
 
 def test_post_sends_georeport_form_and_keeps_service_request_id(server, summary):
-    receipt = Open311Sink(SETTINGS).deliver(summary, target(server, jurisdiction_id="bellerive.ca"), "k")
+    receipt = Open311Sink(SETTINGS).deliver(summary, target(server, jurisdiction_id="bellerive.ca"), KEY)
 
     assert receipt.external_id == "900001"
-    form = server.to("/v2/requests.json")[0].form()
-    assert form == {"api_key": API_KEY, "service_code": "4f38920fe75084437f0001a0",
-                    "description": "Gros nid-de-poule devant le 145 rue Wellington.",
-                    "address_string": "145, rue Wellington", "attribute[gateway_code]": "R-2026-4821735",
-                    "lat": "45.4405", "long": "-75.719", "media_url": "http://127.0.0.1:8311/attachments/7",
-                    "jurisdiction_id": "bellerive.ca"}
+    [post] = server.to("/v2/requests.json")  # a first attempt does not search first
+    assert post.form() == {"api_key": API_KEY, "service_code": "4f38920fe75084437f0001a0",
+                           "description": "[R-2026-4821735] Gros nid-de-poule devant le 145 rue Wellington.",
+                           "address_string": "145, rue Wellington", "attribute[gateway_code]": "R-2026-4821735",
+                           "lat": "45.4405", "long": "-75.719", "media_url": "http://127.0.0.1:8311/attachments/7",
+                           "jurisdiction_id": "bellerive.ca"}
+    assert post.headers["idempotency-key"] == KEY
+
+
+@pytest.mark.parametrize("description, sent", [
+    ("", "[R-2026-4821735]"),
+    ("x" * 5000, "[R-2026-4821735] " + "x" * (4000 - len("[R-2026-4821735] "))),  # GeoReport's maxLength
+])
+def test_description_starts_with_the_tracking_code_within_georeport_limit(server, summary, description, sent):
+    Open311Sink(SETTINGS).deliver(replace(summary, description=description), target(server), KEY)
+    assert server.to("/v2/requests.json")[0].form()["description"] == sent
 
 
 def test_token_answer_is_kept_then_resolved(server, summary):
@@ -132,3 +148,117 @@ def test_missing_settings_are_misconfiguration(server, summary, settings, extra,
     with pytest.raises(AdapterMisconfiguredError, match=message):
         Open311Sink(settings).deliver(summary, target(server, **extra), "k")
     assert server.requests == []
+
+
+# --- exactly once: the Idempotency-Key header, and a retry's search for its earlier request ---
+
+def methods(server) -> list[str]:
+    return [r.method for r in server.to("/v2/requests.json")]
+
+
+def test_retry_sends_the_same_idempotency_key(server, summary):
+    server.fail_next("/v2/requests.json", Answer(503, "Service Unavailable", {"Content-Type": "text/plain"}))
+    sink = Open311Sink(SETTINGS)
+    with pytest.raises(TransientDeliveryError):
+        sink.deliver(summary, target(server, attempt=1), KEY)
+
+    receipt = sink.deliver(summary, target(server, attempt=2), KEY)
+
+    assert receipt.external_id == "900001"
+    assert methods(server) == ["POST", "GET", "POST"]  # the retry searched, found nothing, posted
+    assert [r.headers["idempotency-key"] for r in server.to("/v2/requests.json") if r.method == "POST"] == [KEY, KEY]
+
+
+def test_retry_after_the_connection_dropped_finds_the_created_request(server, summary):
+    """The server created the request, then the connection dropped before its answer."""
+    server.fail_next("/v2/requests.json", Answer(act=True, drop=True))
+    sink, where = Open311Sink(SETTINGS), {"jurisdiction_id": "bellerive.ca"}
+    with pytest.raises(TransientDeliveryError):
+        sink.deliver(summary, target(server, attempt=1, **where), KEY)
+    assert list(server.created) == ["900001"]
+
+    receipt = sink.deliver(summary, target(server, attempt=2, **where), KEY)
+
+    assert receipt.external_id == "900001" and list(server.created) == ["900001"]
+    assert methods(server) == ["POST", "GET"]
+    search = server.to("/v2/requests.json")[1].query
+    assert {k: v for k, v in search.items() if k != "start_date"} == {
+        "api_key": API_KEY, "service_code": "4f38920fe75084437f0001a0", "jurisdiction_id": "bellerive.ca"}
+    since = datetime.now(UTC) - datetime.fromisoformat(search["start_date"])
+    assert abs(since - LOOKBACK) < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("answer", [
+    Answer(404, [{"code": 404, "description": "not found"}]),  # a server without GET requests
+    Answer(500, "Internal error", {"Content-Type": "text/html"}),
+    Answer(200, "<html>Maintenance</html>", {"Content-Type": "text/html"}),
+    Answer(200, [], hang=2),
+])
+def test_retry_posts_when_the_server_cannot_be_searched(server, summary, answer):
+    server.fail_next("/v2/requests.json", answer)  # the search comes first
+
+    receipt = Open311Sink(SETTINGS, timeout=httpx.Timeout(1.0)).deliver(summary, target(server, attempt=2), KEY)
+
+    assert receipt.external_id == "900001" and methods(server) == ["GET", "POST"]
+
+
+def test_retry_does_not_take_a_neighbouring_request_for_its_own(server, summary):
+    sink = Open311Sink(SETTINGS)
+    for code, description in (("R-2026-482173", summary.description), ("R-2026-48217350", summary.description),
+                              ("R-2026-5550107", "Le trou est revenu, voir R-2026-4821735")):
+        sink.deliver(replace(summary, code=code, description=description), target(server), f"{code}:route2:1:open311")
+
+    receipt = sink.deliver(summary, target(server, attempt=2), KEY)
+
+    assert receipt.external_id == "900004"
+    assert server.created["900004"]["description"].startswith("[R-2026-4821735] ")
+
+
+def test_unreadable_created_answer_is_delivered_when_the_request_is_found(server, summary):
+    server.fail_next("/v2/requests.json", Answer(201, "<html>Created</html>", {"Content-Type": "text/html"}, act=True))
+
+    receipt = Open311Sink(SETTINGS).deliver(summary, target(server), KEY)
+
+    assert receipt.external_id == "900001" and list(server.created) == ["900001"]
+    assert methods(server) == ["POST", "GET"]
+
+
+def test_unreadable_answer_without_a_request_behind_it_stays_permanent(server, summary):
+    server.fail_next("/v2/requests.json", Answer(201, "<html>Created</html>", {"Content-Type": "text/html"}))
+
+    with pytest.raises(PermanentDeliveryError, match="not found by GET requests either"):
+        Open311Sink(SETTINGS).deliver(summary, target(server), KEY)
+    assert server.created == {} and methods(server) == ["POST", "GET"]
+
+
+# --- through the outbox ----------------------------------------------------------------------
+
+@pytest.fixture
+def works_app(make_app, tmp_path, server):
+    """Public works also delivers to the Open311 stand-in; the outbox's sweeper retries."""
+    email = "      - {type: email_smtp, to: travaux.publics@bellerive.example.org}\n"
+    sink = (f'      - {{type: open311, endpoint: "{server.endpoint}", api_key_env: URBANISME_OPEN311_KEY, '
+            f'service_codes: {{pothole: "POTHOLE"}}}}\n')
+    folder = sample_config(tmp_path / "config", {email: email + sink})
+    return make_app(GATEWAY_CONFIG_DIR=str(folder), **SETTINGS)
+
+
+def open311_delivery(runtime) -> Delivery | None:
+    with runtime.db.session() as session:
+        return session.scalar(select(Delivery).where(Delivery.target == "open311"))
+
+
+def test_connection_dropped_after_the_department_created_it_delivers_once(works_app, server, auth):
+    server.fail_next("/v2/requests.json", Answer(act=True, drop=True))
+    runtime, client = works_app.extensions["runtime"], works_app.test_client()
+
+    created = client.post("/api/v1/requests", json=load("request__pothole_fr"), headers=auth)
+    assert created.status_code == 201
+    code = created.get_json()["code"]
+    delivery = wait_until(lambda: (d := open311_delivery(runtime)) and d.state == "delivered" and d, timeout=15)
+
+    ours = [r for r in server.created.values() if r["description"].startswith(f"[{code}] ")]
+    assert len(ours) == 1  # without the search, the retry would have created a second one
+    assert delivery.external_id == ours[0]["service_request_id"] and delivery.attempts == 2
+    posts = [r for r in server.to("/v2/requests.json") if r.method == "POST"]
+    assert len(posts) == 1 and posts[0].headers["idempotency-key"] == delivery.idempotency_key

@@ -3,8 +3,9 @@
 Each is a real HTTP server on a free 127.0.0.1 port that records every request (method,
 path, query, headers, body) and answers as the real service documents. A test can script
 the next answers of a path (``fail_next``) with a failure: a status code with a body and
-headers (429 + Retry-After, 500, 400…), a body that is not JSON, or a hang longer than the
-client's timeout.
+headers (429 + Retry-After, 500, 400…), a body that is not JSON, a hang longer than the
+client's timeout, or a connection closed without an answer; with ``act`` the server first
+does what the request asks (an Open311 request is created) and the failure comes after.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +25,7 @@ from adapters.signing import verify
 
 SAMPLE_CONFIG = Path(__file__).resolve().parent.parent.parent / "config"
 TRANSIT_URL = "https://transit.bellerive.example.org/311/requests"
+GEOREPORT_SPAN = timedelta(days=90)  # the longest span GET requests.json searches
 
 
 def sample_config(folder: Path, departments: dict[str, str]) -> Path:
@@ -59,6 +62,8 @@ class Answer:
     body: bytes | str | dict | list = b""
     headers: dict = field(default_factory=dict)
     hang: float = 0.0  # seconds to wait before answering (a server that hangs)
+    act: bool = False  # do what the request asks first (its usual answer's side effects), then answer this
+    drop: bool = False  # close the connection without answering (the client cannot know what happened)
 
 
 class StandIn:
@@ -82,9 +87,14 @@ class StandIn:
                     outer.requests.append(recorded)
                     queue = outer.scripted.get(parts.path) or []
                     answer = queue.pop(0) if queue else None
-                answer = answer or outer.answer(recorded)
+                if answer is None or answer.act:
+                    usual = outer.answer(recorded)
+                    answer = answer or usual
                 if answer.hang:
                     time.sleep(answer.hang)
+                if answer.drop:
+                    self.close_connection = True
+                    return
                 body = answer.body
                 if isinstance(body, (dict, list)):
                     body = json.dumps(body).encode()
@@ -177,7 +187,8 @@ class SlackStandIn(StandIn):
 
 
 class Open311StandIn(StandIn):
-    """A department's GeoReport v2 server under /v2: creates requests, lets tests set status."""
+    """A department's GeoReport v2 server under /v2: creates requests, answers searches of
+    them (GET requests.json), lets tests set status."""
 
     def __init__(self, api_key: str = "dept-api-key", records: dict | None = None, tokens: bool = False):
         super().__init__()
@@ -207,7 +218,8 @@ class Open311StandIn(StandIn):
             rid = str(next(self._ids))
             template = self.records.get("open", {})
             self.created[rid] = {**template, "service_request_id": rid, "status": "open", "status_notes": None,
-                                 "service_code": form["service_code"], "description": form.get("description")}
+                                 "service_code": form["service_code"], "description": form.get("description"),
+                                 "requested_datetime": datetime.now(UTC).isoformat(timespec="seconds")}
             if self.tokens:
                 token = f"tok-{rid}"
                 self.pending_tokens[token] = None
@@ -217,8 +229,7 @@ class Open311StandIn(StandIn):
             token = recorded.path.rsplit("/", 1)[1].removesuffix(".json")
             return Answer(200, [{"token": token, "service_request_id": self.pending_tokens.get(token)}])
         if recorded.method == "GET" and recorded.path == "/v2/requests.json":
-            ids = recorded.query.get("service_request_id", "").split(",")
-            return Answer(200, [self.created[i] for i in ids if i in self.created])
+            return self._search(recorded.query)
         if recorded.method == "GET" and recorded.path == "/v2/servicerequestupdates.xml":
             items = "".join(
                 "<request_update>" + "".join(f"<{k}>{v}</{k}>" for k, v in item.items()) + "</request_update>"
@@ -226,6 +237,42 @@ class Open311StandIn(StandIn):
             return Answer(200, f"<?xml version='1.0' encoding='utf-8'?><service_requests_updates>{items}"
                                "</service_requests_updates>", {"Content-Type": "text/xml; charset=utf-8"})
         return Answer(404, [{"code": 404, "description": "not found"}])
+
+    def _search(self, query: dict) -> Answer:
+        """GET requests.json as GeoReport v2 documents it: ``service_request_id`` (a comma list)
+        overrides every other filter; else ``service_code`` (a comma list) and a span of
+        ``requested_datetime`` from ``start_date`` to ``end_date``, 90 days at most, the last 90
+        days when neither is given. Newest first."""
+        with self._lock:
+            rows = list(self.created.values())
+        if query.get("service_request_id"):
+            wanted = query["service_request_id"].split(",")
+            return Answer(200, [r for r in rows if r["service_request_id"] in wanted])
+        try:
+            start, end = _span(query.get("start_date"), query.get("end_date"))
+        except ValueError as exc:
+            return Answer(400, [{"code": 400, "description": str(exc)}])
+        codes = {c for c in (query.get("service_code") or "").split(",") if c}
+        found = [r for r in rows if (not codes or r["service_code"] in codes)
+                 and start <= datetime.fromisoformat(r["requested_datetime"]) <= end]
+        return Answer(200, found[::-1])
+
+
+def _span(raw_start: str | None, raw_end: str | None) -> tuple[datetime, datetime]:
+    """Raises ValueError for a date that is not ISO 8601 or a span over 90 days."""
+    start, end = (_moment(raw) if raw else None for raw in (raw_start, raw_end))
+    if start is None and end is None:
+        end = datetime.now(UTC)
+    start = start or end - GEOREPORT_SPAN
+    end = end or start + GEOREPORT_SPAN
+    if end - start > GEOREPORT_SPAN:
+        raise ValueError("start_date and end_date may not span more than 90 days")
+    return start, end
+
+
+def _moment(raw: str) -> datetime:
+    value = datetime.fromisoformat(raw)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class DepartmentWebhook(StandIn):
