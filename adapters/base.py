@@ -108,6 +108,11 @@ class OutboundMessage:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()  # earlier Message-IDs of the thread, oldest first
     automatic: bool = True  # an acknowledgement or notice, not a person's reply
+    # The outbox's attempt at sending it (1 = the first) and when the outbox queued it: a
+    # channel whose provider has no idempotency key (Twilio) looks, on a later attempt, for
+    # what an earlier one may have sent since then without the gateway recording it.
+    attempt: int = 1
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ from .outcomes import HELD, Records, finish
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=1)
 _D = Delivery.__table__
-_CLAIMED = (_D.c.id, _D.c.request_id, _D.c.purpose, _D.c.target, _D.c.settings, _D.c.idempotency_key, _D.c.attempts)
+_CLAIMED = (_D.c.id, _D.c.request_id, _D.c.purpose, _D.c.target, _D.c.settings, _D.c.idempotency_key, _D.c.attempts,
+            _D.c.created_at)
 _SUMMARY = ("code", "category", "department", "priority", "status", "channel", "language", "description", "address",
             "district", "lat", "lon", "sla_due_at", "created_at", "rule")
 
@@ -171,7 +172,10 @@ def _send(runtime, row, summaries: dict):
     channel = runtime.outbound(row.target)
     if channel is None:
         raise AdapterMisconfiguredError(f"no outbound adapter for {row.target}")
-    return channel.send(OutboundMessage(idempotency_key=row.idempotency_key, **row.settings["message"]))
+    # The attempt and the row's creation likewise: a channel without idempotency keys (SMS)
+    # looks for an earlier, unrecorded send made since the message was queued.
+    return channel.send(OutboundMessage(idempotency_key=row.idempotency_key, attempt=row.attempts,
+                                        queued_at=row.created_at, **row.settings["message"]))
 
 
 def _summaries(runtime, connection, request_ids: set) -> dict:

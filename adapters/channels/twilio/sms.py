@@ -13,12 +13,32 @@ credentials; a Messaging Service adds ``MessagingServiceSid`` and may use any of
 as ``To``. Twilio itself blocks sending to numbers that texted an opt-out word (error 21610);
 the gateway records the opt-out too so that it stops trying. Bodies are at most 1,600
 characters (longer sends are refused with error 21617), so outbound texts are cut there.
+
+Resends: the Messages API has no idempotency key, so a send whose answer never reached us (a
+worker killed, a connection dropped after Twilio accepted it) would be sent again by the
+outbox's next attempt. On an attempt after the first, the adapter first reads the newest
+messages to the citizen's number from our sender (``GET …/Messages.json?To=…&From=…``,
+https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources;
+with a Messaging Service there is no filter on it: ``To`` only, and the service's sid is
+compared) and takes one as the earlier send when it went out through the API
+(``direction`` ``outbound-api``, not a TwiML reply), has exactly the body we would send (after
+the cut at 1,600), was created since the outbox queued the message (less a minute for the
+two clocks), and has not ``failed``, ``undelivered`` or been ``canceled`` (those reached nobody:
+the message is sent again). Its sid is then the receipt. The ``DateSent`` filters are not used:
+they are whole GMT days and ``date_sent`` is empty while a message is queued; the list is
+sorted by it (newest first), so a whole page of ``LOOKBACK`` messages is read and their
+``date_created`` compared (RFC 2822, always ``+0000``: the library drops the offset). A lookup
+that fails (unreachable, 5xx, an unreadable page) sends anyway: a double is better than none.
+Left over: a Messaging Service that rewrites bodies (Smart Encoding, opt-out text appended)
+defeats the exact comparison, and so do more than ``LOOKBACK`` newer messages to that number.
 """
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
+from datetime import UTC, datetime, timedelta
 
 from ...base import (
     Attachment,
@@ -37,7 +57,11 @@ from ...errors import (
 )
 from .common import TwilioAccount, first, form_fields, required
 
+log = logging.getLogger(__name__)
 MAX_BODY = 1600
+LOOKBACK = 20  # the newest messages to a number searched for an earlier send, on a retry
+CLOCK_SKEW = timedelta(minutes=1)  # Twilio's clock may be behind ours: date_created vs queued_at
+NOT_SENT = {"failed", "undelivered", "canceled"}  # statuses of a message that reached nobody
 MAX_MEDIA = 10  # Twilio's own limit per MMS
 OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "ARRET", "ARRÊT", "OPTOUT"}
 OPT_IN_WORDS = {"START", "YES", "UNSTOP", "DEBUT", "DÉBUT"}
@@ -114,13 +138,19 @@ class TwilioSmsChannel:
         )
 
     def send(self, message: OutboundMessage) -> DeliveryReceipt:
-        """Raises TransientDeliveryError (network, 429, 5xx) or PermanentDeliveryError."""
+        """Sends, unless an earlier attempt's message is found at Twilio (module docstring):
+        then its sid is the receipt. Raises TransientDeliveryError (network, 429, 5xx) or
+        PermanentDeliveryError."""
         from requests.exceptions import RequestException
         from twilio.base.exceptions import TwilioRestException
 
         if self.account is None:
             raise AdapterMisconfiguredError("Twilio is not configured")
         text = message.text if len(message.text) <= MAX_BODY else message.text[: MAX_BODY - 1] + "…"
+        earlier = self.earlier_send(message, text) if message.attempt > 1 else None
+        if earlier is not None:
+            log.info("message %s found at Twilio from an earlier attempt: not sent again", earlier)
+            return DeliveryReceipt(external_id=earlier)
         sender = ({"messaging_service_sid": self.account.messaging_service_sid}
                   if self.account.messaging_service_sid else {"from_": self.account.from_number})
         try:
@@ -131,6 +161,30 @@ class TwilioSmsChannel:
         except RequestException as exc:
             raise TransientDeliveryError(f"Twilio unreachable: {type(exc).__name__}") from exc
         return DeliveryReceipt(external_id=sent.sid)
+
+    def earlier_send(self, message: OutboundMessage, text: str) -> str | None:
+        """The sid of ``text`` as an earlier attempt got Twilio to accept it since
+        ``message.queued_at``, or None (not found, no ``queued_at`` to bound the search, or
+        the lookup failed: the caller sends)."""
+        from requests.exceptions import RequestException
+        from twilio.base.exceptions import TwilioException
+
+        if message.queued_at is None:
+            return None  # unbounded, an identical text sent months ago would pass for this one
+        since = message.queued_at.replace(tzinfo=message.queued_at.tzinfo or UTC) - CLOCK_SKEW
+        sender = {} if self.account.messaging_service_sid else {"from_": self.account.from_number}
+        try:
+            recent = self._rest().messages.list(to=message.to, limit=LOOKBACK, page_size=LOOKBACK, **sender)
+        except (TwilioException, RequestException, ValueError, KeyError) as exc:
+            log.warning("Twilio message lookup failed (%s): sending without it", type(exc).__name__)
+            return None
+        return next((sent.sid for sent in recent if self._is_earlier_send(sent, message.to, text, since)), None)
+
+    def _is_earlier_send(self, sent, to: str, text: str, since: datetime) -> bool:
+        service = self.account.messaging_service_sid
+        ours = sent.messaging_service_sid == service if service else sent.from_ == self.account.from_number
+        return (ours and sent.direction == "outbound-api" and sent.to == to and sent.body == text
+                and sent.status not in NOT_SENT and sent.date_created is not None and sent.date_created >= since)
 
     def fetch(self, url: str, max_bytes: int) -> tuple[bytes, str]:
         """One MMS media file. Raises as TwilioAccount.fetch, or AdapterMisconfiguredError."""
