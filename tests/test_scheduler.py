@@ -11,7 +11,12 @@ from gateway.auth import add_user
 from gateway.models import Delivery, Request, utcnow
 
 from .support.servers import wait_until
-from .support.standins import Answer, Open311StandIn, SlackStandIn, sample_config
+from .support.standins import (
+    Answer,
+    Open311StandIn,
+    SlackStandIn,
+    works_with_open311,
+)
 from .test_flow_end_to_end import load
 from .test_slack_interactions import TOKEN
 
@@ -158,10 +163,7 @@ def open311():
 @pytest.fixture
 def open311_app(make_app, tmp_path, open311):
     """Public works also delivers to its Open311 work-order server (fan-out with e-mail)."""
-    email = "      - {type: email_smtp, to: travaux.publics@bellerive.example.org}\n"
-    sink = (f'      - {{type: open311, endpoint: "{open311.endpoint}", api_key_env: WORKS_OPEN311_KEY, '
-            f'updates: true, service_codes: {{pothole: "POTHOLE", graffiti: "GRAFFITI"}}}}\n')
-    folder = sample_config(tmp_path / "config", {email: email + sink})
+    folder = works_with_open311(tmp_path / "config", open311.endpoint, "WORKS_OPEN311_KEY", "updates: true, ")
     # No background scheduler pass here: the tests run the polling themselves.
     return make_app(GATEWAY_CONFIG_DIR=str(folder), WORKS_OPEN311_KEY="works-key", GATEWAY_OPEN311_POLL_SECONDS=0,
                     GATEWAY_SWEEP_SECONDS=3600, GATEWAY_HTTP_TIMEOUT_SECONDS=1)

@@ -20,7 +20,7 @@ from gateway.models import Delivery
 
 from ..conftest import FIXTURES
 from ..support.servers import wait_until
-from ..support.standins import Answer, Open311StandIn, sample_config
+from ..support.standins import Answer, Open311StandIn, works_with_open311
 from ..test_flow_end_to_end import load
 
 API_KEY = "dept-api-key"
@@ -236,10 +236,7 @@ def test_unreadable_answer_without_a_request_behind_it_stays_permanent(server, s
 @pytest.fixture
 def works_app(make_app, tmp_path, server):
     """Public works also delivers to the Open311 stand-in; the outbox's sweeper retries."""
-    email = "      - {type: email_smtp, to: travaux.publics@bellerive.example.org}\n"
-    sink = (f'      - {{type: open311, endpoint: "{server.endpoint}", api_key_env: URBANISME_OPEN311_KEY, '
-            f'service_codes: {{pothole: "POTHOLE"}}}}\n')
-    folder = sample_config(tmp_path / "config", {email: email + sink})
+    folder = works_with_open311(tmp_path / "config", server.endpoint, "URBANISME_OPEN311_KEY")
     return make_app(GATEWAY_CONFIG_DIR=str(folder), **SETTINGS)
 
 

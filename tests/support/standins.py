@@ -41,6 +41,16 @@ def sample_config(folder: Path, departments: dict[str, str]) -> Path:
     return folder
 
 
+def works_with_open311(folder: Path, endpoint: str, key_env: str, options: str = "") -> Path:
+    """The sample city whose public works also receive their requests on an Open311 server
+    (``endpoint``; the API key in ``key_env``), beside their e-mail; ``options``: more keys of
+    the sink (``"updates: true, "``)."""
+    email = "      - {type: email_smtp, to: travaux.publics@bellerive.example.org}\n"
+    sink = (f'      - {{type: open311, endpoint: "{endpoint}", api_key_env: {key_env}, {options}'
+            f'service_codes: {{pothole: "POTHOLE", graffiti: "GRAFFITI"}}}}\n')
+    return sample_config(folder, {email: email + sink})
+
+
 @dataclass
 class Recorded:
     method: str
