@@ -22,6 +22,24 @@ Quirks:
   code 10 / subcode 2018278, is a permanent error).
 - facebook-sdk is not used: unmaintained since 2018, retired Graph versions only, no Send
   API, no signature check. Plain httpx instead.
+
+Resends: the Send API has no idempotency key, so a send whose answer never reached us (a
+worker killed, a connection dropped after Meta took it) would be sent again by the outbox's
+next attempt. On an attempt after the first, the adapter first reads the page's conversation
+with the citizen (Conversations API, https://developers.facebook.com/docs/messenger-platform/conversations:
+``GET /{version}/me/conversations?platform=messenger&user_id=<PSID>&fields=messages.limit(20)
+{id,created_time,from,message}``, ``me`` being the page of the token) and takes as the earlier
+send a message from the page (``from.id`` not the PSID: that conversation holds only the two)
+with exactly the text we would send (after the cut at 2,000; quick replies are not part of
+``message``), created since the outbox queued it, less a minute for the clocks
+(``created_time``: ISO 8601, ``+0000``, to the second). Its id is the receipt. Only a
+conversation's 20 newest messages can be read in detail (``LOOKBACK``). Reading takes more than
+sending: a page token from a person with the MESSAGING (or MODERATE) task, and the app's
+``pages_messaging``, ``pages_manage_metadata`` and ``pages_read_engagement`` (Advanced Access
+for citizens without a role on the app). A failed lookup (unreachable, an error such as a
+missing permission, an unreadable answer) sends anyway: a double is better than none. Left
+over: more than 20 newer messages in the conversation, or the same text typed by an agent in
+the page's inbox meanwhile, defeat the lookup (a double; a message taken for ours).
 """
 
 from __future__ import annotations
@@ -31,6 +49,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -61,6 +80,8 @@ DEFAULT_GRAPH_API_VERSION = "v21.0"
 TRACK_PAYLOADS = {"TRACK_REQUEST", "SUIVRE_DEMANDE", "STATUS"}
 START_PAYLOADS = {"GET_STARTED", "START"}
 MAX_TEXT = 2000  # Send API limit for a text message
+LOOKBACK = 20  # the newest messages of a conversation searched for an earlier send, on a retry
+CLOCK_SKEW = timedelta(minutes=1)  # Meta's clock may be behind ours: created_time vs queued_at
 NOT_EVENTS = ("delivery", "read", "optin", "referral", "account_linking", "reaction", "policy_enforcement")
 ATTACHMENT_TYPES = {"image": ("image", "image/jpeg"), "audio": ("audio", "audio/mpeg"),
                     "video": ("video", "video/mp4"), "file": ("file", "application/octet-stream")}
@@ -214,14 +235,21 @@ class MessengerChannel:
     # --- sending ---
 
     def send(self, message: OutboundMessage) -> DeliveryReceipt:
-        """POST /{version}/me/messages. Raises AdapterMisconfiguredError,
-        TransientDeliveryError (timeouts, 429, 5xx, rate limits) or PermanentDeliveryError."""
+        """POST /{version}/me/messages, unless an earlier attempt's message is found in the
+        page's conversation with the citizen (module docstring): then its id is the receipt.
+        Raises AdapterMisconfiguredError, TransientDeliveryError (timeouts, 429, 5xx, rate
+        limits) or PermanentDeliveryError."""
         if not self.page_token:
             raise AdapterMisconfiguredError("MESSENGER_PAGE_TOKEN is not set")
+        text = _fit(message.text)
+        earlier = self.earlier_send(message, text) if message.attempt > 1 else None
+        if earlier is not None:
+            log.info("message %s found in the page's conversation from an earlier attempt: not sent again", earlier)
+            return DeliveryReceipt(external_id=earlier)
         payload = {
             "recipient": {"id": message.to},
             "messaging_type": "RESPONSE",
-            "message": {"text": _fit(message.text), "quick_replies": [{
+            "message": {"text": text, "quick_replies": [{
                 "content_type": "text", "payload": "TRACK_REQUEST",
                 "title": QUICK_REPLY_TITLE.get(message.language, QUICK_REPLY_TITLE["fr"])}]},
         }
@@ -231,6 +259,37 @@ class MessengerChannel:
         except httpx.TransportError as exc:
             raise TransientDeliveryError(f"Graph API unreachable: {type(exc).__name__}") from exc
         return _receipt(response)
+
+    def earlier_send(self, message: OutboundMessage, text: str) -> str | None:
+        """The id of ``text`` as an earlier attempt got Meta to accept it since
+        ``message.queued_at``, or None (not found, no ``queued_at`` to bound the search, or the
+        lookup failed: the caller sends)."""
+        if message.queued_at is None:
+            return None  # unbounded, an identical text sent months ago would pass for this one
+        since = message.queued_at.replace(tzinfo=message.queued_at.tzinfo or UTC) - CLOCK_SKEW
+        try:
+            recent = self._conversation_messages(message.to)
+        except LookupError as exc:
+            log.warning("Messenger conversation lookup failed (%s): sending without it", exc)
+            return None
+        return next((str(held["id"]) for held in recent if _is_earlier_send(held, message.to, text, since)), None)
+
+    def _conversation_messages(self, psid: str) -> list[dict]:
+        """The newest messages of the page's conversation with ``psid`` (none before the first).
+        Raises LookupError, saying why without the Graph API's message (it may quote the PSID)."""
+        try:
+            response = self._http().get(f"{self.base}/{self.version}/me/conversations", params={
+                "platform": "messenger", "user_id": psid, "access_token": self.page_token,
+                "fields": f"messages.limit({LOOKBACK}){{id,created_time,from,message}}"})
+        except httpx.TransportError as exc:
+            raise LookupError(f"Graph API unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise LookupError(f"Graph API {response.status_code}, code {_graph_error(response).get('code')}")
+        try:
+            return [held for conversation in response.json()["data"]
+                    for held in (conversation.get("messages") or {"data": []})["data"] if isinstance(held, dict)]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LookupError(f"unreadable answer: {type(exc).__name__}") from exc
 
     def fetch(self, url: str, max_bytes: int) -> tuple[bytes, str]:
         """An attachment from its CDN URL: (content, content type). Raises
@@ -307,6 +366,23 @@ def _number(value) -> float | None:
 
 def _fit(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _is_earlier_send(held: dict, psid: str, text: str, since: datetime) -> bool:
+    sender = held.get("from") if isinstance(held.get("from"), dict) else {}
+    from_page = str(sender.get("id") or "") not in ("", psid)  # the conversation: the citizen and the page
+    created = _created(held.get("created_time"))
+    return bool(held.get("id")) and from_page and held.get("message") == text and created is not None \
+        and created >= since
+
+
+def _created(value) -> datetime | None:
+    """``created_time`` (``2026-11-22T14:19:57+0000``) as an aware datetime, None if unreadable."""
+    try:
+        created = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return created if created.tzinfo else created.replace(tzinfo=UTC)
 
 
 def _receipt(response: httpx.Response) -> DeliveryReceipt:
