@@ -40,7 +40,7 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 def add_pending(session, request_id: int, message_id: int | None, files: tuple[IncomingFile, ...]) -> list[int]:
     """One pending Attachment per file given by URL; returns their ids."""
     rows = [Attachment(request_id=request_id, message_id=message_id, filename=_safe_name(f.filename),
-                       content_type=f.content_type[:100], source_url=f.url[:1000], fetch_state="pending")
+                       content_type=_type(f.content_type), source_url=f.url.replace("\x00", "")[:1000], fetch_state="pending")
             for f in files if f.url]
     session.add_all(rows)
     session.flush()
@@ -58,7 +58,7 @@ def add_received(session, runtime, request_id: int, message_id: int | None,
                                     "reason": item.refused, "message": message_id}))
         elif item.data is not None and not item.url:
             row = Attachment(request_id=request_id, message_id=message_id, filename=_safe_name(item.filename),
-                             content_type=item.content_type[:100], size=len(item.data),
+                             content_type=_type(item.content_type), size=len(item.data),
                              sha256=hashlib.sha256(item.data).hexdigest(), fetch_state="stored")
             session.add(row)
             session.flush()
@@ -106,7 +106,7 @@ def fetch_attachment(runtime, attachment_id: int) -> str | None:
                   f"{attachment_id}-{filename}", data)
     with runtime.db.session() as session:
         session.execute(update(Attachment).where(Attachment.id == attachment_id, Attachment.fetch_state == "pending")
-                        .values(fetch_state="stored", size=len(data), content_type=content_type[:100],
+                        .values(fetch_state="stored", size=len(data), content_type=_type(content_type),
                                 sha256=hashlib.sha256(data).hexdigest(), storage_path=str(path), fetch_error=None))
         session.add(Event(request_id=request_id, actor="system:attachments", type="attachment_stored",
                           data={"attachment": attachment_id, "size": len(data), "content_type": content_type}))
@@ -132,6 +132,12 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
     temporary.write_bytes(data)
     os.replace(temporary, path)
     return path
+
+
+def _type(content_type: str) -> str:
+    """A declared content type as its column holds it (100 characters, no NUL: a sender's
+    header can carry anything, and PostgreSQL's text cannot hold a NUL)."""
+    return content_type.replace("\x00", "")[:100] or "application/octet-stream"
 
 
 def _safe_name(name: str) -> str:

@@ -251,7 +251,7 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
         session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
         state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id)
-                        .values(state=state, error=str(exc)[:2000], lease_until=None, attempts=claimed.attempts - 1))
+                        .values(state=state, error=pipeline.error_text(str(exc)), lease_until=None, attempts=claimed.attempts - 1))
         log.warning("inbound %s %s: %s", claimed.id, state, exc)
         if getattr(exc, "bounce", None) is not None:
             bounces.append((claimed.id, exc.bounce))
@@ -277,7 +277,7 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
         log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", claimed.id)
         attempts = claimed.attempts  # the claim's + 1 is this failed attempt
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id).values(
-            attempts=attempts, error=f"{type(exc).__name__}: {exc}"[:2000], lease_until=None,
+            attempts=attempts, error=pipeline.error_text(f"{type(exc).__name__}: {exc}"), lease_until=None,
             state="failed" if attempts >= pipeline.MAX_PROCESSING_ATTEMPTS else "received"))
         return []
 

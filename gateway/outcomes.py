@@ -77,6 +77,8 @@ class Records:
 def finish(records, row, held: datetime, **values) -> bool:
     """Write the outcome and its event in one commit, only if we still hold the claim (our
     lease, not taken over by another worker after it ran out)."""
+    if values.get("last_error"):  # a provider's answer may carry a NUL, which PostgreSQL's text cannot hold
+        values["last_error"] = values["last_error"].replace("\x00", "\\x00")
     if records.single:
         return records.write(lambda connection: connection.execute(
             _outcome(row, values), _outcome_parameters(row, held, values)).first() is not None)

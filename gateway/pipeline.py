@@ -384,14 +384,21 @@ def defer(session, inbound_id: int, attempts: int, exc: NotYet) -> None:
     """Back to waiting, taken again once WAIT is over (a lease the sweeper sees run out);
     the attempt is not counted: nothing failed."""
     session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(
-        state="processing", lease_until=utcnow() + WAIT, attempts=attempts, error=str(exc)[:2000]))
+        state="processing", lease_until=utcnow() + WAIT, attempts=attempts, error=error_text(str(exc))))
     log.info("inbound %s deferred: %s", inbound_id, exc)
+
+
+def error_text(text: str) -> str:
+    """An error as a row keeps it: 2,000 characters at most, a NUL written as "\\x00" (the
+    error may quote the payload; PostgreSQL's text cannot hold a NUL, and failing to record
+    the error would fail the message again at every retry)."""
+    return text.replace("\x00", "\\x00")[:2000]
 
 
 def _set_outcome(runtime, inbound_id: int, state: str, error: str) -> None:
     with runtime.db.session() as session:
         session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
-                        .values(state=state, error=error[:2000], lease_until=None))
+                        .values(state=state, error=error_text(error), lease_until=None))
     log.warning("inbound %s %s: %s", inbound_id, state, error)
 
 
@@ -406,7 +413,7 @@ def count_failure(session, inbound_id: int, exc: Exception) -> None:
     if inbound is None:
         return
     inbound.attempts += 1
-    inbound.error = f"{type(exc).__name__}: {exc}"[:2000]
+    inbound.error = error_text(f"{type(exc).__name__}: {exc}")
     inbound.state = "failed" if inbound.attempts >= MAX_PROCESSING_ATTEMPTS else "received"
     inbound.lease_until = None
 

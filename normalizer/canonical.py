@@ -6,6 +6,7 @@ database, are in identity.py and conversation.py.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from adapters.base import Attachment, CitizenMessage
@@ -65,6 +66,21 @@ def fit(text: str | None, limit: int) -> str | None:
     return text[: limit - 1].rstrip() + "…"
 
 
+def coordinates(lat, lon) -> tuple[float | None, float | None]:
+    """A point on Earth, or (None, None): a provider's payload can carry anything there
+    (an object, a string, NaN, 400°), and a place that is not one is no place."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (lat, lon)):
+        return None, None
+    return (float(lat), float(lon)) if -90 <= lat <= 90 and -180 <= lon <= 180 else (None, None)
+
+
+def plain(value) -> str | None:
+    """An id or address as given, as text and without NUL characters (PostgreSQL's text
+    cannot hold them, not even in a query's parameter: a broken Message-ID would fail every
+    retry)."""
+    return (str(value).replace("\x00", "") or None) if value else None
+
+
 def normalize(message: CitizenMessage, default_language: str, region: str, code_prefix: str) -> Normalized:
     text = clean(message.text)
     subject = clean(message.subject) if message.subject else None
@@ -73,6 +89,7 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         " ".join(filter(None, [subject, text])), default_language
     )
     contact, where = message.contact, message.location
+    lat, lon = coordinates(where.lat, where.lon)
     codes = find_codes(" ".join(filter(None, [subject, text, message.reference_code])), code_prefix)
     normalized = Normalized(
         channel=message.channel,
@@ -81,22 +98,22 @@ def normalize(message: CitizenMessage, default_language: str, region: str, code_
         language_detected=detected,
         subject=fit(subject, TEXT_LIMITS["subject"]),
         name=fit(clean(contact.name), TEXT_LIMITS["name"]) if contact.name else None,
-        email=contact.email.strip().lower() if contact.email else None,
+        email=plain(contact.email.strip().lower()) if contact.email else None,
         phone=to_e164(contact.phone, region),
-        messenger_psid=contact.messenger_psid,
-        telegram_chat_id=contact.telegram_chat_id,
+        messenger_psid=plain(contact.messenger_psid),
+        telegram_chat_id=plain(contact.telegram_chat_id),
         preferred_channel=contact.preferred_channel,
         consent=contact.consent,
-        lat=where.lat,
-        lon=where.lon,
+        lat=lat,
+        lon=lon,
         address=fit(clean(where.address), TEXT_LIMITS["address"]) if where.address else None,
-        category=message.category,
+        category=plain(message.category),
         reference_codes=tuple(codes),
-        in_reply_to=message.in_reply_to,
+        in_reply_to=plain(message.in_reply_to),
         attachments=message.attachments,
-        external_id=message.external_id,
-        command=message.command,
-        edit_of=message.edit_of,
+        external_id=plain(message.external_id),
+        command=plain(message.command),
+        edit_of=plain(message.edit_of),
         attributes=message.attributes,
     )
     for kind, value in normalized._points():

@@ -223,6 +223,8 @@ class MessengerChannel:
         psid = _sender(event)
         contact = Contact(messenger_psid=psid, preferred_channel="messenger")
         kind = event_kind(event)
+        if kind in ("postback", "message_edit") and not isinstance(event[kind], dict):
+            raise MalformedPayloadError(f"{kind} must be an object", field=kind)
         if kind == "postback":
             return _postback(event["postback"], contact)
         if kind == "message_edit":
@@ -313,11 +315,12 @@ class MessengerChannel:
 def _message(message: dict, contact: Contact) -> CitizenMessage:
     text = message.get("text") if isinstance(message.get("text"), str) else ""
     attachments, location, links = [], Location(), []
-    for i, item in enumerate(message.get("attachments") or []):
+    items = message.get("attachments") if isinstance(message.get("attachments"), list) else []
+    for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue
         payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
-        kind = item.get("type")
+        kind = item.get("type") if isinstance(item.get("type"), str) else None
         if kind == "location" and isinstance(payload.get("coordinates"), dict):
             where = payload["coordinates"]
             location = Location(lat=_number(where.get("lat")), lon=_number(where.get("long")))
@@ -347,7 +350,7 @@ def _postback(postback: dict, contact: Contact) -> CitizenMessage:
     if command is None:
         raise UnsupportedEventError("postback with a payload the gateway does not know")
     return CitizenMessage(channel="messenger", text=str(postback.get("title") or ""), contact=contact,
-                          command=command, external_id=postback.get("mid"))
+                          command=command, external_id=str(postback["mid"]) if postback.get("mid") else None)
 
 
 def _command(payload) -> str | None:

@@ -108,15 +108,13 @@ class TelegramChannel:
             update = Update.de_json(document, None)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise MalformedPayloadError(f"not a Telegram update: {exc}", field="body") from exc
-        if update.callback_query is not None:
-            return _callback(update.callback_query)
-        message = update.message or update.edited_message
-        if message is None:
-            kind = next((k for k in UPDATE_KINDS if document.get(k) is not None), "unknown")
-            raise UnsupportedEventError(f"Telegram update of type {kind!r} is not handled")
-        if message.chat.type != "private":
-            raise UnsupportedEventError(f"message from a Telegram {message.chat.type} chat: only private chats are handled")
-        return _message(message, edited=update.edited_message is not None)
+        try:
+            return _parsed(update, document)
+        except (TypeError, ValueError, AttributeError) as exc:
+            # python-telegram-bot builds its objects without checking the fields' types: a
+            # text that is a list, a date that is an object, reach the gateway as they came.
+            raise MalformedPayloadError(f"a field of the update has an unexpected type ({type(exc).__name__})",
+                                        field="body") from exc
 
     # --- the Bot API ---
 
@@ -234,6 +232,18 @@ def _message(message, edited: bool) -> CitizenMessage:
         # waits for them (needs_info), and the first words describe it and route it.
         needs_info=not text.strip(), fills_description=bool(text.strip()),
     )
+
+
+def _parsed(update: Update, document: dict) -> CitizenMessage:
+    if update.callback_query is not None:
+        return _callback(update.callback_query)
+    message = update.message or update.edited_message
+    if message is None:
+        kind = next((k for k in UPDATE_KINDS if document.get(k) is not None), "unknown")
+        raise UnsupportedEventError(f"Telegram update of type {kind!r} is not handled")
+    if message.chat.type != "private":
+        raise UnsupportedEventError(f"message from a Telegram {message.chat.type} chat: only private chats are handled")
+    return _message(message, edited=update.edited_message is not None)
 
 
 def _command(text: str, user) -> tuple[str | None, str | None]:

@@ -109,11 +109,12 @@ def _dsn_recipients(message: Message) -> tuple[list[str], bool]:
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in _status_blocks(part):
-            address = _ADDRESS.search(block.get("final-recipient", "") or block.get("original-recipient", ""))
+            # str(): a header with raw 8-bit bytes comes back as an email.header.Header
+            address = _ADDRESS.search(str(block.get("final-recipient", "") or block.get("original-recipient", "")))
             if not address:
                 continue
-            action = block.get("action", "").lower()
-            status = block.get("status", "")
+            action = str(block.get("action", "")).lower()
+            status = str(block.get("status", ""))
             if action == "failed" or status.startswith("5"):
                 failed.append(address.group(0).lower())
             elif action == "delayed" or status.startswith("4"):
@@ -125,7 +126,9 @@ def _status_blocks(part: Message) -> list[dict[str, str]]:
     """RFC 3464 per-recipient field blocks, whatever way the parser split them."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        text = "\n\n".join(p.as_string() for p in payload if isinstance(p, Message))
+        # Each block as its fields, not re-generated (the generator raises on some raw bytes).
+        text = "\n\n".join("\n".join(f"{name}: {value}" for name, value in p.items())
+                           for p in payload if isinstance(p, Message))
     else:
         text = part_text(part)
     blocks = []

@@ -27,9 +27,23 @@ _CHARSET_ALIASES = {"iso-8859-1": "windows-1252", "latin1": "windows-1252", "lat
                     "gb2312": "gb18030", "gbk": "gb18030", "x-unknown": "", "unknown-8bit": ""}
 
 
+class _Compat32Text(email.policy.Compat32):
+    """compat32, except that a header holding raw 8-bit bytes is read as text, its bytes
+    decoded as UTF-8 or windows-1252 (``_unescape_8bit``), instead of as an
+    ``email.header.Header``: code that splits, lowercases or searches a header value never
+    meets a Header object (``.split`` on one raised AttributeError and failed the message at
+    every retry), nor lone surrogates (which no database column can store)."""
+
+    def header_fetch_parse(self, name, value):
+        return _unescape_8bit(value) if isinstance(value, str) else value
+
+
+_PARSING = _Compat32Text()
+
+
 def parse_bytes(raw: bytes) -> Message:
     """The message tree; never raises for malformed input (defects are noted on the parts)."""
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
+    return email.message_from_bytes(raw, policy=_PARSING)
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
@@ -47,7 +61,7 @@ def _candidates(charset: str | None) -> list[str]:
     declared = _CHARSET_ALIASES.get(declared, declared)
     try:
         declared = codecs.lookup(declared).name if declared else ""
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the label
         declared = ""
     # utf-8 first when the label is missing or plain ASCII: valid UTF-8 is almost never an accident.
     ordered = [declared, "utf-8", "windows-1252"] if declared not in ("", "cp1252") else ["utf-8", "windows-1252"]
@@ -64,7 +78,7 @@ def decode_header_value(value) -> str:
     text = _unescape_8bit(str(value))
     try:
         text = str(make_header(decode_header(text)))
-    except (LookupError, UnicodeDecodeError, ValueError, email.errors.HeaderParseError):
+    except (LookupError, UnicodeError, ValueError, email.errors.MessageError):  # CharsetError: a charset name not ASCII
         text = "".join(
             decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
             for chunk, charset in _safe_decode_header(text)
@@ -169,7 +183,7 @@ class FilePart:
 
 
 def is_attachment(part: Message) -> bool:
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     ctype = part.get_content_type()
     if disposition == "attachment" or ctype.startswith("message/"):
         return True
@@ -192,7 +206,7 @@ def files(message: Message) -> list[FilePart]:
         if data is None:
             continue
         name = decode_header_value(part.get_filename() or part.get_param("name") or "") or f"part-{index}"
-        disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
         found.append(FilePart(_safe_filename(name), part.get_content_type(), data, disposition != "attachment"))
     return found
 
