@@ -106,11 +106,11 @@ class TelegramChannel:
         document = _modernize(json_object(raw.body))
         try:
             update = Update.de_json(document, None)
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        except (TypeError, KeyError, ValueError, AttributeError, OverflowError) as exc:  # Overflow: a date past time_t
             raise MalformedPayloadError(f"not a Telegram update: {exc}", field="body") from exc
         try:
             return _parsed(update, document)
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             # python-telegram-bot builds its objects without checking the fields' types: a
             # text that is a list, a date that is an object, reach the gateway as they came.
             raise MalformedPayloadError(f"a field of the update has an unexpected type ({type(exc).__name__})",

@@ -2,7 +2,7 @@
 
 Verify (X-Hub-Signature-256 over the raw body), split the batch into one stored inbound per
 event (unique on the message id), answer 200 fast. Parsing is the background job's; see
-adapters/channels/messenger.py for the provider's rules.
+adapters/channels/messenger/ for the provider's rules.
 """
 
 from __future__ import annotations

@@ -191,6 +191,7 @@ TELEGRAM_MESSAGE = {"message_id": 7, "date": 1764000000, "chat": {"id": 5550100,
 FOUND_UPDATES = {
     "a text that is a list": {**TELEGRAM_MESSAGE, "text": ["Nid de poule"]},
     "a latitude that is an object": {**TELEGRAM_MESSAGE, "location": {"latitude": {"a": 1}, "longitude": -75.7}},
+    "a date past what the clock can hold": {**TELEGRAM_MESSAGE, "date": 10**20},
 }
 
 

@@ -1,27 +1,5 @@
-"""Facebook Messenger: a city's Facebook page, in (webhook) and out (Send API).
-
-Provider docs: Messenger Platform webhooks
-(developers.facebook.com/docs/messenger-platform/webhooks, event reference under
-.../webhook-events: messages, messaging_postbacks, message_edits, message_deliveries,
-message_reads, message_echoes) and the Send API (.../reference/send-api).
-
-Signature: every POST carries ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body
-keyed with the app secret>``; compared in constant time. The subscription check is a GET with
-``hub.mode=subscribe``, ``hub.verify_token`` and ``hub.challenge`` (echoed when the token
-matches).
-
-Quirks:
-- One POST batches several ``entry`` items, each with several ``messaging`` events: the
-  webhook splits them and stores one inbound message per event, keyed by the message id
-  ``mid`` (postbacks without a mid get ``postback:<psid>:<timestamp>``).
-- Deliveries, reads, echoes of the page's own messages, opt-ins and referrals are never
-  requests: :func:`split_batch` drops them (counted).
-- Location attachments were removed from the platform in 2019; old payloads still parse.
-- Only messages within 24 hours of the citizen's last message may be sent without a tag
-  (the gateway checks the window before choosing the channel; Meta's own refusal, error
-  code 10 / subcode 2018278, is a permanent error).
-- facebook-sdk is not used: unmaintained since 2018, retired Graph versions only, no Send
-  API, no signature check. Plain httpx instead.
+"""Messenger's channel: a stored event parsed into a citizen message, messages sent through
+the Send API, attachments fetched (see the package's docstring for the provider's rules).
 
 Resends: the Send API has no idempotency key, so a send whose answer never reached us (a
 worker killed, a connection dropped after Meta took it) would be sent again by the outbox's
@@ -44,16 +22,13 @@ the page's inbox meanwhile, defeat the lookup (a double; a message taken for our
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from ..base import (
+from ...base import (
     Attachment,
     CitizenMessage,
     Contact,
@@ -62,16 +37,15 @@ from ..base import (
     OutboundMessage,
     RawInbound,
 )
-from ..download import read_limited
-from ..errors import (
+from ...download import read_limited
+from ...errors import (
     AdapterMisconfiguredError,
     MalformedPayloadError,
     PermanentDeliveryError,
-    SignatureError,
     TransientDeliveryError,
     UnsupportedEventError,
 )
-from ..payload import json_object
+from .webhook import event_kind, sender_of, split_batch
 
 log = logging.getLogger(__name__)
 
@@ -82,117 +56,10 @@ START_PAYLOADS = {"GET_STARTED", "START"}
 MAX_TEXT = 2000  # Send API limit for a text message
 LOOKBACK = 20  # the newest messages of a conversation searched for an earlier send, on a retry
 CLOCK_SKEW = timedelta(minutes=1)  # Meta's clock may be behind ours: created_time vs queued_at
-NOT_EVENTS = ("delivery", "read", "optin", "referral", "account_linking", "reaction", "policy_enforcement")
 ATTACHMENT_TYPES = {"image": ("image", "image/jpeg"), "audio": ("audio", "audio/mpeg"),
                     "video": ("video", "video/mp4"), "file": ("file", "application/octet-stream")}
 QUICK_REPLY_TITLE = {"fr": "Suivre ma demande", "en": "Track my request"}
 
-
-# --- webhook side: verification and batch splitting ------------------------------------------
-
-def verify_signature(app_secret: str | None, body: bytes, header: str | None) -> None:
-    """Raises AdapterMisconfiguredError (no secret) or SignatureError (missing or wrong)."""
-    if not app_secret:
-        raise AdapterMisconfiguredError("MESSENGER_APP_SECRET is not set")
-    if not header or not header.startswith("sha256="):
-        raise SignatureError("X-Hub-Signature-256 is missing")
-    expected = "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode(), header.strip().encode()):
-        raise SignatureError("X-Hub-Signature-256 does not match the body")
-
-
-def verify_subscription(verify_token: str | None, mode: str | None, token: str | None) -> bool:
-    """The GET handshake: True when Meta may subscribe this webhook."""
-    if not verify_token or mode != "subscribe" or token is None:
-        return False
-    return hmac.compare_digest(verify_token.encode(), token.encode())
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    provider_id: str
-    body: bytes  # a one-event envelope: {"object": "page", "entry": [{…, "messaging": [event]}]}
-
-
-@dataclass
-class Batch:
-    items: list[BatchItem]
-    ignored: dict[str, int]
-    rejected: list[dict]
-
-
-def split_batch(body: bytes) -> Batch:
-    """One item per storable event (messages, postbacks, edits). Raises MalformedPayloadError
-    when the envelope itself cannot be read, UnsupportedEventError for other objects."""
-    document = json_object(body)
-    if document.get("object") != "page":
-        raise UnsupportedEventError(f"object type {str(document.get('object'))[:40]!r} is not handled")
-    entries = document.get("entry")
-    if not isinstance(entries, list):
-        raise MalformedPayloadError("entry must be a list", field="entry")
-    batch = Batch([], {}, [])
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            batch.rejected.append({"field": f"entry.{i}", "error": "not an object"})
-            continue
-        events = entry.get("messaging")
-        if not isinstance(events, list):
-            batch.ignored["entry without messaging"] = batch.ignored.get("entry without messaging", 0) + 1
-            continue
-        for j, event in enumerate(events):
-            _split_event(batch, entry, event, f"entry.{i}.messaging.{j}")
-    return batch
-
-
-def _split_event(batch: Batch, entry: dict, event, where: str) -> None:
-    if not isinstance(event, dict):
-        batch.rejected.append({"field": where, "error": "not an object"})
-        return
-    kind = event_kind(event)
-    if kind in NOT_EVENTS or kind == "echo":
-        batch.ignored[kind] = batch.ignored.get(kind, 0) + 1
-        return
-    if kind is None:
-        batch.ignored["unknown"] = batch.ignored.get("unknown", 0) + 1
-        return
-    if not _sender(event):
-        batch.rejected.append({"field": f"{where}.sender.id", "error": "missing sender"})
-        return
-    provider_id = _provider_id(kind, event)
-    if provider_id is None:
-        batch.rejected.append({"field": f"{where}.{kind}.mid", "error": "missing message id"})
-        return
-    one = {"object": "page", "entry": [{"id": entry.get("id"), "time": entry.get("time"), "messaging": [event]}]}
-    batch.items.append(BatchItem(provider_id, json.dumps(one, ensure_ascii=False).encode()))
-
-
-def event_kind(event: dict) -> str | None:
-    message = event.get("message")
-    if isinstance(message, dict):
-        return "echo" if message.get("is_echo") else "message"
-    for kind in ("postback", "message_edit", *NOT_EVENTS):
-        if kind in event:
-            return kind
-    return None
-
-
-def _sender(event: dict) -> str | None:
-    sender = event.get("sender")
-    value = sender.get("id") if isinstance(sender, dict) else None
-    return str(value) if isinstance(value, str | int) and str(value) else None
-
-
-def _provider_id(kind: str, event: dict) -> str | None:
-    body = event.get(kind) if isinstance(event.get(kind), dict) else {}
-    mid = body.get("mid")
-    if kind == "message":
-        return str(mid) if mid else None
-    if kind == "message_edit":
-        return f"{mid}:edit:{body.get('num_edit', 0)}" if mid else None
-    return str(mid) if mid else f"postback:{_sender(event)}:{event.get('timestamp', '')}"
-
-
-# --- pipeline side: one stored event → a citizen message --------------------------------------
 
 class MessengerChannel:
     """Parses stored Messenger events; sends with the Graph API Send API."""
@@ -220,7 +87,7 @@ class MessengerChannel:
             reason = batch.rejected[0]["field"] if batch.rejected else "no storable event"
             raise MalformedPayloadError(f"expected one Messenger event: {reason}", field="entry")
         event = json.loads(batch.items[0].body)["entry"][0]["messaging"][0]
-        psid = _sender(event)
+        psid = sender_of(event)
         contact = Contact(messenger_psid=psid, preferred_channel="messenger")
         kind = event_kind(event)
         if kind in ("postback", "message_edit") and not isinstance(event[kind], dict):
