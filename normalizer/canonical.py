@@ -81,32 +81,38 @@ def plain(value) -> str | None:
     return (str(value).replace("\x00", "") or None) if value else None
 
 
+def text_of(value) -> str | None:
+    """A provider's text field, if it is text: libraries that build objects from JSON without
+    checking types (python-telegram-bot) let a list or an object through as a name or a text."""
+    return value if isinstance(value, str) else None
+
+
 def normalize(message: CitizenMessage, default_language: str, region: str, code_prefix: str) -> Normalized:
-    text = clean(message.text)
-    subject = clean(message.subject) if message.subject else None
+    text = clean(text_of(message.text) or "")
+    subject = clean(text_of(message.subject)) if text_of(message.subject) else None
     detected = message.language is None
     language = message.language or language_detection.detect(
         " ".join(filter(None, [subject, text])), default_language
     )
     contact, where = message.contact, message.location
     lat, lon = coordinates(where.lat, where.lon)
-    codes = find_codes(" ".join(filter(None, [subject, text, message.reference_code])), code_prefix)
+    codes = find_codes(" ".join(filter(None, [subject, text, text_of(message.reference_code)])), code_prefix)
     normalized = Normalized(
         channel=message.channel,
         text=text,
         language=language,
         language_detected=detected,
         subject=fit(subject, TEXT_LIMITS["subject"]),
-        name=fit(clean(contact.name), TEXT_LIMITS["name"]) if contact.name else None,
-        email=plain(contact.email.strip().lower()) if contact.email else None,
-        phone=to_e164(contact.phone, region),
+        name=fit(clean(text_of(contact.name)), TEXT_LIMITS["name"]) if text_of(contact.name) else None,
+        email=plain(text_of(contact.email).strip().lower()) if text_of(contact.email) else None,
+        phone=to_e164(text_of(contact.phone), region),
         messenger_psid=plain(contact.messenger_psid),
         telegram_chat_id=plain(contact.telegram_chat_id),
         preferred_channel=contact.preferred_channel,
         consent=contact.consent,
         lat=lat,
         lon=lon,
-        address=fit(clean(where.address), TEXT_LIMITS["address"]) if where.address else None,
+        address=fit(clean(text_of(where.address)), TEXT_LIMITS["address"]) if text_of(where.address) else None,
         category=plain(message.category),
         reference_codes=tuple(codes),
         in_reply_to=plain(message.in_reply_to),

@@ -192,6 +192,8 @@ FOUND_UPDATES = {
     "a text that is a list": {**TELEGRAM_MESSAGE, "text": ["Nid de poule"]},
     "a latitude that is an object": {**TELEGRAM_MESSAGE, "location": {"latitude": {"a": 1}, "longitude": -75.7}},
     "a date past what the clock can hold": {**TELEGRAM_MESSAGE, "date": 10**20},
+    "a first name that is an object": {**TELEGRAM_MESSAGE, "from": {"id": 5550100, "is_bot": False,
+                                                                  "first_name": {"a": 1}}},
 }
 
 
