@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ..support.chat_apis import GraphApiStandIn
 from ..support.twilio import TwilioStandIn, twilio_settings
+
+MESSENGER_PAGE_TOKEN = "test-page-token"
 
 
 @pytest.fixture
@@ -27,3 +30,11 @@ def twilio_client(twilio_app):
 @pytest.fixture
 def twilio_runtime(twilio_app):
     return twilio_app.extensions["runtime"]
+
+
+@pytest.fixture
+def graph():
+    """Meta's Graph API stand-in (Send API, attachments, the page's conversations)."""
+    server = GraphApiStandIn(MESSENGER_PAGE_TOKEN).start()
+    yield server
+    server.stop()

@@ -33,12 +33,12 @@ from gateway.models import (
 )
 
 from ..conftest import FIXTURES
-from ..support.chat_apis import GraphApiStandIn
 from ..support.servers import free_port, wait_until
+from .conftest import MESSENGER_PAGE_TOKEN as PAGE_TOKEN
 
 SECRET = "test-messenger-app-secret"
 VERIFY = "test-verify-token"
-PAGE_TOKEN = "test-page-token"
+
 PSID = "5550100000000001"
 
 
@@ -65,13 +65,6 @@ def sign(body: bytes, secret: str = SECRET) -> dict:
 
 def as_bytes(document) -> bytes:
     return json.dumps(document).encode() if not isinstance(document, bytes) else document
-
-
-@pytest.fixture
-def graph():
-    server = GraphApiStandIn(PAGE_TOKEN).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -13,18 +13,10 @@ from adapters.base import OutboundMessage
 from adapters.channels.messenger import MessengerChannel
 from gateway.models import Delivery, Message, Request
 
-from ..support.chat_apis import GraphApiStandIn
 from ..support.servers import wait_until
 from .test_messenger import PAGE_TOKEN, PSID, SECRET, VERIFY, post, raw
 
 OTHER_PSID = "5550100000000002"
-
-
-@pytest.fixture
-def graph():
-    server = GraphApiStandIn(PAGE_TOKEN).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
