@@ -23,6 +23,7 @@ from normalizer.identity import owners_of
 
 from . import pipeline
 from .bounces import record_bounce
+from .deferral import NotYet, defer
 from .fresh import check_codes, queue_fresh
 from .models import Attachment, InboundMessage, Message, utcnow
 
@@ -256,11 +257,11 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
         if getattr(exc, "bounce", None) is not None:
             bounces.append((claimed.id, exc.bounce))
         return []
-    except pipeline.NotYet as exc:
+    except NotYet as exc:
         if owners is not None:
             owners.done(claimed.id, True, None)
         session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
-        pipeline.defer(session, claimed.id, claimed.attempts - 1, exc)
+        defer(session, claimed.id, claimed.attempts - 1, exc)
         return []
     except Exception as exc:
         if owners is not None:

@@ -24,6 +24,7 @@ from router import Facts, decide
 
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
+from .deferral import NotYet, defer, wait_for_reserved
 from .duplicates import apply_decision
 from .fresh import Fresh, insert_request, queue_fresh
 from .models import (
@@ -39,16 +40,6 @@ from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
 MAX_PROCESSING_ATTEMPTS = 5
-# A message continuing a request whose first message is not processed yet is taken again
-# after this lease (by the sweeper), up to MAX_WAIT after it arrived; then it is done alone.
-WAIT = timedelta(seconds=2)
-MAX_WAIT = timedelta(minutes=10)
-
-
-class NotYet(Exception):
-    """The message continues a request the citizen was already given the code of, whose first
-    message is stored but not processed yet (another worker holds it, or it waits for a retry):
-    it is processed after that one, so that it joins the request instead of opening another."""
 SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 
 
@@ -153,7 +144,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     chat_window = timedelta(minutes=float(runtime.settings.get("GATEWAY_CHAT_THREAD_MINUTES") or 0))
     existing = find_conversation(session, message, citizen, inbound.received_at, chat_window)
     if existing is None and message.reference_codes:
-        _wait_for_reserved(session, inbound, message.reference_codes)
+        wait_for_reserved(session, inbound, message.reference_codes)
     related = None
     if existing is not None and closure.too_old_to_reopen(runtime, existing, inbound.received_at):
         related, existing = existing, None  # closed long ago: a new request, linked to the old one
@@ -361,31 +352,6 @@ def _mark_processed(inbound: InboundMessage, request: Request) -> None:
     inbound.request_id = request.id
     inbound.processed_at = utcnow()
     inbound.lease_until = None
-
-
-def _wait_for_reserved(session, inbound, codes) -> None:
-    """Raises NotYet when a code the message continues was reserved by another message that
-    is still waiting to be processed (read through the index of waiting messages)."""
-    if utcnow() - inbound.received_at > MAX_WAIT:
-        return
-    first = session.execute(_RESERVED_BY_WAITING, {"codes": list(codes), "me": inbound.id}).first()
-    if first is not None:
-        raise NotYet(f"continues {first.reserved_code}, whose first message (inbound {first.id}) is not processed yet")
-
-
-_RESERVED_BY_WAITING = (
-    select(InboundMessage.id, InboundMessage.reserved_code)
-    .where(InboundMessage.state.in_(("received", "processing")), InboundMessage.request_id.is_(None),
-           InboundMessage.reserved_code.in_(bindparam("codes", expanding=True)), InboundMessage.id != bindparam("me"))
-    .limit(1))
-
-
-def defer(session, inbound_id: int, attempts: int, exc: NotYet) -> None:
-    """Back to waiting, taken again once WAIT is over (a lease the sweeper sees run out);
-    the attempt is not counted: nothing failed."""
-    session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(
-        state="processing", lease_until=utcnow() + WAIT, attempts=attempts, error=error_text(str(exc))))
-    log.info("inbound %s deferred: %s", inbound_id, exc)
 
 
 def error_text(text: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from gateway import batch, pipeline
+from gateway import batch, deferral, pipeline
 from gateway.models import InboundMessage, Message, Request
 
 from ..support.twilio import load, post, twilio_settings
@@ -31,7 +31,7 @@ def paused(make_app, twilio, monkeypatch):
     runtime = app.extensions["runtime"]
     runtime.jobs.shutdown()
     runtime.jobs = RecordingQueue()
-    monkeypatch.setattr(pipeline, "WAIT", pipeline.WAIT * 0)  # taken again at once, not after the lease
+    monkeypatch.setattr(deferral, "WAIT", deferral.WAIT * 0)  # taken again at once, not after the lease
     return app.test_client(), runtime
 
 
