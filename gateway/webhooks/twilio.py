@@ -187,14 +187,14 @@ def _open_conversation(runtime, book, connection, phone: str | None, text: str, 
         return latest.code
     about = latest.category
     if latest.body is not None:  # waiting: its category is what its text is about
-        about = book.categorizer.categorize(fold(clean(first(form_fields(latest.body, FORM), "Body") or ""))).category
+        about = book.categorizer.categorize(fold(clean(first(form_fields(latest.body, _FORM), "Body") or ""))).category
     if about is not None and category != about:
         return None  # clearly a new subject
     return latest.code
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
-FORM = "application/x-www-form-urlencoded"
+_FORM = "application/x-www-form-urlencoded"
 _OPEN = [literal_column(f"'{status}'") for status in OPEN_STATUSES]  # constants: no per-call IN expansion
 _OPEN_REQUESTS = (
     select(Request.code, Request.category,

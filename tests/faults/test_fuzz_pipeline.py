@@ -18,7 +18,7 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -40,7 +40,7 @@ from .test_fuzz import (
     open311_fields,
 )
 
-PIPELINE_FUZZ = FUZZ.__class__(FUZZ, max_examples=60)
+PIPELINE_FUZZ = settings(FUZZ, max_examples=60)  # the fuzz settings, fewer examples (each runs the pipeline)
 ENDED = {"processed", "ignored", "failed"}
 long_text = st.text(max_size=120) | st.text(min_size=190, max_size=420)  # around the columns' lengths
 
