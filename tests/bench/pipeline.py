@@ -197,25 +197,29 @@ def _check(results, label: str, engine) -> None:
                      f"{deliveries - keys} deliveries doubled")
 
 
-def cpu_in_process(count: int, profile: bool = False, postgres: bool = False) -> None:
+def cpu_in_process(count: int, profile: bool = False, postgres: bool = False, year: int | None = None,
+                   warm: int = 0) -> None:
     """`python -m tests.bench.pipeline --cpu N`: N replayed messages stored in a fresh SQLite
     database (``--postgres``: a fresh durable PostgreSQL), then ``process_batch`` over them in
     batches of GATEWAY_PIPELINE_BATCH, in this process: its CPU per request (this process's
     only: PostgreSQL's own CPU is not counted), how long each batch held the write lock and
     the CPU spent while holding it (SQLite), and the SQL statements per request
-    (``--profile``: cProfile's top)."""
+    (``--profile``: cProfile's top). ``--year 1000000 --warm 10000``: the messages are the
+    first of a year of 1 M (as dense in time as the full benchmark's), and the first 10,000
+    are processed before the measure (the open requests dedup then compares with, as in the
+    full benchmark after its first seconds)."""
     from tests.support.servers import PostgresServer
 
     server = PostgresServer(durable=True).start() if postgres else None
     try:
         url = server.url if server else f"sqlite:///{fresh_dir('pipeline-cpu') / 'gateway.db'}"
-        _cpu_in_process(url, count, profile)
+        _cpu_in_process(url, count, profile, year, warm)
     finally:
         if server is not None:
             server.stop()
 
 
-def _cpu_in_process(url: str, count: int, profile: bool) -> None:
+def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm: int) -> None:
     import cProfile
     import pstats
 
@@ -224,18 +228,22 @@ def _cpu_in_process(url: str, count: int, profile: bool) -> None:
     from gateway import batch, create_app, pipeline
     from gateway.db import upgrade
     from gateway.settings import DEFAULTS
-    from normalizer.language import warm
+    from normalizer.language import warm as load_languages
 
     from .replay import insert_inbound
 
     upgrade(url)
     engine = create_engine(url)
-    ids = insert_inbound(engine, count + 1)
+    ids = insert_inbound(engine, warm + count + 1, year=year)
     engine.dispose()
     runtime = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
                           "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"}).extensions["runtime"]
     pipeline.process_inbound(runtime, ids[0])  # warm: rules, templates, connections
-    warm()  # lingua's models, as the production worker loads them when it starts
+    load_languages()  # lingua's models, as the production worker loads them when it starts
+    size = DEFAULTS["GATEWAY_PIPELINE_BATCH"]
+    for start in range(1, warm + 1, size):  # the open requests already there
+        batch.process_batch(runtime, ids[start:min(start + size, warm + 1)], size)
+    ids = ids[warm:]
     holds = _watch_write_lock(runtime.db.engine)
     locked_cpu: list[float] = []
     statements = [0]
@@ -251,7 +259,6 @@ def _cpu_in_process(url: str, count: int, profile: bool) -> None:
         if locked_cpu and locked_cpu[-1] < 0:
             locked_cpu[-1] += time.process_time()
 
-    size = DEFAULTS["GATEWAY_PIPELINE_BATCH"]
     profiler = cProfile.Profile() if profile else None
     cpu = time.process_time()
     if profiler:
@@ -276,5 +283,7 @@ if __name__ == "__main__":
     parser.add_argument("--cpu", type=int, default=1000, help="requests to process in this process")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top 40 (cumulative)")
     parser.add_argument("--postgres", action="store_true", help="on a fresh PostgreSQL instead of SQLite")
+    parser.add_argument("--year", type=int, help="the messages are the first of a year of this many (default: N)")
+    parser.add_argument("--warm", type=int, default=0, help="messages processed before the measure")
     arguments = parser.parse_args()
-    cpu_in_process(arguments.cpu, arguments.profile, arguments.postgres)
+    cpu_in_process(arguments.cpu, arguments.profile, arguments.postgres, arguments.year, arguments.warm)

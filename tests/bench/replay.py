@@ -74,27 +74,31 @@ def document(record: dict, i: int, count: int, rng: random.Random) -> dict:
             "citizen": citizen, "location": location}
 
 
-def documents(count: int, seed: int = 311) -> Iterator[tuple[bytes, datetime]]:
-    """``count`` (JSON body, received at) pairs, in time order over one year."""
+def documents(count: int, seed: int = 311, year: int | None = None) -> Iterator[tuple[bytes, datetime]]:
+    """``count`` (JSON body, received at) pairs, in time order: the first ``count`` of a year
+    of ``year`` requests (default: ``count``, the whole year)."""
     base = records()
     rng = random.Random(seed)
-    step = timedelta(days=365) / max(count, 1)
+    year = max(year or count, 1)
+    step = timedelta(days=365) / year
     for i in range(count):
         record = base[i % len(base)]
-        body = json.dumps(document(record, i // len(base), count, rng), ensure_ascii=False).encode()
+        body = json.dumps(document(record, i // len(base), year, rng), ensure_ascii=False).encode()
         yield body, YEAR_START + step * i
 
 
-def insert_inbound(engine: Engine, count: int, batch: int = 5_000, seed: int = 311, tag: str = "gen") -> list[int]:
-    """Store ``count`` generated messages as received (not yet processed), by bulk INSERTs.
-    Returns their ids, in order. ``tag`` keeps provider ids unique across calls."""
+def insert_inbound(engine: Engine, count: int, batch: int = 5_000, seed: int = 311, tag: str = "gen",
+                   year: int | None = None) -> list[int]:
+    """Store ``count`` generated messages as received (not yet processed), by bulk INSERTs:
+    the first ``count`` of a year of ``year`` (default: ``count``). Returns their ids, in
+    order. ``tag`` keeps provider ids unique across calls."""
     from gateway.models import InboundMessage
 
     table = InboundMessage.__table__
     rows: list[dict] = []
     with engine.begin() as connection:
         first = connection.scalar(select(table.c.id).order_by(table.c.id.desc()).limit(1)) or 0
-        for i, (body, received) in enumerate(documents(count, seed)):
+        for i, (body, received) in enumerate(documents(count, seed, year)):
             rows.append({"channel": CHANNEL, "provider_id": f"{tag}:{seed}:{i}", "body": body,
                          "content_type": "application/json", "headers": {}, "received_at": received,
                          "state": "received", "attempts": 0})

@@ -1,0 +1,69 @@
+"""Which open requests dedup compares a new one with (dedup/index.py), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from dedup import Report, cross_citizen, load_dedup_rules, stored_keys
+from gateway.models import Request, utcnow
+
+from .replay import ROOT
+
+RULES = load_dedup_rules(ROOT / "config")
+TEXT = "Gros nid-de-poule devant chez moi, les autos font un écart"
+WELLINGTON = (45.4405, -75.7190)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path, migrated_sqlite):
+    if request.param == "sqlite":
+        shutil.copy(migrated_sqlite, tmp_path / "gateway.db")
+        url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def store(session, code, where, address, hours_ago, description=TEXT):
+    lat, lon = where
+    cell, street = stored_keys(lat, lon, address, RULES)
+    session.add(Request(code=code, status="routed", channel="api", category="pothole", description=description,
+                        lat=lat, lon=lon, address=address, dedup_cell=cell, dedup_street=street,
+                        created_at=utcnow() - timedelta(hours=hours_ago)))
+
+
+def new_report(where=WELLINGTON, address="145 Wellington") -> Report:
+    return Report(created_at=utcnow(), text=TEXT, category="pothole", lat=where[0], lon=where[1],
+                  address=address, language="fr")
+
+
+def test_a_near_report_is_found_when_newer_ones_crowd_the_cells_around(engine):
+    """Ten newer potholes 130 m away share the cells searched around the new one; with room
+    for five candidates, the one at the very spot must still be among them."""
+    rules = RULES.model_copy(update={"max_candidates": 5})
+    with Session(engine) as session:
+        store(session, "R-SPOT", WELLINGTON, "145, rue Wellington", hours_ago=5)
+        for i in range(10):
+            store(session, f"R-FAR-{i}", (WELLINGTON[0], WELLINGTON[1] + 0.00167), f"{20 + i} rue Bank", hours_ago=i / 10)
+        session.commit()
+        decision = cross_citizen(session, rules, new_report())
+    assert decision.action == "link" and decision.master.code == "R-SPOT"
+    assert decision.compared == 1  # the ten are beyond the pothole's radius: not compared at all
+
+
+def test_a_report_whose_gps_is_off_is_still_found_by_its_address(engine):
+    """Same house, GPS fix 110 m off: compared by address, and linked."""
+    with Session(engine) as session:
+        store(session, "R-OFF", (WELLINGTON[0] + 0.001, WELLINGTON[1]), "145, rue Wellington", hours_ago=2)
+        store(session, "R-OTHER", (WELLINGTON[0] + 0.001, WELLINGTON[1]), "12 rue Bank", hours_ago=1)
+        session.commit()
+        decision = cross_citizen(session, RULES, new_report())
+    assert decision.action == "link" and decision.master.code == "R-OFF"
+    assert "compared by address" in decision.master.notes and decision.compared == 1
