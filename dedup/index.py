@@ -9,17 +9,19 @@ a handful of index range scans, never a scan of the backlog, and at most
 ``max_candidates`` rows (the most recent).
 
 A cell is about 155 m wide, so the cells around a point cover several times the circle of
-the radius: the rows found by cell are also kept only inside the radius' bounding box (or
-on the new request's street blocks, which addresses compare by), before they leave the
-database. Scoring would find every other one too far (dedup/scoring.py ``_place``).
+the radius: the rows found by cell are also kept only inside the radius' bounding box
+before they leave the database. The rows on the new request's street blocks are found
+whatever their coordinates, since scoring compares addresses too. Scoring finds every
+other row too far or too old (dedup/scoring.py ``score``).
 """
 
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, func, literal, or_, select, union_all
+from sqlalchemy import and_, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from .config import DedupRules
@@ -55,28 +57,32 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
     """Open requests that may be the same problem as ``report`` (most recent first).
 
     One statement, one round trip: a UNION ALL of one query per kind of place (cells,
-    street blocks) and of category (named, none), each matching its index exactly
-    (category, place IN …, created_at ≥ …), so the database reads only those rows. The
-    statement is built once per shape (expanding parameters) and reused."""
+    street blocks) and group of categories, each matching its index exactly (category IN …,
+    place IN …, created_at ≥ …), so the database reads only those rows. Categories are
+    grouped by the radius and window scoring gives them against this report (the wider of
+    the two categories'), so each group is searched only as far and as long ago as it can
+    be compared: an uncategorized report is compared with every category, and most are
+    neither 400 m wide like snow removal nor 30 days long like potholes. The statement is
+    built once per shape (expanding parameters) and reused."""
     categories = rules.comparable(report.category)
     radius = rules.widest_radius(categories)
     located = usable_point(report.lat, report.lon, rules.bounds) is None
     streets = street_keys_around(report.address, radius)
     if not located and not streets:
         return []
-    values = {"since": report.created_at - rules.longest_window(categories), "limit": rules.max_candidates,
-              "categories": [c for c in categories if c is not None]}
-    if located:
-        values["cells"] = cells_around(report.lat, report.lon, radius)
-        named = rules.widest_radius([c for c in categories if c is not None] + [report.category])
-        values.update(_box("", report.lat, report.lon, named))
-        values.update(_box("none_", report.lat, report.lon, max(rules.reach(report.category).radius_m,
-                                                               rules.reach(None).radius_m)))
-    if streets:
-        values["streets"] = streets
+    groups = _groups(report.category, categories, rules)
+    values = {"limit": rules.max_candidates}
+    for i, ((reach_m, days), named) in enumerate(groups):
+        values.update({f"categories_{i}": named, f"since_{i}": report.created_at - timedelta(days=days)})
+        if located:
+            values.update({f"cells_{i}": cells_around(report.lat, report.lon, reach_m),
+                           **_box(f"{i}_", report.lat, report.lon, reach_m)})
+        if streets:
+            values[f"streets_{i}"] = street_keys_around(report.address, reach_m)
     found = {}
     session.flush()  # what Session.execute does first; the statement itself is Core, run on the connection
-    for row in session.connection().execute(_statement(located, bool(streets)), values):
+    shape = tuple(named is None for _, named in groups)
+    for row in session.connection().execute(_statement(shape, located, bool(streets)), values):
         # The status is checked here, not in SQL: with it there, planners may prefer another
         # index and read every open request of the category.
         if row.status in open_statuses:
@@ -85,6 +91,21 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
     return [Report(id=r.id, code=r.code, category=r.category, created_at=r.created_at, text=r.description,
                    lat=r.lat, lon=r.lon, address=r.address, language=r.language, priority=r.priority)
             for r in rows]
+
+
+def _groups(category: str | None, comparable, rules: DedupRules) -> list[tuple[tuple[float, float], list | None]]:
+    """((radius, window days), categories) for the comparable categories, the wider of each
+    one's reach and ``category``'s, as scoring compares them; the uncategorized (None) last."""
+    mine = rules.reach(category)
+    groups: dict[tuple[float, float], list[str]] = {}
+    for other in comparable:
+        if other is not None:
+            reach = rules.reach(other)
+            key = (max(mine.radius_m, reach.radius_m), max(mine.window_days, reach.window_days))
+            groups.setdefault(key, []).append(other)
+    none = rules.reach(None)
+    return sorted(groups.items()) + [((max(mine.radius_m, none.radius_m), max(mine.window_days, none.window_days)),
+                                      None)]
 
 
 def _box(prefix: str, lat: float, lon: float, radius_m: float) -> dict:
@@ -97,35 +118,29 @@ def _box(prefix: str, lat: float, lon: float, radius_m: float) -> dict:
             f"{prefix}west": lon - dlon, f"{prefix}east": lon + dlon}
 
 
-@lru_cache(maxsize=4)
-def _statement(by_cell: bool, by_street: bool):
+@lru_cache(maxsize=64)
+def _statement(groups: tuple[bool, ...], by_cell: bool, by_street: bool):
+    """One part by cell (``by_cell``: the report has usable coordinates) and one by street
+    block (``by_street``: it has an address) per group of categories (True: the
+    uncategorized). A request is found by its street block whatever its coordinates: a GPS
+    fix can be far off when the two addresses typed are the same house."""
     from gateway.models import Request
 
-    def near(prefix: str):
-        inside = and_(Request.lat.between(bindparam(f"{prefix}south"), bindparam(f"{prefix}north")),
-                      Request.lon.between(bindparam(f"{prefix}west"), bindparam(f"{prefix}east")))
-        # Far by coordinates but a few numbers away on the same street: compared by address.
-        return or_(inside, Request.dedup_street.in_(bindparam("streets", expanding=True))) if by_street else inside
-
+    columns = (Request.id, Request.code, Request.category, Request.created_at, Request.description,
+               Request.lat, Request.lon, Request.address, Request.language, Request.priority,
+               Request.status)
     parts = []
-    places = ([("cell", Request.dedup_cell, "cells")] if by_cell else []) + \
-        ([("street", Request.dedup_street, "streets")] if by_street else [])
-    for place, column, values in places:
-        for category, prefix in ((Request.category.in_(bindparam("categories", expanding=True)), ""),
-                                 (Request.category.is_(None), "none_")):
-            conditions = [category, column.in_(bindparam(values, expanding=True)),
-                          Request.created_at >= bindparam("since")]
-            if place == "cell":
-                conditions.append(near(prefix))
-            elif by_cell:  # a located request on the street is found by its cell, if near
-                # Written so that no index can serve it (one on dedup_cell would read every
-                # request of the category without a cell).
-                conditions.append(func.coalesce(Request.dedup_cell, "") == "")
-            parts.append(
-                select(Request.id, Request.code, Request.category, Request.created_at, Request.description,
-                       Request.lat, Request.lon, Request.address, Request.language, Request.priority,
-                       Request.status, Request.dedup_cell, literal(place).label("place"))
-                .where(*conditions)
-                .order_by(Request.created_at.desc()).limit(bindparam("limit"))
-                .subquery())
+    for i, none in enumerate(groups):
+        category = Request.category.is_(None) if none else \
+            Request.category.in_(bindparam(f"categories_{i}", expanding=True))
+        recent = Request.created_at >= bindparam(f"since_{i}")
+        places = []
+        if by_cell:  # the cells around, then only the radius' bounding box
+            places.append(and_(Request.dedup_cell.in_(bindparam(f"cells_{i}", expanding=True)),
+                               Request.lat.between(bindparam(f"{i}_south"), bindparam(f"{i}_north")),
+                               Request.lon.between(bindparam(f"{i}_west"), bindparam(f"{i}_east"))))
+        if by_street:
+            places.append(Request.dedup_street.in_(bindparam(f"streets_{i}", expanding=True)))
+        parts += [select(*columns).where(category, place, recent).order_by(Request.created_at.desc())
+                  .limit(bindparam("limit")).subquery() for place in places]
     return union_all(*[select(part) for part in parts])

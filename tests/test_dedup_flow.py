@@ -208,8 +208,10 @@ def test_candidate_query_uses_the_blocking_index(runtime):
                  for sql, params in statements]
     assert len(plans) == 1  # one round trip
     parts = plans[0].split("UNION ALL")
-    assert len(parts) == 4  # (named categories, uncategorized) × (cells, street blocks)
-    for part, index in zip(parts, ["dedup_cell", "dedup_cell", "dedup_street", "dedup_street"], strict=True):
+    # By cells and by street blocks, for potholes (40 m), sidewalks (60 m, related) and the
+    # uncategorized (100 m).
+    assert len(parts) == 6
+    for part, index in zip(parts, ["dedup_cell", "dedup_street"] * 3, strict=True):
         assert f"SEARCH requests USING INDEX ix_requests_{index} (category=? AND {index}=?" in part, part
         assert "SCAN requests" not in part, part
     assert DedupSuggestion.__tablename__ == "dedup_suggestions"
