@@ -58,11 +58,13 @@ def test_a_near_report_is_found_when_newer_ones_crowd_the_cells_around(engine):
     assert decision.compared == 1  # the ten are beyond the pothole's radius: not compared at all
 
 
-def test_a_report_whose_gps_is_off_is_still_found_by_its_address(engine):
-    """Same house, GPS fix 110 m off: compared by address, and linked."""
+@pytest.mark.parametrize("off", [0.001, 0.004], ids=["110 m", "445 m"])
+def test_a_report_whose_gps_is_off_is_still_found_by_its_address(engine, off):
+    """Same house, GPS fix 110 m off (in the cells searched around) or 445 m off (beyond
+    them): compared by address, and linked."""
     with Session(engine) as session:
-        store(session, "R-OFF", (WELLINGTON[0] + 0.001, WELLINGTON[1]), "145, rue Wellington", hours_ago=2)
-        store(session, "R-OTHER", (WELLINGTON[0] + 0.001, WELLINGTON[1]), "12 rue Bank", hours_ago=1)
+        store(session, "R-OFF", (WELLINGTON[0] + off, WELLINGTON[1]), "145, rue Wellington", hours_ago=2)
+        store(session, "R-OTHER", (WELLINGTON[0] + off, WELLINGTON[1]), "12 rue Bank", hours_ago=1)
         session.commit()
         decision = cross_citizen(session, RULES, new_report())
     assert decision.action == "link" and decision.master.code == "R-OFF"
