@@ -280,11 +280,14 @@ def due_deliveries(runtime, limit: int = 500) -> list[int]:
 
 
 def retry_dead(runtime, delivery_id: int, actor: str) -> bool:
-    """An administrator sends a dead delivery again: back to pending, attempts reset."""
+    """An administrator sends a dead delivery again: back to pending, its earlier attempts
+    counted as one. Its next attempt is then a retry (2), so a sink or channel without
+    idempotency keys first looks for what an earlier attempt may have got accepted (a
+    delivery can die of a lost answer), and it has GATEWAY_MAX_ATTEMPTS - 1 more tries."""
     with runtime.db.session() as session:
         result = session.execute(
             update(Delivery).where(Delivery.id == delivery_id, Delivery.state == "dead")
-            .values(state="pending", attempts=0, next_attempt_at=utcnow(), last_error=None)
+            .values(state="pending", attempts=1, next_attempt_at=utcnow(), last_error=None)
         )
         if result.rowcount != 1:
             return False

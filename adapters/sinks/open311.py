@@ -27,10 +27,10 @@ show descriptions only to keyed clients; and jurisdiction_id), and takes a reque
 description starts with exactly that bracketed code as the earlier success: its
 service_request_id is the receipt, as if the first POST had been answered. When that search
 fails (no GET requests, 404, 5xx, not JSON, down) the retry POSTs anyway: a double is better
-than none. Limits: a first attempt older than LOOKBACK, a dead delivery an administrator
-sends again (its attempts start over: no search), a server that lists a request accepted
-with a token only once it has created it, or one that rewrites descriptions, can still get
-the request twice.
+than none. A dead delivery an administrator sends again searches too (its earlier attempts
+count as one). Limits: a first attempt older than LOOKBACK, a server that lists a request
+accepted with a token only once it has created it, or one that rewrites descriptions, can
+still get the request twice.
 
 A 2xx whose body cannot be read (not JSON, no service_request_id or token) is searched for
 at once the same way: found, it is delivered; not found (or no search), it stays a

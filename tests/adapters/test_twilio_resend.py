@@ -118,6 +118,24 @@ def test_first_send_refused_and_lookup_failing_still_sends_once(twilio_client, t
     assert len(lookups(twilio)) == 1
 
 
+def test_dead_letter_retried_by_an_administrator_looks_before_sending(make_app, twilio, auth):
+    """The delivery died of a lost answer (one attempt allowed) although Twilio took the SMS:
+    the administrator's retry finds it and sends nothing more."""
+    app = make_app(**twilio_settings(twilio), GATEWAY_MAX_ATTEMPTS=1)
+    runtime = app.extensions["runtime"]
+    twilio.drop_answers = 1
+    app.test_client().post("/api/v1/requests", headers=auth, json={
+        "description": "Lampadaire éteint devant le 12 rue des Érables", "citizen": {"phone": "514-555-0143"}})
+    [dead] = wait_until(lambda: settled(runtime), timeout=15)
+    assert dead.state == "dead" and len(twilio.sent(LUC)) == 1 and lookups(twilio) == []
+
+    assert outbox.retry_dead(runtime, dead.id, "admin:test")
+
+    [delivery] = wait_until(lambda: settled(runtime), timeout=15)
+    assert (delivery.state, delivery.external_id) == ("delivered", twilio.messages[0]["sid"])
+    assert len(twilio.sent(LUC)) == 1 and len(lookups(twilio)) == 1
+
+
 def _request(runtime, code: str, session=None):
     if session is not None:
         return session.scalar(select(Request).where(Request.code == code))
