@@ -69,3 +69,22 @@ def test_a_report_whose_gps_is_off_is_still_found_by_its_address(engine, off):
         decision = cross_citizen(session, RULES, new_report())
     assert decision.action == "link" and decision.master.code == "R-OFF"
     assert "compared by address" in decision.master.notes and decision.compared == 1
+
+
+def test_an_uncategorized_report_is_compared_with_each_category_as_far_as_that_one_reaches(engine):
+    """Not yet categorized (triage), "the street is not cleared" 300 m from an open snow
+    removal complaint (400 m radius) is suggested as its duplicate; a pothole 300 m away
+    (40 m) is not compared."""
+    text = "La rue Wellington n'est pas déneigée depuis hier, impossible de sortir la voiture"
+    with Session(engine) as session:
+        for code, category in (("R-SNOW", "snow_removal"), ("R-HOLE", "pothole")):
+            lat, lon = WELLINGTON[0] + 0.0027, WELLINGTON[1]  # 300 m north
+            cell, _ = stored_keys(lat, lon, None, RULES)
+            session.add(Request(code=code, status="routed", channel="api", category=category, description=text,
+                                lat=lat, lon=lon, dedup_cell=cell, created_at=utcnow() - timedelta(hours=3)))
+        session.commit()
+        report = Report(created_at=utcnow(), text=text, category=None, lat=WELLINGTON[0], lon=WELLINGTON[1],
+                        language="fr")
+        decision = cross_citizen(session, RULES, report)
+    assert decision.action == "suggest" and [s.code for s in decision.suggestions] == ["R-SNOW"]
+    assert decision.compared == 1
