@@ -260,17 +260,18 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
             locked_cpu[-1] += time.process_time()
 
     profiler = cProfile.Profile() if profile else None
-    cpu = time.process_time()
+    cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
     for start in range(1, len(ids), size):
         batch.process_batch(runtime, ids[start:start + size], size)
     if profiler:
         profiler.disable()
-    cpu = time.process_time() - cpu
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     lock = (f"write lock held per batch: median {median(holds) * 1000:.0f} ms, CPU while held: median "
             f"{median(locked_cpu) * 1000:.0f} ms; ") if holds else ""
-    print(f"{url.split(':')[0]}, {count} requests, batches of {size}: CPU {cpu / count * 1000:.2f} ms per request; "
+    print(f"{url.split(':')[0]}, {count} requests, batches of {size}: CPU {cpu / count * 1000:.2f} ms per request "
+          f"(wall {wall / count * 1000:.2f} ms); "
           f"{lock}{statements[0] / count:.1f} SQL statements per request")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
