@@ -130,6 +130,8 @@ class Request(Base):
     __table_args__ = (
         Index("ix_requests_status_created", "status", "created_at"),
         Index("ix_requests_dedup", "category", "status", "created_at"),
+        # a citizen's requests; dedup's same-citizen step: of one category, recent
+        Index("ix_requests_citizen", "citizen_id", "category", "created_at"),
         Index("ix_requests_dedup_cell", "category", "dedup_cell", "created_at"),
         Index("ix_requests_dedup_street", "category", "dedup_street", "created_at"),
         # the inbox's keyset pagination and filters (see gateway/inbox/queries.py)
@@ -154,7 +156,7 @@ class Request(Base):
     department: Mapped[str | None] = mapped_column(String(64), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     language: Mapped[str] = mapped_column(String(2), default="fr")
-    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"), index=True)
+    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"))  # ix_requests_citizen
     subject: Mapped[str | None] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="")
     address: Mapped[str | None] = mapped_column(String(300))

@@ -217,6 +217,32 @@ def test_candidate_query_uses_the_blocking_index(runtime):
     assert DedupSuggestion.__tablename__ == "dedup_suggestions"
 
 
+def test_same_citizen_step_reads_only_the_citizens_requests(runtime):
+    """Its query goes through the citizen's index: on one of the citizen alone, SQLite
+    preferred (category, status, created_at) and read every open request of the category."""
+    from sqlalchemy import event
+
+    from dedup import same_citizen
+    from gateway.models import utcnow
+
+    statements = []
+    with runtime.db.session() as session:
+        engine = session.get_bind()
+        listener = lambda *args: statements.append((args[2], args[3]))  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            for category in ("pothole", None):
+                assert same_citizen(session, 1, category, "nid-de-poule", utcnow()).action == "new"
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        plans = [" ".join(str(row[-1]) for row in
+                          session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+                 for sql, params in statements]
+    assert len(plans) == 2
+    for plan in plans:
+        assert "SEARCH requests USING INDEX ix_requests_citizen (citizen_id=? AND category=?" in plan, plan
+
+
 def test_agent_links_a_phone_to_a_requester_then_their_call_joins_the_request(client, auth, runtime):
     first = submit(client, auth, "Le lampadaire devant le 22 rue Principale est éteint depuis trois soirs.",
                    email="lea.gagnon@example.org",
