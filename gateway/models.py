@@ -107,7 +107,8 @@ class ContactPoint(Base):
     """One way to reach a citizen: phone (E.164), email, messenger PSID, telegram chat id."""
 
     __tablename__ = "contact_points"
-    __table_args__ = (UniqueConstraint("kind", "value", name="uq_contact_point"),)
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_contact_point"),
+                      Index("ix_contact_points_value", "value"))  # a sender is looked up by value
 
     id: Mapped[int] = mapped_column(primary_key=True)
     citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id"), index=True)
