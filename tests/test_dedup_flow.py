@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from gateway.models import DedupSuggestion, Follower, Request
 
+from .support.plans import plan, statements_of
 from .support.servers import wait_until
 
 WELLINGTON = {"lat": 45.4405, "lon": -75.7190, "address": "145, rue Wellington"}
@@ -192,20 +193,10 @@ def test_candidate_query_uses_the_blocking_index(runtime):
     rules = current_rules(book.directory, set(book.categories))
     report = Report(created_at=utcnow(), text="nid-de-poule", category="pothole", lat=45.4405, lon=-75.719,
                     address="145, rue Wellington")
-    statements = []
     with runtime.db.session() as session:
-        from sqlalchemy import event
-
-        engine = session.get_bind()
-        listener = lambda *args: statements.append((args[2], args[3]))  # noqa: E731
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
+        with statements_of(session.get_bind()) as statements:
             assert candidates(session, report, rules, OPEN_STATUSES) == []
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
-        plans = [" ".join(str(row[-1]) for row in
-                          session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
-                 for sql, params in statements]
+        plans = [plan(session.connection(), sql, params) for sql, params in statements]
     assert len(plans) == 1  # one round trip
     parts = plans[0].split("UNION ALL")
     # By cells and by street blocks, for potholes (40 m), sidewalks (60 m, related) and the
@@ -220,27 +211,17 @@ def test_candidate_query_uses_the_blocking_index(runtime):
 def test_same_citizen_step_reads_only_the_citizens_requests(runtime):
     """Its query goes through the citizen's index: on one of the citizen alone, SQLite
     preferred (category, status, created_at) and read every open request of the category."""
-    from sqlalchemy import event
-
     from dedup import same_citizen
     from gateway.models import utcnow
 
-    statements = []
     with runtime.db.session() as session:
-        engine = session.get_bind()
-        listener = lambda *args: statements.append((args[2], args[3]))  # noqa: E731
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
+        with statements_of(session.get_bind()) as statements:
             for category in ("pothole", None):
                 assert same_citizen(session, 1, category, "nid-de-poule", utcnow()).action == "new"
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
-        plans = [" ".join(str(row[-1]) for row in
-                          session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
-                 for sql, params in statements]
+        plans = [plan(session.connection(), sql, params) for sql, params in statements]
     assert len(plans) == 2
-    for plan in plans:
-        assert "SEARCH requests USING INDEX ix_requests_citizen (citizen_id=? AND category=?" in plan, plan
+    for steps in plans:
+        assert "SEARCH requests USING INDEX ix_requests_citizen (citizen_id=? AND category=?" in steps, steps
 
 
 def test_agent_links_a_phone_to_a_requester_then_their_call_joins_the_request(client, auth, runtime):

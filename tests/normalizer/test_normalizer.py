@@ -108,22 +108,16 @@ def test_same_email_or_phone_is_the_same_citizen_across_channels(runtime):
 def test_the_sender_is_looked_up_by_index_not_by_reading_every_contact_point(runtime):
     """Every message's sender is looked up by the values of its contact points: without an
     index on the value alone, SQLite read all of them (37 ms at 500,000, for each batch)."""
-    from sqlalchemy import event
+    from ..support.plans import plan, statements_of
 
-    statements = []
     with runtime.db.session() as session:
-        engine = session.get_bind()
-        listener = lambda *args: statements.append((args[2], args[3]))  # noqa: E731
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
+        with statements_of(session.get_bind()) as statements:
             resolve_citizen(session, normalize(_message(email="marie@example.org", phone="514 555 0142"),
                                                "fr", "CA", "R"))
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
-        lookup = next((sql, params) for sql, params in statements if "FROM contact_points" in sql)
-        plan = [row[-1] for row in session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + lookup[0], lookup[1])]
-    assert "SEARCH contact_points USING INDEX ix_contact_points_value (value=?)" in plan, plan
-    assert not any(step.startswith("SCAN") for step in plan), plan
+        steps = next(plan(session.connection(), sql, params) for sql, params in statements
+                     if "FROM contact_points" in sql)
+    assert "SEARCH contact_points USING INDEX ix_contact_points_value (value=?)" in steps, steps
+    assert "SCAN contact_points" not in steps, steps
 
 
 def test_anonymous_message_has_no_citizen(runtime):
