@@ -25,7 +25,15 @@ from sqlalchemy import and_, bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from .config import DedupRules
-from .geo import EARTH_M, cell_of, cells_around, street_key, street_keys_around, usable_point
+from .geo import (
+    EARTH_M,
+    cell_of,
+    cells_around,
+    parse_address,
+    street_key,
+    street_keys_around,
+    usable_point,
+)
 from .scoring import Report
 
 
@@ -65,10 +73,9 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
     neither 400 m wide like snow removal nor 30 days long like potholes. The statement is
     built once per shape (expanding parameters) and reused."""
     categories = rules.comparable(report.category)
-    radius = rules.widest_radius(categories)
     located = usable_point(report.lat, report.lon, rules.bounds) is None
-    streets = street_keys_around(report.address, radius)
-    if not located and not streets:
+    addressed = parse_address(report.address) is not None  # has street keys
+    if not located and not addressed:
         return []
     groups = _groups(report.category, categories, rules)
     values = {"limit": rules.max_candidates}
@@ -77,12 +84,12 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
         if located:
             values.update({f"cells_{i}": cells_around(report.lat, report.lon, reach_m),
                            **_box(f"{i}_", report.lat, report.lon, reach_m)})
-        if streets:
+        if addressed:
             values[f"streets_{i}"] = street_keys_around(report.address, reach_m)
     found = {}
     session.flush()  # what Session.execute does first; the statement itself is Core, run on the connection
     shape = tuple(named is None for _, named in groups)
-    for row in session.connection().execute(_statement(shape, located, bool(streets)), values):
+    for row in session.connection().execute(_statement(shape, located, addressed), values):
         # The status is checked here, not in SQL: with it there, planners may prefer another
         # index and read every open request of the category.
         if row.status in open_statuses:
