@@ -4,6 +4,7 @@ follows the schema alone, and a test on a small database shows the plan of a lar
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 from sqlalchemy import event
@@ -11,11 +12,14 @@ from sqlalchemy import event
 
 @contextmanager
 def statements_of(engine):
-    """The (SQL, parameters) the engine runs inside the block."""
+    """The (SQL, parameters) the engine runs inside the block, in this thread (the app's
+    background threads, such as the SLA watch, use the same engine meanwhile)."""
     ran: list[tuple] = []
+    mine = threading.get_ident()
 
     def record(_connection, _cursor, statement, parameters, _context, _executemany):
-        ran.append((statement, parameters))
+        if threading.get_ident() == mine:
+            ran.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
     try:
