@@ -4,6 +4,8 @@ Revision ID: 0008_inbox
 Revises: 0001
 """
 from alembic import op
+
+from gateway.migrating import create_index, drop_index
 import sqlalchemy as sa
 
 
@@ -29,7 +31,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("assigned_to_id", sa.Integer(), nullable=True))
         batch.create_foreign_key("fk_requests_assigned_to", "users", ["assigned_to_id"], ["id"])
     for name, columns in INDEXES.items():
-        op.create_index(name, "requests", columns)
+        create_index(name, "requests", columns)
     op.create_table(
         "config_versions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -56,7 +58,7 @@ def downgrade() -> None:
     op.drop_table("login_failures")
     op.drop_table("config_versions")
     for name in INDEXES:
-        op.drop_index(name, table_name="requests")
+        drop_index(name, "requests")
     with op.batch_alter_table("requests") as batch:
         batch.drop_constraint("fk_requests_assigned_to", type_="foreignkey")
         batch.drop_column("assigned_to_id")

@@ -4,6 +4,8 @@ Revision ID: 0009_open311
 Revises: 0001
 """
 from alembic import op
+
+from gateway.migrating import create_index, drop_index
 import sqlalchemy as sa
 
 
@@ -16,9 +18,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("requests") as batch:
         batch.add_column(sa.Column("attributes", sa.JSON(), nullable=True))
-    op.create_index("ix_requests_period", "requests",
-                    ["created_at", "channel", "category", "department", "district"])
-    op.create_index("ix_events_type_at", "events", ["type", "at"])
+    create_index("ix_requests_period", "requests",
+                 ["created_at", "channel", "category", "department", "district"])
+    create_index("ix_events_type_at", "events", ["type", "at"])
     op.create_table(
         "dashboard_days",
         sa.Column("day", sa.String(length=10), nullable=False),
@@ -40,7 +42,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("dashboard_days_built")
     op.drop_table("dashboard_days")
-    op.drop_index("ix_events_type_at", table_name="events")
-    op.drop_index("ix_requests_period", table_name="requests")
+    drop_index("ix_events_type_at", "events")
+    drop_index("ix_requests_period", "requests")
     with op.batch_alter_table("requests") as batch:
         batch.drop_column("attributes")

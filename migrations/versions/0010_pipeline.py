@@ -3,7 +3,8 @@
 Revision ID: 0010_pipeline
 Revises: 0009_open311
 """
-from alembic import op
+
+from gateway.migrating import create_index, drop_index
 
 
 revision = "0010_pipeline"
@@ -15,8 +16,8 @@ depends_on = None
 def upgrade() -> None:
     # "state = 'received' ORDER BY id LIMIT n" reads n index entries, however many messages
     # were processed before them (the index on state alone leaves PostgreSQL a sort).
-    op.create_index("ix_inbound_messages_state_id", "inbound_messages", ["state", "id"])
+    create_index("ix_inbound_messages_state_id", "inbound_messages", ["state", "id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_inbound_messages_state_id", table_name="inbound_messages")
+    drop_index("ix_inbound_messages_state_id", "inbound_messages")

@@ -7,6 +7,8 @@ Revises: 0010_pipeline
 import sqlalchemy as sa
 from alembic import op
 
+from gateway.migrating import create_index, drop_index
+
 
 revision = "0011_inbound_sender"
 down_revision = "0010_pipeline"
@@ -18,9 +20,9 @@ def upgrade() -> None:
     # A second SMS arriving before the first is processed continues the request the first
     # one's answer announced (its reserved code), instead of opening another.
     op.add_column("inbound_messages", sa.Column("sender", sa.String(255), nullable=True))
-    op.create_index("ix_inbound_messages_sender", "inbound_messages", ["sender"])
+    create_index("ix_inbound_messages_sender", "inbound_messages", ["sender"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_inbound_messages_sender", table_name="inbound_messages")
+    drop_index("ix_inbound_messages_sender", "inbound_messages")
     op.drop_column("inbound_messages", "sender")

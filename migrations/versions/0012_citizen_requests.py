@@ -8,7 +8,8 @@ serves that query (the citizen's few requests) and every lookup of the citizen's
 Revision ID: 0012_citizen_requests
 Revises: 0011_inbound_sender
 """
-from alembic import op
+
+from gateway.migrating import create_index, drop_index
 
 
 revision = "0012_citizen_requests"
@@ -18,10 +19,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_requests_citizen", "requests", ["citizen_id", "category", "created_at"])
-    op.drop_index("ix_requests_citizen_id", table_name="requests")
+    create_index("ix_requests_citizen", "requests", ["citizen_id", "category", "created_at"])
+    drop_index("ix_requests_citizen_id", "requests")
 
 
 def downgrade() -> None:
-    op.create_index("ix_requests_citizen_id", "requests", ["citizen_id"])
-    op.drop_index("ix_requests_citizen", table_name="requests")
+    create_index("ix_requests_citizen_id", "requests", ["citizen_id"])
+    drop_index("ix_requests_citizen", "requests")

@@ -7,7 +7,8 @@ each look-up read every contact point of every citizen.
 Revision ID: 0013_contact_point_value
 Revises: 0012_citizen_requests
 """
-from alembic import op
+
+from gateway.migrating import create_index, drop_index
 
 
 revision = "0013_contact_point_value"
@@ -17,8 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_contact_points_value", "contact_points", ["value"])
+    create_index("ix_contact_points_value", "contact_points", ["value"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_contact_points_value", table_name="contact_points")
+    drop_index("ix_contact_points_value", "contact_points")

@@ -7,7 +7,8 @@ gave it; without an index each of them read the whole outbox.
 Revision ID: 0014_delivery_external_id
 Revises: 0013_contact_point_value
 """
-from alembic import op
+
+from gateway.migrating import create_index, drop_index
 
 
 revision = "0014_delivery_external_id"
@@ -17,8 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_deliveries_external_id", "deliveries", ["external_id"])
+    create_index("ix_deliveries_external_id", "deliveries", ["external_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_deliveries_external_id", table_name="deliveries")
+    drop_index("ix_deliveries_external_id", "deliveries")

@@ -1,0 +1,114 @@
+"""Migrations: the schema they build is the models', both ways, and on PostgreSQL an index
+added to a table that already holds rows does not stop the city's writes while it builds."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from gateway.db import alembic_config, upgrade
+from gateway.models import Base, Citizen, ContactPoint
+from tests.support.servers import wait_until
+
+
+def _differences(url: str) -> list:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        found = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    return found
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gateway.db'}"
+        upgrade(url)
+        return url
+    return request.getfixturevalue("pg_url")
+
+
+def test_the_migrations_build_the_models_schema_and_step_back_cleanly(database_url):
+    assert _differences(database_url) == []
+
+    command.downgrade(alembic_config(database_url), "0007_dedup")  # every index added since on live tables
+    upgrade(database_url)
+
+    assert _differences(database_url) == []
+
+
+def _add_citizen(url: str, value: str, kind: str = "email", lock_timeout: str = "0") -> None:
+    engine = create_engine(url)
+    with Session(engine) as session:
+        session.execute(text(f"SET lock_timeout = '{lock_timeout}'"))
+        session.add(Citizen(contacts=[ContactPoint(kind=kind, value=value)]))
+        session.commit()
+    engine.dispose()
+
+
+def test_citizens_are_written_while_an_index_is_built_on_postgresql(pg_url):
+    command.downgrade(alembic_config(pg_url), "0012_citizen_requests")  # before the contact points' value index
+    engine = create_engine(pg_url)
+    batch = Session(engine)  # a pipeline batch under way: a new citizen written, not committed yet
+    batch.add(Citizen(contacts=[ContactPoint(kind="email", value="en-cours@example.org")]))
+    batch.flush()
+    failures: list[BaseException] = []
+    migrating = threading.Thread(target=lambda: _catching(failures, upgrade, pg_url))
+    migrating.start()
+    try:
+        wait_until(lambda: _waiting_to_build(engine, "ix_contact_points_value"), timeout=20)
+        # Meanwhile a citizen writes in. A plain CREATE INDEX, queued for its lock, would keep
+        # this write waiting behind it until the whole upgrade commits.
+        _add_citizen(pg_url, "pendant@example.org", lock_timeout="3s")
+    finally:
+        batch.commit()
+        batch.close()
+        migrating.join(timeout=60)
+    assert failures == []
+    assert _valid(engine, "ix_contact_points_value") is True
+    assert _differences(pg_url) == []
+    engine.dispose()
+
+
+def test_an_interrupted_index_build_is_built_again_on_the_next_upgrade(pg_url):
+    command.downgrade(alembic_config(pg_url), "0012_citizen_requests")
+    _add_citizen(pg_url, "même@example.org", "email")
+    _add_citizen(pg_url, "même@example.org", "messenger")
+    engine = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection, pytest.raises(Exception, match="could not create unique index"):
+        # A build that fails half-way leaves an invalid index of that name, as a killed one does.
+        connection.execute(text("CREATE UNIQUE INDEX CONCURRENTLY ix_contact_points_value ON contact_points (value)"))
+    assert _valid(engine, "ix_contact_points_value") is False
+
+    upgrade(pg_url)
+
+    assert _valid(engine, "ix_contact_points_value") is True
+    assert _differences(pg_url) == []
+    engine.dispose()
+
+
+def _catching(failures: list, work, *args) -> None:
+    try:
+        work(*args)
+    except BaseException as exc:  # noqa: BLE001 - reported by the test
+        failures.append(exc)
+
+
+def _waiting_to_build(engine, name: str) -> bool:
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE :build AND wait_event_type = 'Lock'"),
+            {"build": f"CREATE INDEX%{name}%"}).scalar() > 0
+
+
+def _valid(engine, name: str) -> bool | None:
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = :name"),
+            {"name": name}).scalar()
