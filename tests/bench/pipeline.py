@@ -204,7 +204,7 @@ def _check(results, label: str, engine) -> None:
 
 
 def cpu_in_process(count: int, profile: bool = False, postgres: bool = False, year: int | None = None,
-                   warm: int = 0) -> None:
+                   warm: int = 0, statements: bool = False) -> None:
     """`python -m tests.bench.pipeline --cpu N`: N replayed messages stored in a fresh SQLite
     database (``--postgres``: a fresh durable PostgreSQL), then ``process_batch`` over them in
     batches of GATEWAY_PIPELINE_BATCH, in this process: its CPU per request (this process's
@@ -213,19 +213,22 @@ def cpu_in_process(count: int, profile: bool = False, postgres: bool = False, ye
     (``--profile``: cProfile's top). ``--year 1000000 --warm 10000``: the messages are the
     first of a year of 1 M (as dense in time as the full benchmark's), and the first 10,000
     are processed before the measure (the open requests dedup then compares with, as in the
-    full benchmark after its first seconds)."""
+    full benchmark after its first seconds). With ``--postgres``, the server's CPU per request
+    (every PostgreSQL process of this machine, from /proc) is printed too; ``--statements``
+    adds pg_stat_statements' ten costliest statements of the measured part."""
     from tests.support.servers import PostgresServer
 
-    server = PostgresServer(durable=True).start() if postgres else None
+    extension = {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track_planning": "on"}
+    server = PostgresServer(durable=True, settings=extension if statements else None).start() if postgres else None
     try:
         url = server.url if server else f"sqlite:///{fresh_dir('pipeline-cpu') / 'gateway.db'}"
-        _cpu_in_process(url, count, profile, year, warm)
+        _cpu_in_process(url, count, profile, year, warm, statements)
     finally:
         if server is not None:
             server.stop()
 
 
-def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm: int) -> None:
+def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm: int, statements: bool) -> None:
     import cProfile
     import pstats
 
@@ -240,8 +243,10 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
 
     upgrade(url)
     engine = create_engine(url)
+    if statements:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     ids = insert_inbound(engine, warm + count + 1, year=year)
-    engine.dispose()
     runtime = create_app({"DATABASE_URL": url, "GATEWAY_INLINE_JOBS": False, "REDIS_URL": None,
                           "GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_SECRET_KEY": "bench"}).extensions["runtime"]
     pipeline.process_inbound(runtime, ids[0])  # warm: rules, templates, connections
@@ -266,6 +271,10 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
             locked_cpu[-1] += time.process_time()
 
     profiler = cProfile.Profile() if profile else None
+    if statements:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SELECT pg_stat_statements_reset()")
+    server = _server_cpu() if url.startswith("postgresql") else None
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -274,13 +283,51 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    server = _server_cpu() - server if server is not None else None
     lock = (f"write lock held per batch: median {median(holds) * 1000:.0f} ms, CPU while held: median "
             f"{median(locked_cpu) * 1000:.0f} ms; ") if holds else ""
     print(f"{url.split(':')[0]}, {count} requests, batches of {size}: CPU {cpu / count * 1000:.2f} ms per request "
           f"(wall {wall / count * 1000:.2f} ms); "
-          f"{lock}{statements[0] / count:.1f} SQL statements per request")
+          f"{lock}{statements[0] / count:.1f} SQL statements per request"
+          + (f"; PostgreSQL's CPU {server / count * 1000:.2f} ms per request" if server is not None else ""))
+    if statements:
+        _print_statements(engine, count)
+    engine.dispose()
     if profiler:
+        profiler.dump_stats(fresh_dir("pipeline-profile") / "pipeline.prof")
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+
+
+def _server_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL process on this machine (the benchmark's
+    server is the only one running), from /proc: backends, WAL writer, checkpointer,
+    autovacuum."""
+    import os
+    from pathlib import Path
+
+    ticks = 0
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and (process / "comm").read_text().startswith("postgres"):
+                fields = (process / "stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:  # ended meanwhile
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _print_statements(engine, count: int) -> None:
+    with engine.connect() as connection:
+        total = connection.exec_driver_sql(
+            "SELECT sum(calls), sum(total_exec_time), sum(total_plan_time) FROM pg_stat_statements").one()
+        top = connection.exec_driver_sql(
+            "SELECT calls, total_exec_time + total_plan_time, rows, "
+            "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_statements "
+            "ORDER BY 2 DESC LIMIT 10").all()
+    print(f"pg_stat_statements: {total[0] / count:.1f} executions per request, executing {total[1] / count:.2f} ms "
+          f"and planning {total[2] / count:.2f} ms per request; the ten costliest:")
+    for calls, spent, rows, query in top:
+        print(f"  {calls:>7,} calls {spent / count:6.3f} ms/request {rows:>8,} rows  {query}")
 
 
 if __name__ == "__main__":
@@ -292,5 +339,7 @@ if __name__ == "__main__":
     parser.add_argument("--postgres", action="store_true", help="on a fresh PostgreSQL instead of SQLite")
     parser.add_argument("--year", type=int, help="the messages are the first of a year of this many (default: N)")
     parser.add_argument("--warm", type=int, default=0, help="messages processed before the measure")
+    parser.add_argument("--statements", action="store_true", help="with --postgres: pg_stat_statements' top 10")
     arguments = parser.parse_args()
-    cpu_in_process(arguments.cpu, arguments.profile, arguments.postgres, arguments.year, arguments.warm)
+    cpu_in_process(arguments.cpu, arguments.profile, arguments.postgres, arguments.year, arguments.warm,
+                   arguments.statements)

@@ -129,8 +129,9 @@ def postgres_binaries() -> Path:
 class PostgresServer:
     """A throwaway PostgreSQL cluster (initdb refuses root, so it runs as `postgres`)."""
 
-    def __init__(self, durable: bool = False):
+    def __init__(self, durable: bool = False, settings: dict[str, str] | None = None):
         self.durable = durable  # fsync on (benchmarks); tests run with fsync=off for speed
+        self.settings = settings or {}  # more server settings (-c name=value), e.g. for a benchmark's statistics
         # Not under pytest's tmp_path: its parents are private to root, and PostgreSQL runs as `postgres`.
         self.directory = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
         self.port = free_port()
@@ -162,7 +163,9 @@ class PostgresServer:
     def resume(self) -> PostgresServer:
         d = self.directory
         self._run(f"{self.bin}/pg_ctl -D {d}/data -o '-k {d} -p {self.port} -c listen_addresses=127.0.0.1 "
-                  f"-c fsync={'on' if self.durable else 'off'} -c max_connections=200' -l {d}/log -w start >/dev/null")
+                  f"-c fsync={'on' if self.durable else 'off'} -c max_connections=200"
+                  + "".join(f" -c {name}={value}" for name, value in self.settings.items())
+                  + f"' -l {d}/log -w start >/dev/null")
         return self
 
     def stop(self) -> None:
