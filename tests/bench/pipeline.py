@@ -228,7 +228,7 @@ def cpu_in_process(count: int, profile: bool = False, postgres: bool = False, ye
             server.stop()
 
 
-def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm: int, statements: bool) -> None:
+def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm: int, top: bool) -> None:
     import cProfile
     import pstats
 
@@ -243,7 +243,7 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
 
     upgrade(url)
     engine = create_engine(url)
-    if statements:
+    if top:
         with engine.begin() as connection:
             connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     ids = insert_inbound(engine, warm + count + 1, year=year)
@@ -271,7 +271,7 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
             locked_cpu[-1] += time.process_time()
 
     profiler = cProfile.Profile() if profile else None
-    if statements:
+    if top:
         with engine.begin() as connection:
             connection.exec_driver_sql("SELECT pg_stat_statements_reset()")
     server = _server_cpu() if url.startswith("postgresql") else None
@@ -290,7 +290,7 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
           f"(wall {wall / count * 1000:.2f} ms); "
           f"{lock}{statements[0] / count:.1f} SQL statements per request"
           + (f"; PostgreSQL's CPU {server / count * 1000:.2f} ms per request" if server is not None else ""))
-    if statements:
+    if top:
         _print_statements(engine, count)
     engine.dispose()
     if profiler:
