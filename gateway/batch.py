@@ -36,20 +36,65 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
     durable commit for the batch. Returns (deliveries, pending attachments) to enqueue, known
     only once the batch is committed.
 
-    Each message is claimed and processed inside its own SAVEPOINT, exactly as
-    ``process_inbound`` does in its own transaction: a bad message (unparseable, or failing)
-    is rolled back alone and recorded as ignored / failed / to retry, the others go on. A crash
-    before the commit leaves every message of the batch as it was (nothing was committed): the
-    sweeper hands them out again and each is processed once. Messages another worker holds
-    (PostgreSQL: FOR UPDATE SKIP LOCKED) are left to it. If the transaction itself fails (the
-    database went away, the commit failed), each message is tried again in its own
+    The batch is first processed straight through (``_all_at_once``). If any of its messages
+    raises (unparseable, deferred, failing, or meeting a concurrent write), that transaction is
+    rolled back whole, nothing of it kept, and the batch is processed again with each message
+    in its own SAVEPOINT (``_each_in_savepoint``), exactly as ``process_inbound`` does in its
+    own transaction: a bad message is rolled back alone and recorded as ignored / failed / to
+    retry, the others go on. Most batches hold no bad message, and a SAVEPOINT per message cost
+    about a sixth of the batch's work.
+
+    A crash before the commit leaves every message of the batch as it was (nothing was
+    committed): the sweeper hands them out again and each is processed once. Messages another
+    worker holds (PostgreSQL: FOR UPDATE SKIP LOCKED) are left to it. If the transaction itself
+    fails (the database went away, the commit failed), each message is tried again in its own
     transaction, so a failure is counted against the message that caused it."""
     now = utcnow()
+    prepared = _prepare_batch(runtime, inbound_ids, size, now)  # before the write lock
+    done = _all_at_once(runtime, inbound_ids, size, now, prepared)
+    if done is not None:
+        return done
+    return _each_in_savepoint(runtime, inbound_ids, size, now, _prepare_batch(runtime, inbound_ids, size, now))
+
+
+def _all_at_once(runtime, inbound_ids: list[int], size: int, now, prepared: dict) -> tuple[list, list] | None:
+    """The batch in one transaction without SAVEPOINTs; None (and nothing kept) when one of its
+    messages raised. The messages are processed as in ``_process_in_savepoint``, flushed one
+    by one as a released SAVEPOINT would flush them."""
+    lease = timedelta(seconds=runtime.settings["GATEWAY_LEASE_SECONDS"])
+    deliveries: list[int] = []
+    failed: list[int] = []
+    try:
+        with runtime.db.session() as session:
+            taken = _take_batch(session, inbound_ids, size, now)
+            claimed = _claim_batch(session, taken, now, lease)
+            check_codes(session, runtime.rules.current.city.code_prefix, claimed)
+            owners, later = Owners(session, prepared, taken, runtime.rules.current), []
+            for inbound in claimed:
+                failed = [inbound.id]
+                ready = prepared.get(inbound.id)
+                if ready is not None:
+                    ready.owners, ready.later = owners.of(inbound.id), []
+                deliveries += pipeline.process(runtime, session, inbound, ready)
+                session.flush()
+                later += ready.later if ready is not None else []
+                owners.done(inbound.id, False, runtime.rules.current)
+            failed = []
+            deliveries += [queued.id for queued in queue_fresh(session, later)]
+            _write_outcomes(session, claimed)
+            pending = _pending_attachments(session, taken)
+    except Exception as exc:  # noqa: BLE001 - the batch is done again, one SAVEPOINT per message
+        log.info("batch of %s inbound messages rolled back (%s at inbound %s: %s); processing it again with a "
+                 "SAVEPOINT per message", len(inbound_ids), type(exc).__name__, failed[0] if failed else "-", exc)
+        return None
+    return deliveries, pending
+
+
+def _each_in_savepoint(runtime, inbound_ids: list[int], size: int, now, prepared: dict) -> tuple[list, list]:
     lease = timedelta(seconds=runtime.settings["GATEWAY_LEASE_SECONDS"])
     bounces: list[tuple[int, object]] = []
     deliveries: list[int] = []
     taken: list[int] = []
-    prepared = _prepare_batch(runtime, inbound_ids, size, now)  # before the write lock
     try:
         with runtime.db.session() as session:
             taken = _take_batch(session, inbound_ids, size, now)

@@ -1,7 +1,7 @@
 """Inbound messages processed in batches: one transaction and one durable commit per batch,
-each message in its own SAVEPOINT. A bad message is rolled back alone and recorded; a
-worker killed in the middle of a batch leaves every message of it waiting, and each is then
-processed exactly once."""
+straight through, or, when one of its messages raises, again with each message in its own
+SAVEPOINT. A bad message is rolled back alone and recorded; a worker killed in the middle of
+a batch leaves every message of it waiting, and each is then processed exactly once."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from gateway import batch, jobs, pipeline
 from gateway.intake import store_inbound
 from gateway.models import Citizen, Delivery, Event, InboundMessage, Request
 from gateway.settings import ROOT
+from tests.support.plans import statements_of
 
 
 def _store(runtime, count: int, prefix: str = "m", texts: dict[int, str] | None = None,
@@ -88,6 +89,24 @@ def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_throu
 
 class Killed(BaseException):
     """Stands for the worker dying: not an Exception, so nothing in the pipeline catches it."""
+
+
+def test_a_batch_without_a_bad_message_goes_straight_through_and_one_with_is_done_again(make_app, monkeypatch):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    clean = _store(runtime, 4, prefix="clean")
+    with statements_of(runtime.db.engine) as ran:
+        batch.process_batch(runtime, clean, 10)
+    assert not [sql for sql, _ in ran if sql.startswith("SAVEPOINT")]  # one transaction, no SAVEPOINT per message
+    assert all(state[:2] == ("processed", 1) for state in _states(runtime, clean).values())
+
+    break_the_router(monkeypatch)
+    mixed = _store(runtime, 4, prefix="mixed", texts={3: "Lampadaire BOOM éteint"})  # the last one fails
+    with statements_of(runtime.db.engine) as ran:
+        deliveries, _ = batch.process_batch(runtime, mixed, 10)
+    assert len([sql for sql, _ in ran if sql.startswith("SAVEPOINT")]) == 4  # done again, a SAVEPOINT each
+    states = _states(runtime, mixed)
+    assert [states[i][:2] for i in mixed] == [("processed", 1)] * 3 + [("received", 1)]
+    assert _counts(runtime) == (7, 14, 14) and len(deliveries) == 6  # the first try left nothing behind
 
 
 def test_a_crash_in_the_middle_of_a_batch_leaves_every_message_waiting(make_app, monkeypatch):

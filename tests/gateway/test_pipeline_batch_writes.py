@@ -87,11 +87,17 @@ def test_the_batch_checks_its_tracking_codes_and_replaces_a_used_or_doubled_one(
     ids = _store(runtime, 3, prefix="same-code")
     real_new_code, given = fresh.new_code, []
 
-    def new_code(prefix, year):  # the first two new codes of the batch are the same
+    def new_code(prefix, year):  # the first two new codes the batch draws are the same
         given.append(1)
         return "R-2026-0000001" if len(given) <= 2 else real_new_code(prefix, year)
 
+    def check_codes(session, prefix, claimed):  # in each try of the batch (straight through, which
+        given.clear()  # meets the unique key; then again with a SAVEPOINT per message)
+        return real_check_codes(session, prefix, claimed)
+
+    real_check_codes = batch.check_codes
     monkeypatch.setattr(fresh, "new_code", new_code)
+    monkeypatch.setattr(batch, "check_codes", check_codes)
     deliveries, _ = batch.process_batch(runtime, [reserved] + ids, 10)
 
     states = _states(runtime, [reserved] + ids)
