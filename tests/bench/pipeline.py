@@ -124,7 +124,14 @@ def run(results, quick: bool, requests: int | None, databases: list[str]) -> Non
     count = requests or (20_000 if quick else 1_000_000)
     seconds = 20 if quick else 60
     folder = fresh_dir("pipeline")
-    postgres = PostgresServer(durable=True).start() if "postgres" in databases else None
+    # Each run's requests table grows from empty to tens of thousands of rows within a minute,
+    # a growth a city's table sees over weeks, with autovacuum (every minute by default)
+    # re-analyzing it many times on the way. Checking every second keeps the statistics as
+    # current here: with those of the empty table, the plans PostgreSQL caches for dedup's
+    # candidate statement read the whole growing table (server CPU per request 3.5 against
+    # 1.7 ms, `python -m tests.bench.pipeline --cpu 4000 --postgres`, benchmarks.md).
+    postgres = PostgresServer(durable=True, settings={"autovacuum_naptime": "1s"}).start() \
+        if "postgres" in databases else None
     try:
         urls = {}
         if "sqlite" in databases:
