@@ -1,9 +1,10 @@
 """Several stored messages per transaction: the pipeline job's batches.
 
 ``process_batch`` claims and processes up to GATEWAY_PIPELINE_BATCH waiting messages in one
-transaction (one durable commit), each inside its own SAVEPOINT with exactly the claim and
-processing of ``pipeline.process_inbound``; the pure work (parse, normalize, route) is done
-first, before the write lock is taken. ``pipeline.process_inbound`` stays the one-message
+transaction (one durable commit), with exactly the claim and processing of
+``pipeline.process_inbound``: straight through, or, when one of them raises, again with each
+inside its own SAVEPOINT. The pure work (parse, normalize, route) is done first, before the
+write lock is taken. ``pipeline.process_inbound`` stays the one-message
 path of the API and forms, which answer with the decision.
 """
 
