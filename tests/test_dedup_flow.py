@@ -259,6 +259,7 @@ def test_track_page_of_a_duplicate_points_to_the_master_without_personal_data(cl
     html = page.get_data(as_text=True)
     assert "Suivie sous le numéro" in html and f"/track/{first['code']}" in html
     assert "Liée à une demande sur le même problème" in html
+    assert "Changement d'état (Transmise au service → Liée à une autre demande)" in html  # not just "changed"
     assert "paul" not in html.lower() and "marie" not in html.lower()
 
 
