@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from gateway.models import Request
+from gateway.models import Delivery, Request
 from tests.support.servers import wait_until
 from tests.support.staff import fixture, submit
 
@@ -123,6 +123,19 @@ def test_walk_in_on_a_tablet_gives_the_code(browse, runtime, agent_email):
     with runtime.db.session() as db:
         assert db.scalar(select(Request.channel).where(Request.code == code)) == "walk_in"
     assert page.evaluate("document.documentElement.scrollWidth") <= 820  # nothing wider than the screen
+
+
+def test_a_failing_delivery_s_error_stays_inside_the_request_page(browse, runtime, codes, agent_email):
+    with runtime.db.session() as db:  # what an SMTP server unreachable for days leaves on the outbox rows
+        request_id = db.scalar(select(Request.id).where(Request.code == codes["pothole"]))
+        db.execute(update(Delivery).where(Delivery.request_id == request_id).values(
+            state="dead", attempts=5, last_error="SMTP server unreachable: ConnectionRefusedError"))
+    page = browse(width=1280)
+    sign_in(page, agent_email)
+    page.goto(f"/inbox/r/{codes['pothole']}")
+
+    assert "ConnectionRefusedError" in page.locator("#deliveries-title + table").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # the attempts column not cut off
 
 
 def test_french_and_english_and_the_choice_is_kept(browse, codes, agent_email):
