@@ -119,3 +119,4 @@ def _register_errors(app: Flask) -> None:
     app.register_error_handler(405, handler(405, "method not allowed"))
     app.register_error_handler(413, handler(413, "request body too large (1 MB at most)"))
     app.register_error_handler(400, handler(400, "bad request"))
+    app.register_error_handler(403, handler(403, "forbidden"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import current_app, g, redirect, request, session, url_for
+from flask import abort, current_app, g, redirect, request, session, url_for
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -62,7 +62,7 @@ def require_role(*roles: str):
             if user is None or not user.active:
                 return redirect(url_for("inbox.login", next=request.full_path))
             if user.role not in allowed:
-                return current_app.response_class("forbidden", status=403)
+                abort(403)  # the error page says whose page it is (app._register_errors)
             return view(*args, **kwargs)
 
         return wrapper

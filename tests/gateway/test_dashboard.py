@@ -93,7 +93,9 @@ def table(client, page, name, query=PERIOD, lang="en"):
 def test_dashboards_are_for_managers_supervisors_and_admins(client, runtime):
     assert client.get("/dashboard/").status_code == 302  # to the sign-in page
     sign_in(client, runtime, "agent")
-    assert client.get("/dashboard/").status_code == 403
+    refused = client.get("/dashboard/?lang=fr")
+    assert refused.status_code == 403
+    assert "Page réservée à d'autres rôles" in refused.get_data(as_text=True)  # a page in their language
     assert client.get("/dashboard/open-data/requests.csv").status_code == 403
 
 
