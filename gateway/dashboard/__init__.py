@@ -230,12 +230,15 @@ def chart_data(table: pages.Table) -> dict | None:
     spec = table.chart
     labels_by_key = {c.key: str(c.label) for c in table.columns}
     scale = 100 if spec.get("percent") else 1
+    datasets = [{"label": labels_by_key[key],
+                 "data": [None if row.get(key) is None else round(row[key] * scale, 2) for row in table.rows]}
+                for key in spec["series"]]
     return {
         "type": spec["type"], "stacked": bool(spec.get("stacked")), "horizontal": bool(spec.get("horizontal")),
         "percent": bool(spec.get("percent")),
+        # Counts of requests: the value axis is graduated in whole numbers (not 0.2, 0.4… for 2 requests).
+        "whole": all(isinstance(v, int) for d in datasets for v in d["data"] if v is not None),
         "labels": [str(row.get(spec["x"])) for row in table.rows],
-        "datasets": [{"label": labels_by_key[key],
-                      "data": [None if row.get(key) is None else round(row[key] * scale, 2) for row in table.rows]}
-                     for key in spec["series"]],
+        "datasets": datasets,
     }
 

@@ -15,7 +15,8 @@
       return { label: set.label, data: set.data, backgroundColor: colour, borderColor: round ? "#fff" : colour,
                borderWidth: round ? 2 : 1 };
     });
-    var value = { ticks: { callback: function (v) { return spec.percent ? v + " %" : v; } }, beginAtZero: true,
+    var value = { ticks: { precision: spec.whole ? 0 : undefined,
+                           callback: function (v) { return spec.percent ? v + " %" : v; } }, beginAtZero: true,
                   stacked: spec.stacked };
     var category = { stacked: spec.stacked, ticks: { autoSkip: true, maxRotation: 0 } };
     new window.Chart(canvas, {
