@@ -17,6 +17,7 @@ def test_a_citizen_adds_their_phone_s_position_to_the_report(browse, runtime):
     page.fill("#description", "Nid-de-poule profond au milieu de la rue, devant le dépanneur")
     page.fill("#email", "au.coin@example.org")
 
+    assert page.locator("legend", has_text="Comment vous joindre?").count() == 1  # the citizen fills it in
     page.click("text=Utiliser ma position actuelle")
 
     assert "Position ajoutée (à 12 m près)" in page.locator("#locate-status").inner_text()
@@ -29,8 +30,10 @@ def test_a_citizen_adds_their_phone_s_position_to_the_report(browse, runtime):
     assert (round(found.lat, 5), round(found.lon, 5)) == (45.44051, -75.71893) and found.district
 
 
-def test_the_counter_s_form_does_not_offer_the_position_of_the_counter(browse, agent_email):
+def test_the_counter_s_form_speaks_of_the_citizen_and_does_not_offer_the_counter_s_position(browse, agent_email):
     page = browse()
     sign_in(page, agent_email)
     page.goto("/inbox/walk-in?lang=fr")
     assert page.locator("#locate").count() == 0 and page.locator("#lat").count() == 1
+    assert page.locator("legend", has_text="Comment joindre le citoyen?").count() == 1  # the agent fills it in
+    assert page.locator("label[for=preferred_channel]").inner_text() == "Le tenir informé par"
