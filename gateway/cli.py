@@ -148,6 +148,19 @@ def _upgrade(settings) -> None:
     upgrade(str(settings["DATABASE_URL"]))
 
 
+def _app():
+    """The app for a one-off command on the data (accounts, deliveries, exports), once the
+    database's schema is this version's: otherwise a clear error, not a missing table's."""
+    from . import create_app
+    from .db import schema_behind
+
+    app = create_app({"GATEWAY_INLINE_JOBS": False})
+    behind = schema_behind(app.extensions["runtime"].db.engine)
+    if behind:
+        raise click.ClickException(f"{behind}: run `gateway db upgrade` first (`make run` does it)")
+    return app
+
+
 # --- rules -------------------------------------------------------------------------------
 
 @main.group()
@@ -255,12 +268,11 @@ def user():
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def user_add(email, role, name, password_stdin):
     """Create a staff account."""
-    from . import create_app
     from .auth import add_user
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
         "Password", hide_input=True, confirmation_prompt=True)
-    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    runtime = _app().extensions["runtime"]
     try:
         created = add_user(runtime, email, role, password, name)
     except ValueError as exc:
@@ -278,10 +290,9 @@ def deliveries_dead():
     """List dead deliveries."""
     from sqlalchemy import select
 
-    from . import create_app
     from .models import Delivery, Request
 
-    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    runtime = _app().extensions["runtime"]
     with runtime.db.session() as session:
         rows = session.execute(select(Delivery, Request.code).join(Request)
                                .where(Delivery.state == "dead").order_by(Delivery.id)).all()
@@ -296,10 +307,9 @@ def deliveries_retrying():
     """List deliveries that failed and wait for their next attempt."""
     from sqlalchemy import select
 
-    from . import create_app
     from .models import Delivery, Request
 
-    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    runtime = _app().extensions["runtime"]
     with runtime.db.session() as session:
         rows = session.execute(select(Delivery, Request.code).join(Request).where(
             Delivery.state == "pending", Delivery.attempts > 0).order_by(Delivery.next_attempt_at)).all()
@@ -316,10 +326,10 @@ def deliveries_retry(delivery_ids, everything):
     """Send dead deliveries again."""
     from sqlalchemy import select
 
-    from . import create_app, outbox
+    from . import outbox
     from .models import Delivery
 
-    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    runtime = _app().extensions["runtime"]
     if everything:
         with runtime.db.session() as session:
             delivery_ids = session.scalars(select(Delivery.id).where(Delivery.state == "dead")).all()
@@ -366,14 +376,13 @@ def dashboards_refresh(since):
     """Rebuild the roll-up from a day on, e.g. after requests were re-categorized."""
     from datetime import date
 
-    from . import create_app
     from .dashboard import rollup
 
     try:
         first = date.fromisoformat(since)
     except ValueError as exc:
         raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
-    runtime = create_app({"GATEWAY_INLINE_JOBS": False}).extensions["runtime"]
+    runtime = _app().extensions["runtime"]
     with runtime.db.engine.connect() as connection:
         forgotten = rollup.refresh(connection, first)
     click.echo(f"{forgotten} days will be rebuilt when a dashboard next needs them")
@@ -388,7 +397,6 @@ def opendata(start, end, fmt, output):
     """Write the anonymized open-data export of the requests received in a period."""
     from datetime import date, timedelta
 
-    from . import create_app
     from .dashboard import opendata as export
     from .dashboard.queries import Filters
 
@@ -396,7 +404,7 @@ def opendata(start, end, fmt, output):
         first, last = date.fromisoformat(start), date.fromisoformat(end)
     except ValueError as exc:
         raise click.BadParameter(f"dates are written YYYY-MM-DD: {exc}") from exc
-    app = create_app({"GATEWAY_INLINE_JOBS": False})
+    app = _app()
     begin = datetime(first.year, first.month, first.day, tzinfo=UTC)
     filters = Filters(begin, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
     rows = export.export_rows(app.extensions["runtime"], filters, export.precision(app.config))

@@ -116,6 +116,23 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def schema_behind(engine: Engine) -> str | None:
+    """Why this database's schema is not this version's (None when it is): no tables yet, or
+    migrations not applied."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False))).get_current_head()
+    where = engine.url.render_as_string(hide_password=True)
+    if current is None:
+        return f"the database {where} has no tables yet"
+    if current != head:
+        return f"the database {where} is at migration {current}, this version needs {head}"
+    return None
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     _ensure_sqlite_folder(url) if url.startswith("sqlite") else None
     command.upgrade(alembic_config(url), revision)

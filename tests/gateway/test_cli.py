@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 import httpx
+from alembic import command
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.db import alembic_config
 from tests.conftest import API_TOKEN, ROOT
 from tests.support.servers import free_port, wait_until
 
@@ -71,6 +73,23 @@ def test_user_add_reads_password_from_stdin(settings):
     bad_role = CliRunner().invoke(main, ["user", "add", "x@bellerive.example.org", "--role", "mayor",
                                          "--password-stdin"], input="correct horse battery\n", env=env)
     assert bad_role.exit_code != 0 and "unknown role" in bad_role.output
+
+
+def test_data_commands_on_a_database_without_this_version_s_schema_say_what_to_run(settings, tmp_path):
+    env = {k: str(v) for k, v in settings.items() if v is not None}
+    empty = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}  # `make run` never started
+    add = ["user", "add", "agent@bellerive.example.org", "--role", "agent", "--password-stdin"]
+
+    result = CliRunner().invoke(main, add, input="correct horse battery\n", env=empty)
+
+    assert result.exit_code != 0 and "has no tables yet: run `gateway db upgrade` first" in result.output
+    assert "Traceback" not in result.output
+    command.downgrade(alembic_config(env["DATABASE_URL"]), "0013_contact_point_value")  # an older version's
+    for args in (add, ["deliveries", "dead"]):
+        behind = CliRunner().invoke(main, args, input="correct horse battery\n", env=env)
+        assert behind.exit_code != 0 and "is at migration 0013_contact_point_value" in behind.output
+    assert run("db", "upgrade", env=env).exit_code == 0
+    assert CliRunner().invoke(main, add, input="correct horse battery\n", env=env).exit_code == 0
 
 
 def test_serve_migrates_a_new_database_and_answers_over_gunicorn(tmp_path, smtp_server):
