@@ -4,6 +4,7 @@ dies mid-batch, and the queued jobs a batch makes useless withdrawn from Redis."
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -59,8 +60,11 @@ def add_notice(runtime, key: str, **message) -> int:
 
 
 def commits(runtime) -> list:
-    counted = []
-    event.listen(runtime.db.engine, "commit", lambda _connection: counted.append(1))
+    """The commits made from here on in this thread: the batch runs in it, while the app's
+    background threads (the SLA watch) commit on the same engine now and then."""
+    counted, mine = [], threading.get_ident()
+    event.listen(runtime.db.engine, "commit",
+                 lambda _connection: counted.append(1) if threading.get_ident() == mine else None)
     return counted
 
 
