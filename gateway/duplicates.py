@@ -61,6 +61,38 @@ def apply_decision(session, runtime, request: Request, decision) -> list:
                 flagged=decision.flagged)
 
 
+def master_for_new(session, decision) -> Request | None:
+    """The master a request the pipeline is about to create is to be born a duplicate of, or
+    None: dedup did not link it, or linked it as urgent (then the department is told first
+    and the request is linked once routed, ``apply_decision``), or the master is no longer
+    open (then it stands on its own)."""
+    if decision.action != "link" or decision.flagged:
+        return None
+    master = master_of(session.get(Request, decision.master.candidate_id))
+    return master if master.status in LINKABLE + ("needs_info",) else None
+
+
+def born_duplicate(session, runtime, request, citizen, master: Request, decision, thread: list, into: list) -> list[dict]:
+    """``request``, just written by the pipeline with status "duplicate" of ``master``
+    (``master_for_new``): it never went to a department, so neither its history nor its
+    reporter ever hear of a routing. Its reporter follows the master and is told the master's
+    code and status (the notice is appended to ``into``, the request's other fresh rows).
+    Returns its events, for the caller to write with the request's others: what ``link``
+    writes, without a status change (nothing else can refer to a request this new: no
+    duplicate, follower or suggestion)."""
+    scores = decision.master.as_dict()
+    _follow(session, master, request.citizen_id)
+    notify(session, runtime, request, citizen, "duplicate_linked", "duplicate_linked",
+           f"{request.code}:notify:duplicate:{master.code}", extra=_notice(runtime, request, master), fresh=True,
+           thread=thread, into=into)
+    return [
+        dict(request_id=request.id, actor="system:dedup", type="duplicate_linked", public=True,
+             data={"master": master.code, "actor": "system:dedup", "scores": scores, "flagged": False}),
+        dict(request_id=master.id, actor="system:dedup", type="duplicate_added",
+             data={"duplicate": request.code, "scores": scores, "flagged": False}),
+    ]
+
+
 def _suggest(session, request: Request, candidate_id: int, score: float, scores: dict, kind: str) -> None:
     session.add(DedupSuggestion(request_id=request.id, candidate_id=candidate_id, kind=kind,
                                 score=round(score, 1), scores=scores))
@@ -120,12 +152,16 @@ def _follow(session, master: Request, citizen_id: int | None) -> None:
 
 
 def _tell_reporter(session, runtime, request: Request, master: Request) -> list:
-    language = request.language if request.language in _STATUS_LABELS else "fr"
-    extra = {"master_code": master.code, "master_url": runtime.public_url(f"/track/{master.code}"),
-             "master_status": _STATUS_LABELS[language].get(master.status, master.status)}
     delivery = notify(session, runtime, request, request.citizen, "duplicate_linked", "duplicate_linked",
-                      f"{request.code}:notify:duplicate:{master.code}", extra=extra)
+                      f"{request.code}:notify:duplicate:{master.code}", extra=_notice(runtime, request, master))
     return [delivery] if delivery is not None else []
+
+
+def _notice(runtime, request, master: Request) -> dict:
+    """What the reporter of a duplicate is told of its master (the duplicate_linked template)."""
+    language = request.language if request.language in _STATUS_LABELS else "fr"
+    return {"master_code": master.code, "master_url": runtime.public_url(f"/track/{master.code}"),
+            "master_status": _STATUS_LABELS[language].get(master.status, master.status)}
 
 
 def unlink(session, runtime, request: Request, actor: str, note: str | None = None) -> list:

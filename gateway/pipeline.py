@@ -25,7 +25,7 @@ from router import Facts, decide
 from . import attachments, chat, closure, replies
 from .bounces import record_bounce
 from .deferral import NotYet, defer, wait_for_reserved
-from .duplicates import apply_decision
+from .duplicates import apply_decision, born_duplicate, master_for_new
 from .fresh import Fresh, insert_request, queue_fresh
 from .models import (
     ContactPoint,
@@ -171,10 +171,12 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
                     lat=message.lat, lon=message.lon, address=message.address, language=message.language,
                     priority=decision.priority)
     duplicate = cross_citizen(session, rules, report)
+    master = master_for_new(session, duplicate)  # born a duplicate: never sent to the department
     request = _create_request(session, runtime, book, message, inbound, decision, citizen,
-                              status="needs_info" if parsed.needs_info else "routed",
+                              status="duplicate" if master else "needs_info" if parsed.needs_info else "routed",
                               related_to_id=related.id if related is not None else None,
-                              keys=stored_keys(message.lat, message.lon, message.address, rules), decided=decided)
+                              keys=stored_keys(message.lat, message.lon, message.address, rules), decided=decided,
+                              duplicate_of_id=master.id if master else None)
     events = [] if related is None else [
         dict(request_id=related.id, actor="system:pipeline", type="reported_again", data={"request": request.code}),
     ]
@@ -186,18 +188,21 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
                    "citizen": citizen.id if citizen else None, "notes": identity_notes}),
         dict(request_id=request.id, actor="system:dedup", type="dedup",
              data={**dedup.as_dict(), "cross_citizen": duplicate.as_dict()}),
-        dict(request_id=request.id, actor="system:router", type="routed", public=True,
+        dict(request_id=request.id, actor="system:router", type="routed", public=master is None,
              data={"rule": decision.rule, "matched_by": decision.matched_by, "department": decision.department,
                    "category": decision.category, "priority": decision.priority, "sla_hours": decision.sla_hours,
                    "district": decision.district, "after_hours": decision.after_hours,
-                   "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks]}),
+                   "scores": decision.categorization, "sinks": [s["type"] for s in decision.sinks],
+                   **({"held": "duplicate"} if master is not None else {})}),  # decided, never sent
     ]
-    _insert_events(session, events)
-    if duplicate.action == "link" or parsed.acknowledged:  # changed below through the ORM
-        request = session.get(Request, request.id)
-    deliveries = apply_decision(session, runtime, request, duplicate)
     fresh = _sink_rows(request, decision.sinks) if duplicate.action != "link" or duplicate.flagged else []
     # (urgent: the department hears of it anyway)
+    if master is not None:
+        events += born_duplicate(session, runtime, request, citizen, master, duplicate, _thread_of(message), fresh)
+    _insert_events(session, events)
+    if (master is None and duplicate.action == "link") or parsed.acknowledged:  # changed below through the ORM
+        request = session.get(Request, request.id)
+    deliveries = [] if master is not None else apply_decision(session, runtime, request, duplicate)
     if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
         request.acknowledged_at = inbound.received_at
         session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
@@ -232,7 +237,8 @@ def _facts_of(book, message, received_at) -> Facts:
 
 
 def _create_request(session, runtime, book, message, inbound, decision, citizen, status: str = "routed",
-                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None) -> Fresh:
+                    related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None,
+                    duplicate_of_id: int | None = None) -> Fresh:
     """The request row and its first message (gateway/fresh.py: no ORM object)."""
     now = utcnow()
     values = dict(
@@ -259,6 +265,7 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
         acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS else None,
         routed_at=now,
         related_to_id=related_to_id,
+        duplicate_of_id=duplicate_of_id,
         dedup_cell=keys[0],
         dedup_street=keys[1],
     )

@@ -8,6 +8,7 @@ from gateway.models import DedupSuggestion, Follower, Request
 
 from .support.plans import plan, statements_of
 from .support.servers import wait_until
+from .support.staff import make_user, sign_in
 
 WELLINGTON = {"lat": 45.4405, "lon": -75.7190, "address": "145, rue Wellington"}
 
@@ -250,7 +251,7 @@ def test_agent_links_a_phone_to_a_requester_then_their_call_joins_the_request(cl
     assert bad.status_code == 400
 
 
-def test_track_page_of_a_duplicate_points_to_the_master_without_personal_data(client, auth):
+def test_track_page_of_a_duplicate_points_to_the_master_without_personal_data(client, auth, runtime):
     first = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="marie.tremblay@example.org")
     second = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="paul.roy@example.org")
 
@@ -259,8 +260,23 @@ def test_track_page_of_a_duplicate_points_to_the_master_without_personal_data(cl
     html = page.get_data(as_text=True)
     assert "Suivie sous le numéro" in html and f"/track/{first['code']}" in html
     assert "Liée à une demande sur le même problème" in html
-    assert "Changement d'état (Transmise au service → Liée à une autre demande)" in html  # not just "changed"
+    history = html.split("<ol", 1)[1].split("</ol>", 1)[0]
+    # Paul's report never went to a department (Marie's did): his history does not say it did
+    assert "Demande reçue" in history and "Transmise au service" not in history and "Changement d'état" not in history
     assert "paul" not in html.lower() and "marie" not in html.lower()
+    with runtime.db.session() as session:
+        paul = session.scalar(select(Request).where(Request.code == second["code"]))
+        assert not [d for d in paul.deliveries if d.purpose == "sink"]
+        assert "status_changed" not in [e.type for e in paul.events]
+
+    sign_in(client, make_user(runtime, "agent"))  # the agents' page says it too
+    staff = client.get(f"/inbox/r/{second['code']}?lang=fr").get_data(as_text=True)
+    assert "Service désigné, non transmise (doublon)" in staff and "Transmise au service responsable" not in staff
+
+    client.post(f"/api/v1/requests/{first['code']}/status", json={"status": "in_progress"}, headers=auth)
+    master = client.get(f"/track/{first['code']}?lang=fr").get_data(as_text=True)
+    assert "Transmise au service" in master  # Marie's did go
+    assert "Changement d'état (Transmise au service → En cours)" in master  # what changed, not just "changed"
 
 
 def test_rejecting_an_urgent_automatic_link_undoes_it(client, auth):
