@@ -49,6 +49,22 @@ def test_neighbour_reporting_same_pothole_is_linked_told_and_notified_at_resolut
     assert len(department) == 1 and first["code"] in department[0]["Subject"]  # handled once
 
 
+def test_a_duplicate_unmerged_by_an_agent_goes_to_the_department_then(client, auth, smtp_server):
+    first = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="marie.tremblay@example.org")
+    second = submit(client, auth, "Gros nid-de-poule devant le 145 rue Wellington", email="paul.roy@example.org")
+    assert second["duplicate_of"] == first["code"]
+    wait_until(lambda: smtp_server.to("travaux.publics@bellerive.example.org"))
+    assert [first["code"] in m["Subject"] for m in smtp_server.to("travaux.publics@bellerive.example.org")] == [True]
+
+    unmerged = client.delete(f"/api/v1/requests/{second['code']}/duplicate-of", json={"actor": "agent1"}, headers=auth)
+    assert unmerged.status_code == 200 and unmerged.get_json()["status"] == "routed"
+    sent = wait_until(lambda: [m for m in smtp_server.to("travaux.publics@bellerive.example.org")
+                               if second["code"] in m["Subject"]])
+    assert len(sent) == 1  # it never went before: it goes now, once
+    history = [e["type"] for e in detail(client, auth, second["code"])["events"]]
+    assert history.count("duplicate_linked") == 1 and history.count("duplicate_unlinked") == 1
+
+
 def test_same_citizen_writing_again_on_another_channel_joins_their_request(client, auth):
     first = submit(client, auth, "Le lampadaire devant le 22 rue Principale est éteint depuis trois soirs.",
                    email="lea.gagnon@example.org", phone="514 555-0147",
