@@ -20,6 +20,7 @@ from adapters.errors import UnsupportedEventError
 from normalizer import resolve_citizen
 from normalizer.canonical import Normalized
 
+from . import tracking
 from .models import (
     OPEN_STATUSES,
     Citizen,
@@ -128,7 +129,7 @@ def _set_language(session, runtime, citizen: Citizen | None, language: str) -> s
 def _status(session, runtime, citizen, message: Normalized, language: str) -> tuple[Request | None, str]:
     """The request(s) asked about, and the reply. A quoted code is public (like /track)."""
     if message.reference_codes:
-        found = session.scalar(select(Request).where(Request.code == message.reference_codes[0]))
+        found = tracking.find(session, message.reference_codes[0])
         if found is None:
             return None, _render(runtime, "chat_status_unknown", language, {"code": message.reference_codes[0]})
         requests = [found]

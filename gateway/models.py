@@ -65,7 +65,8 @@ class InboundMessage(Base):
 
     __tablename__ = "inbound_messages"
     __table_args__ = (UniqueConstraint("channel", "provider_id", name="uq_inbound_provider"),
-                      Index("ix_inbound_messages_state_id", "state", "id"))  # waiting, in order
+                      Index("ix_inbound_messages_state_id", "state", "id"),  # waiting, in order
+                      Index("ix_inbound_messages_reserved_code", "reserved_code"))  # gateway/tracking.py
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))  # the adapter that parses it

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import tracking
 from gateway.models import OPEN_STATUSES, Citizen, Delivery, Follower, Message, Request
 
 from .canonical import Normalized
@@ -37,7 +38,7 @@ def find_conversation(session: Session, message: Normalized, citizen: Citizen | 
         if ours is not None:
             return ours
     for code in message.reference_codes:
-        request = session.scalar(select(Request).where(Request.code == code))
+        request = tracking.find(session, code)  # or the request the message given this code joined
         if request is not None and _concerns(session, request, citizen):
             return request
     if message.channel in CHAT_CHANNELS and received_at is not None and chat_window:

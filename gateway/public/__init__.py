@@ -17,7 +17,7 @@ from sqlalchemy import select
 from adapters.errors import MalformedPayloadError
 from normalizer.codes import find_codes
 
-from .. import intake
+from .. import intake, tracking
 from ..forms import submission_from_form
 from ..i18n import current_language
 from ..models import Request
@@ -62,7 +62,11 @@ def track(code: str):
     with runtime.db.session() as session:
         found = session.scalar(select(Request).where(Request.code == code.upper()))
         if found is None:
-            abort(404)
+            joined = tracking.joined(session, code)
+            if joined is None:
+                abort(404)
+            return redirect(url_for("public.track", code=joined.code, **{"from": code.upper()}))
+        given = _given_code(session, found, request.args.get("from", ""))
         book = runtime.rules.current
         language = current_language()
         return render_template(
@@ -73,8 +77,18 @@ def track(code: str):
             district=book.areas.districts[found.district].name if found.district in book.areas.districts else None,
             history=public_history(found),
             just_created=request.args.get("new") == "1",
+            given=given,
             timezone=book.timezone,
         )
+
+
+def _given_code(session, found: Request, given: str) -> str:
+    """The code the citizen came with (``?from=``), when it is another that leads here."""
+    given = given.strip().upper()[:32]
+    if not given or given == found.code:
+        return ""
+    joined = tracking.joined(session, given)
+    return given if joined is not None and joined.id == found.id else ""
 
 
 @bp.get("/healthz")

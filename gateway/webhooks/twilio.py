@@ -29,7 +29,7 @@ from normalizer.language import detect
 from normalizer.phone import to_e164
 from normalizer.text import clean, fold
 
-from .. import labels
+from .. import labels, tracking
 from ..intake import insert_inbound, write
 from ..models import (
     OPEN_STATUSES,
@@ -178,6 +178,10 @@ def _open_conversation(runtime, book, connection, phone: str | None, text: str, 
     for candidate in mine:
         if candidate.code in quoted:
             return candidate.code
+    leads = set(tracking.joined_codes(connection, quoted).values())  # codes given for messages that joined one
+    for candidate in mine:
+        if candidate.code in leads:
+            return candidate.code
     latest = max(mine, key=lambda row: row.last_in or _NEVER)
     minutes = float(runtime.settings.get("TWILIO_CONVERSATION_MINUTES") or DEFAULT_THREAD_MINUTES)
     if latest.last_in is None or utcnow() - latest.last_in > timedelta(minutes=minutes):
@@ -221,7 +225,7 @@ def _status_answer(rest: str, phone: str | None, language: str, city: str) -> st
     codes = find_codes(rest, book.city.code_prefix)
     with _runtime().db.session() as session:
         if codes:
-            found = list(session.scalars(select(Request).where(Request.code.in_(codes))))
+            found = list({r.id: r for r in (tracking.find(session, code) for code in codes[:3]) if r}.values())
         elif rest.strip():
             return words["status_unknown"].format(city=city)
         else:

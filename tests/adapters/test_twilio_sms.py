@@ -267,6 +267,50 @@ def test_sms_after_the_window_opens_a_new_request(make_app, twilio):
     assert "Votre numéro de suivi est" in answer and code_in(answer) != first
 
 
+def test_the_code_an_sms_was_given_still_leads_to_the_request_it_joined(make_app, twilio):
+    """After the window, the same complaint again gets a new code in the answer; the pipeline
+    then finds the sender's open request about it and adds the message there (same citizen,
+    same problem). The code they were given must not lead nowhere."""
+    app = make_app(**twilio_settings(twilio), TWILIO_CONVERSATION_MINUTES="0")
+    runtime, client = app.extensions["runtime"], app.test_client()
+    pothole = sms("sms__pothole_fr")
+    first = code_in(post(client, pothole).get_data(as_text=True))
+    request_by_code(runtime, first)
+    again = {**pothole, "params": {**pothole["params"], "SmsSid": "SM0000000000000000000000000000AGAIN",
+                                   "SmsMessageSid": "SM0000000000000000000000000000AGAIN",
+                                   "MessageSid": "SM0000000000000000000000000000AGAIN"}}
+    given = code_in(post(client, again).get_data(as_text=True))
+    assert given != first
+
+    def joined():
+        with runtime.db.session() as session:
+            return session.scalar(select(InboundMessage.request_id).where(InboundMessage.reserved_code == given))
+    wait_until(joined)
+    assert count(runtime, Request) == 1  # one problem, one request: the message joined it
+
+    page = client.get(f"/track/{given}?lang=fr")
+    assert page.status_code == 302 and page.headers["Location"].endswith(f"/track/{first}?from={given}")
+    shown = client.get(page.headers["Location"]).get_data(as_text=True)
+    assert f"Le numéro {given} mène à cette demande" in shown
+    status = post(client, sms("sms__status_with_code"), replace={"code": given}).get_data(as_text=True)
+    assert first in status and "Transmise au service" in status
+
+    quoting = {**again, "params": {**again["params"], "Body": f"{given} : le trou est encore plus gros ce matin",
+                                   "SmsSid": "SM00000000000000000000000000QUOTING",
+                                   "SmsMessageSid": "SM00000000000000000000000000QUOTING",
+                                   "MessageSid": "SM00000000000000000000000000QUOTING"}}
+    answer = post(client, quoting).get_data(as_text=True)
+    assert first in answer and "Votre numéro de suivi est" not in answer  # added to it, not a new code
+    wait_until(lambda: len(_messages(runtime, first)) == 3)
+    assert count(runtime, Request) == 1
+
+
+def _messages(runtime, code: str) -> list[str]:
+    with runtime.db.session() as session:
+        return list(session.scalars(select(Message.body).join(Request).where(Request.code == code,
+                                                                             Message.direction == "in")))
+
+
 # --- STATUS / STATUT ---------------------------------------------------------------------------
 
 def test_status_with_a_code_answers_the_current_status(twilio_client, twilio_runtime):

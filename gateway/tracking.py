@@ -1,0 +1,39 @@
+"""A tracking code → its request, for every look-up a citizen makes with one.
+
+A code is a request's own, or one drawn for a message when it arrived, because its answer
+had to carry it (an SMS's reply, a voicemail's code read aloud, a form whose processing was
+delayed). That message usually becomes the request with that code; but the pipeline may add
+it to another request instead: the same citizen writing again about the same open problem
+(dedup/same_citizen.py), or continuing a conversation. The code they were given then leads
+to the request their message joined, never nowhere.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, select
+
+from .models import InboundMessage, Request
+
+
+def find(session, code: str) -> Request | None:
+    """The request ``code`` names: its own, or the one the message given it joined."""
+    code = code.strip().upper()
+    return session.scalar(select(Request).where(Request.code == code)) or joined(session, code)
+
+
+def joined(session, code: str) -> Request | None:
+    """The request a message given ``code`` (that no request has) was added to."""
+    return session.scalar(select(Request).join(InboundMessage, InboundMessage.request_id == Request.id)
+                          .where(InboundMessage.reserved_code == code.strip().upper()).limit(1))
+
+
+def joined_codes(connection, codes) -> dict[str, str]:
+    """{code given: code of the request its message joined} for those of ``codes`` that lead
+    to another request; Core, for the webhooks' connections."""
+    return dict(connection.execute(_JOINED_CODES, {"codes": sorted(codes)}).all()) if codes else {}
+
+
+_JOINED_CODES = (select(InboundMessage.reserved_code, Request.code)
+                 .join(Request, Request.id == InboundMessage.request_id)
+                 .where(InboundMessage.reserved_code.in_(bindparam("codes", expanding=True)),
+                        Request.code != InboundMessage.reserved_code))
