@@ -26,11 +26,13 @@ WINDOWS = {"messenger": timedelta(hours=24)}
 _env = SandboxedEnvironment(autoescape=False)
 
 
-def choose_channel(runtime, request: Request, citizen: Citizen | None) -> tuple[str, str] | None:
-    """(channel, address) to write to, or None when the citizen cannot be reached."""
+def choose_channel(runtime, request: Request, citizen: Citizen | None,
+                   prefer: str | None = None) -> tuple[str, str] | None:
+    """(channel, address) to write to, or None when the citizen cannot be reached. ``prefer``:
+    the channel of the message answered, when it is not the request's."""
     if citizen is None or not citizen.consent:
         return None
-    order = [request.channel, citizen.preferred_channel, "email", "sms", "messenger", "telegram"]
+    order = [prefer, request.channel, citizen.preferred_channel, "email", "sms", "messenger", "telegram"]
     for channel in dict.fromkeys(c for c in order if c in CONTACT_FOR_CHANNEL):
         point = citizen.contact(CONTACT_FOR_CHANNEL[channel])
         if point is not None and not point.opted_out and runtime.outbound(channel) is not None \
@@ -82,23 +84,25 @@ def _compiled(source: str):
 
 def notify(session, runtime, request: Request, citizen: Citizen | None, kind: str, template: str,
            key: str, extra: dict | None = None, fresh: bool = False, thread: list[tuple] | None = None,
-           into: list[dict] | None = None):
+           into: list[dict] | None = None, prefer: str | None = None):
     """Queue one message to the citizen; records why when it cannot be sent. ``fresh``: the
     request was created in this transaction, so no delivery can hold ``key`` (it carries the
     new code) and the row is inserted without a look-up (gateway/fresh.py); with ``into``, it
     is appended there instead, for the caller to insert with its other fresh rows in one
     statement (None is returned). ``thread``: the request's e-mail messages when the caller
-    knows them (mail_thread.thread_fields)."""
-    target = choose_channel(runtime, request, citizen)
-    closed = _window_closed(citizen, request.channel)
+    knows them (mail_thread.thread_fields). ``prefer``: the channel to answer on first (the
+    message answered came on it)."""
+    target = choose_channel(runtime, request, citizen, prefer)
+    first = prefer or request.channel
+    closed = _window_closed(citizen, first)
     if closed:
         session.add(Event(request_id=request.id, actor="system:notify", type="not_deliverable_on_channel",
-                          data={"kind": kind, "channel": request.channel, "reason": "messaging window closed",
+                          data={"kind": kind, "channel": first, "reason": "messaging window closed",
                                 "instead": target[0] if target else None}))
     if target is None:
         reason = "no reachable contact point" if citizen is not None else "no contact given"
         if closed:
-            reason = f"{request.channel} messaging window closed and no other contact point"
+            reason = f"{first} messaging window closed and no other contact point"
         session.add(Event(request_id=request.id, actor="system:notify", type="notification_skipped",
                           data={"kind": kind, "reason": reason}))
         return None

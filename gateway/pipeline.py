@@ -165,7 +165,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
         existing = session.get(Request, dedup.request_id)
         session.add(Event(request_id=existing.id, actor="system:dedup", type="dedup_joined", data=dedup.as_dict()))
         _add_to_conversation(session, runtime, existing, message, inbound)
-        return []
+        return _tell_joined(session, runtime, existing, citizen, message, parsed, inbound)
 
     report = Report(created_at=inbound.received_at, text=message.text, category=decision.category,
                     lat=message.lat, lon=message.lon, address=message.address, language=message.language,
@@ -218,6 +218,17 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
     return [d.id for d in deliveries if d.state == "pending"]
+
+
+def _tell_joined(session, runtime, request: Request, citizen, message, parsed, inbound) -> list[int]:
+    """A citizen writing again about their open request (not a reply: a new message, perhaps
+    on another channel) is told, on that channel, that it was added to it: no second request.
+    Not when the channel's own answer already spoke (an SMS's TwiML, the API and forms)."""
+    if message.channel in SYNC_ACK_CHANNELS or parsed.acknowledged:
+        return []
+    delivery = notify(session, runtime, request, citizen, "message_added", "message_added",
+                      f"{request.code}:notify:added:{inbound.id}", thread=_thread_of(message), prefer=message.channel)
+    return [delivery.id] if delivery is not None and delivery.state == "pending" else []
 
 
 def _thread_of(message) -> list[tuple]:

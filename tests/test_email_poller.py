@@ -165,6 +165,28 @@ def test_citizen_email_becomes_request_and_gets_threaded_acknowledgement(runtime
     assert "marie" not in logged and "wellington" not in logged and PASSWORD not in logged  # privacy
 
 
+def test_a_new_email_about_the_same_open_problem_is_added_to_it_and_the_citizen_told_so(runtime, dovecot, smtp_server):
+    dovecot.deliver(citizen_mail(POTHOLE, "Nid-de-poule rue Wellington")[0])
+    poller(runtime).poll_once()
+    [request] = requests(runtime)
+    wait_until(lambda: smtp_server.to("marie.tremblay@example.org"))
+
+    # Days later, a new e-mail (not a reply to ours) about the same hole: no second request.
+    raw, message_id = citizen_mail("Bonjour, le gros nid-de-poule devant le 145 rue Wellington est toujours là, "
+                                   "les voitures font des écarts dangereux.", "Toujours le trou rue Wellington")
+    dovecot.deliver(raw)
+    poller(runtime).poll_once()
+
+    assert [r.code for r in requests(runtime)] == [request.code]
+    assert [m.external_id for m in messages_of(runtime, request.code) if m.direction == "in"][1] == message_id
+    told = wait_until(lambda: [m for m in smtp_server.to("marie.tremblay@example.org")
+                               if "ajouté" in m["Subject"]])
+    assert len(told) == 1 and request.code in told[0]["Subject"]
+    assert told[0]["In-Reply-To"] == message_id  # in the thread of the e-mail it answers
+    assert "plutôt que d'ouvrir une deuxième demande" in told[0].get_body(("plain",)).get_content()
+    assert len(smtp_server.to("travaux.publics@bellerive.example.org")) == 1  # the department is not sent it again
+
+
 def test_reply_lands_in_the_right_request_with_quotes_stripped(runtime, dovecot, smtp_server):
     dovecot.deliver(citizen_mail(POTHOLE, "Nid-de-poule rue Wellington")[0])
     dovecot.deliver(citizen_mail("Le lampadaire du parc Jacques-Cartier est éteint depuis trois jours.",
