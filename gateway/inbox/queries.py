@@ -26,7 +26,15 @@ from sqlalchemy.orm import aliased, lazyload
 from normalizer.phone import to_e164
 
 from ..ids import database_id
-from ..models import OPEN_STATUSES, REQUEST_STATUSES, ContactPoint, DedupSuggestion, Request, utcnow
+from ..models import (
+    OPEN_STATUSES,
+    REQUEST_STATUSES,
+    ContactPoint,
+    DedupSuggestion,
+    InboundMessage,
+    Request,
+    utcnow,
+)
 
 PAGE_SIZE = 50
 COUNT_CAP = 1_000
@@ -137,8 +145,9 @@ def search_condition(text: str, region: str, sees_contacts: bool):
     """A tracking code, a citizen's e-mail or phone (for roles that may see them), or words
     found in the subject, the description or the address (every word must appear)."""
     text = text.strip()
-    if CODE.match(text):
-        return Request.code == text.upper()
+    if CODE.match(text):  # or the code a message was given before it joined this request (gateway/tracking.py)
+        given = select(InboundMessage.request_id).where(InboundMessage.reserved_code == text.upper())
+        return or_(Request.code == text.upper(), Request.id.in_(given))
     if sees_contacts and "@" in text and " " not in text:
         return Request.citizen_id.in_(_citizens_with("email", text.lower()))
     phone = to_e164(text, region) if sees_contacts and re.fullmatch(r"[+\d\s().-]{7,}", text) else None

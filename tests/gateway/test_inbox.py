@@ -8,7 +8,17 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.inbox import queries
-from gateway.models import Attachment, Delivery, Event, Follower, Message, Request, utcnow
+from gateway.models import (
+    Attachment,
+    Delivery,
+    Event,
+    Follower,
+    InboundMessage,
+    Message,
+    Request,
+    utcnow,
+)
+from normalizer.codes import new_code
 from tests.support.servers import wait_until
 from tests.support.staff import csrf, fixture, make_user, post_form, sign_in, submit
 
@@ -71,6 +81,19 @@ def test_search_finds_code_words_street_and_contacts(client, seeded, agent):
     assert seeded["light"] in page(client, "/inbox/?q=john.smith@example.org")
     found = page(client, "/inbox/?q=819-555-0177")
     assert seeded["water"] in found and seeded["light"] not in found
+
+
+def test_search_by_a_code_given_for_a_message_that_joined_a_request_finds_that_request(client, runtime, seeded, agent):
+    """A citizen on the phone reads the code their second SMS was answered with; that message
+    was added to their open request (gateway/tracking.py): the agent finds that request."""
+    given = new_code("R", 2026)
+    with runtime.db.session() as db:
+        light = db.scalar(select(Request).where(Request.code == seeded["light"]))
+        db.add(InboundMessage(channel="twilio_sms", provider_id="SM-again", body=b"", reserved_code=given,
+                              state="processed", request_id=light.id))
+    found = page(client, f"/inbox/?q={given.lower()}")
+    assert seeded["light"] in found and seeded["water"] not in found
+    assert seeded["light"] not in page(client, f"/inbox/?q={new_code('R', 2026)}")  # another code: nothing
 
 
 def test_read_only_roles_see_history_but_no_contact_details(client, runtime, seeded):
