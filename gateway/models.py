@@ -65,8 +65,7 @@ class InboundMessage(Base):
 
     __tablename__ = "inbound_messages"
     __table_args__ = (UniqueConstraint("channel", "provider_id", name="uq_inbound_provider"),
-                      Index("ix_inbound_messages_state_id", "state", "id"),  # waiting, in order
-                      Index("ix_inbound_messages_reserved_code", "reserved_code"))  # gateway/tracking.py
+                      Index("ix_inbound_messages_state_id", "state", "id"))  # waiting, in order
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))  # the adapter that parses it
@@ -230,6 +229,18 @@ class Follower(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
     citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GivenCode(Base):
+    """A tracking code a citizen was given for a message that then joined another request
+    (the same problem written again, a conversation continued): it leads to that request
+    (gateway/tracking.py). Written only then, so that intake pays nothing for it."""
+
+    __tablename__ = "given_codes"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -22,7 +22,7 @@ from dedup import Report, cross_citizen, current_rules, same_citizen, stored_key
 from normalizer import find_conversation, normalize, resolve_citizen
 from router import Facts, decide
 
-from . import attachments, chat, closure, replies
+from . import attachments, chat, closure, replies, tracking
 from .bounces import record_bounce
 from .deferral import NotYet, defer, wait_for_reserved
 from .duplicates import apply_decision, born_duplicate, master_for_new
@@ -321,6 +321,7 @@ def _add_message(session, runtime, request: Request, message, inbound: InboundMe
 
 
 def _add_to_conversation(session, runtime, request: Request, message, inbound: InboundMessage) -> None:
+    tracking.given(session, inbound, request)  # the code its sender was given leads here
     _add_message(session, runtime, request, message, inbound)
     session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="message_added",
                       data={"inbound": inbound.id}))

@@ -5,14 +5,14 @@ had to carry it (an SMS's reply, a voicemail's code read aloud, a form whose pro
 delayed). That message usually becomes the request with that code; but the pipeline may add
 it to another request instead: the same citizen writing again about the same open problem
 (dedup/same_citizen.py), or continuing a conversation. The code they were given then leads
-to the request their message joined, never nowhere.
+to the request their message joined (``given``, table given_codes), never nowhere.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select
 
-from .models import InboundMessage, Request
+from .models import GivenCode, Request
 
 
 def find(session, code: str) -> Request | None:
@@ -23,8 +23,8 @@ def find(session, code: str) -> Request | None:
 
 def joined(session, code: str) -> Request | None:
     """The request a message given ``code`` (that no request has) was added to."""
-    return session.scalar(select(Request).join(InboundMessage, InboundMessage.request_id == Request.id)
-                          .where(InboundMessage.reserved_code == code.strip().upper()).limit(1))
+    return session.scalar(select(Request).join(GivenCode, GivenCode.request_id == Request.id)
+                          .where(GivenCode.code == code.strip().upper()))
 
 
 def joined_codes(connection, codes) -> dict[str, str]:
@@ -33,7 +33,13 @@ def joined_codes(connection, codes) -> dict[str, str]:
     return dict(connection.execute(_JOINED_CODES, {"codes": sorted(codes)}).all()) if codes else {}
 
 
-_JOINED_CODES = (select(InboundMessage.reserved_code, Request.code)
-                 .join(Request, Request.id == InboundMessage.request_id)
-                 .where(InboundMessage.reserved_code.in_(bindparam("codes", expanding=True)),
-                        Request.code != InboundMessage.reserved_code))
+def given(session, inbound, request) -> None:
+    """``inbound`` was added to ``request``: the code its sender was given for it, if any and
+    not the request's own, leads there from now on."""
+    code = inbound.reserved_code
+    if code and code != request.code and session.get(GivenCode, code) is None:
+        session.add(GivenCode(code=code, request_id=request.id))
+
+
+_JOINED_CODES = (select(GivenCode.code, Request.code).join(Request, Request.id == GivenCode.request_id)
+                 .where(GivenCode.code.in_(bindparam("codes", expanding=True))))

@@ -31,7 +31,7 @@ from ..models import (
     REQUEST_STATUSES,
     ContactPoint,
     DedupSuggestion,
-    InboundMessage,
+    GivenCode,
     Request,
     utcnow,
 )
@@ -148,9 +148,8 @@ def search_condition(text: str, region: str, sees_contacts: bool):
     if CODE.match(text):  # or the code a message was given before it joined this request (gateway/tracking.py)
         # One IN over a UNION, not an OR: PostgreSQL turns it into a join on the two indexes
         # (an OR with a subquery would filter every request).
-        return Request.id.in_(union(
-            select(Request.id).where(Request.code == text.upper()),
-            select(InboundMessage.request_id).where(InboundMessage.reserved_code == text.upper())))
+        return Request.id.in_(union(select(Request.id).where(Request.code == text.upper()),
+                                    select(GivenCode.request_id).where(GivenCode.code == text.upper())))
     if sees_contacts and "@" in text and " " not in text:
         return Request.citizen_id.in_(_citizens_with("email", text.lower()))
     phone = to_e164(text, region) if sees_contacts and re.fullmatch(r"[+\d\s().-]{7,}", text) else None

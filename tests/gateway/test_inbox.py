@@ -13,7 +13,7 @@ from gateway.models import (
     Delivery,
     Event,
     Follower,
-    InboundMessage,
+    GivenCode,
     Message,
     Request,
     utcnow,
@@ -89,8 +89,7 @@ def test_search_by_a_code_given_for_a_message_that_joined_a_request_finds_that_r
     given = new_code("R", 2026)
     with runtime.db.session() as db:
         light = db.scalar(select(Request).where(Request.code == seeded["light"]))
-        db.add(InboundMessage(channel="twilio_sms", provider_id="SM-again", body=b"", reserved_code=given,
-                              state="processed", request_id=light.id))
+        db.add(GivenCode(code=given, request_id=light.id))
     found = page(client, f"/inbox/?q={given.lower()}")
     assert seeded["light"] in found and seeded["water"] not in found
     assert seeded["light"] not in page(client, f"/inbox/?q={new_code('R', 2026)}")  # another code: nothing

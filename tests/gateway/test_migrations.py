@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from gateway.db import alembic_config, upgrade
-from gateway.models import Base, Citizen, ContactPoint
+from gateway.models import Base, Citizen, ContactPoint, InboundMessage, Request, utcnow
 from tests.support.servers import wait_until
 
 
@@ -112,3 +112,27 @@ def _valid(engine, name: str) -> bool | None:
         return connection.execute(text(
             "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = :name"),
             {"name": name}).scalar()
+
+
+def test_codes_given_for_messages_already_joined_lead_to_their_requests_after_the_upgrade(database_url):
+    """0015: an SMS joined to another request before this version keeps a working code."""
+    command.downgrade(alembic_config(database_url), "0014_delivery_external_id")
+    engine = create_engine(database_url)
+    with Session(engine) as session:
+        request = Request(code="R-2026-1000007", status="routed", channel="sms", language="fr", description="Trou")
+        session.add(request)
+        session.flush()
+        done = {"state": "processed", "request_id": request.id, "processed_at": utcnow()}
+        session.add_all([
+            InboundMessage(channel="twilio_sms", provider_id="SM-first", body=b"", reserved_code=request.code, **done),
+            InboundMessage(channel="twilio_sms", provider_id="SM-again", body=b"", reserved_code="R-2026-2000004",
+                           **done),  # joined the first one's request
+            InboundMessage(channel="twilio_sms", provider_id="SM-waiting", body=b"", reserved_code="R-2026-3000001"),
+        ])
+        session.commit()
+        request_id = request.id
+    upgrade(database_url)
+    with engine.connect() as connection:
+        given = connection.execute(text("SELECT code, request_id FROM given_codes")).all()
+    engine.dispose()
+    assert [tuple(row) for row in given] == [("R-2026-2000004", request_id)]  # not its own code, nor a waiting one's
