@@ -131,6 +131,7 @@ class Submitted:
     code: str
     request_id: int | None
     created: bool
+    joined: bool = False  # added to an open request of the citizen's, not a request of its own
 
 
 def submit(runtime, document: dict, idempotency_key: str | None = None) -> Submitted:
@@ -163,5 +164,5 @@ def _outcome(runtime, inbound_id: int, created: bool) -> Submitted:
         inbound = session.get(InboundMessage, inbound_id)
         if inbound.request_id is not None:
             code = session.scalar(select(Request.code).where(Request.id == inbound.request_id))
-            return Submitted(code, inbound.request_id, created)
+            return Submitted(code, inbound.request_id, created, joined=code != inbound.reserved_code)
         return Submitted(inbound.reserved_code, None, created)

@@ -148,7 +148,7 @@ def walk_in():
     with runtime().db.session() as db:
         created = db.scalar(select(Request).where(Request.code == outcome.code))
         return render_template("walk_in_done.html", request_=created, code=outcome.code, book=book,
-                               user=current_user())
+                               user=current_user(), joined=outcome.joined)
 
 
 from . import detail  # noqa: E402,F401  (registers the request page's routes on bp)

@@ -41,7 +41,8 @@ def report():
         outcome = intake.submit(runtime, document)
     except MalformedPayloadError as exc:
         return render_template("report.html", form=request.form, error=exc), 400
-    return redirect(url_for("public.track", code=outcome.code, new=1), code=303)
+    shown = {"added": 1} if outcome.joined else {"new": 1}  # added: they had reported it already
+    return redirect(url_for("public.track", code=outcome.code, **shown), code=303)
 
 
 @bp.get("/track")
@@ -77,6 +78,7 @@ def track(code: str):
             district=book.areas.districts[found.district].name if found.district in book.areas.districts else None,
             history=public_history(found),
             just_created=request.args.get("new") == "1",
+            just_added=request.args.get("added") == "1",
             given=given,
             timezone=book.timezone,
         )

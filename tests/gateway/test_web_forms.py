@@ -47,6 +47,31 @@ def test_citizen_reports_on_the_web_and_lands_on_the_tracking_page(client, runti
     assert code in ack[0]["Subject"]
 
 
+def test_reporting_the_same_problem_again_says_it_was_added_to_the_open_request(client, runtime, agent):
+    def report(text: str):
+        token = csrf(client.get("/report?lang=fr").get_data(as_text=True))
+        response = client.post("/report", data={"csrf_token": token, "description": text, "email": "voisine@example.org",
+                                                "address": "8, rue des Érables", "preferred_channel": "email"})
+        return client.get(response.headers["Location"]).get_data(as_text=True)
+
+    first = report("Le lampadaire devant chez moi clignote toute la nuit")
+    again = report("Le lampadaire devant chez moi clignote encore toute la nuit")
+
+    code = re.search(r"R-\d{4}-\d{7}", first).group(0)
+    assert count(runtime) == 1 and code in again
+    assert "Vous nous aviez déjà signalé ce problème : votre message a été ajouté à votre demande" in again
+    assert "Merci! Votre demande a été reçue" not in again
+
+    sign_in(client, agent)  # at the counter, the same citizen by phone: the agent is told too
+    token = csrf(client.get("/inbox/walk-in?lang=fr").get_data(as_text=True))
+    counter = client.post("/inbox/walk-in", data={
+        "csrf_token": token, "channel": "phone", "language": "fr", "category": "", "address": "8, rue des Érables",
+        "description": "Le lampadaire devant chez elle clignote toute la nuit", "email": "voisine@example.org"})
+    page = counter.get_data(as_text=True)
+    assert count(runtime) == 1 and f'id="code">{code}<' in page
+    assert "Ajouté à une demande ouverte" in page and "Demande enregistrée" not in page
+
+
 def test_report_without_description_shows_error_and_stores_nothing(client, runtime):
     token = csrf(client.get("/report?lang=en").get_data(as_text=True))
 
