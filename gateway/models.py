@@ -240,7 +240,7 @@ class GivenCode(Base):
     __tablename__ = "given_codes"
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"))
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)  # shown on its page
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

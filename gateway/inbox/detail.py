@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .. import duplicates
 from ..auth import current_user, require_role
 from ..ids import database_id
-from ..models import Attachment, DedupSuggestion, Follower, Request, User, utcnow
+from ..models import Attachment, DedupSuggestion, Follower, GivenCode, Request, User, utcnow
 from ..notify import render
 from ..permissions import ANSWERS_CITIZENS, REPORTS_PROGRESS, SEES_ADDRESS, SEES_CONTACTS, can
 from ..status import TRANSITIONS, StatusError, change_status
@@ -43,6 +43,8 @@ def show(code: str):
         return render_template(
             "request.html", r=found, book=book, user=user, now=utcnow(),
             timeline=_timeline(found), followers=_followers(db, found),
+            given_codes=list(db.scalars(select(GivenCode.code).where(GivenCode.request_id == found.id)
+                                        .order_by(GivenCode.created_at))),
             duplicates=list(db.scalars(select(Request).where(Request.duplicate_of_id == found.id))),
             suggestions=_pending_suggestions(db, found),
             staff=list(db.scalars(select(User).where(User.active.is_(True),

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_index("ix_given_codes_request_id", "given_codes", ["request_id"])  # a new table: nothing waits
     op.execute("""
         INSERT INTO given_codes (code, request_id, created_at)
         SELECT inbound_messages.reserved_code, inbound_messages.request_id, MIN(inbound_messages.processed_at)
@@ -37,4 +38,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_given_codes_request_id", "given_codes")
     op.drop_table("given_codes")

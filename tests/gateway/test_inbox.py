@@ -92,6 +92,8 @@ def test_search_by_a_code_given_for_a_message_that_joined_a_request_finds_that_r
         db.add(GivenCode(code=given, request_id=light.id))
     found = page(client, f"/inbox/?q={given.lower()}")
     assert seeded["light"] in found and seeded["water"] not in found
+    shown = page(client, f"/inbox/r/{seeded['light']}?lang=fr")  # and its page says so
+    assert "Aussi connue sous" in shown and given in shown
     assert seeded["light"] not in page(client, f"/inbox/?q={new_code('R', 2026)}")  # another code: nothing
 
 
