@@ -108,6 +108,7 @@ def index():
             poll_seconds=runtime().settings["GATEWAY_INBOX_POLL_SECONDS"],
             last_id=max((r.id for r in page.rows), default=0), cap=queries.COUNT_CAP,
             sees_contacts=can(user, SEES_CONTACTS), choices=_choices(book), now=utcnow(),
+            reports=queries.reports_again(db, page.rows),
         )
 
 
@@ -130,7 +131,8 @@ def poll():
     since = request.args.get("since", type=database_id) or 0
     with runtime().db.session() as db:
         rows = queries.newer_than(db, where, since)
-        html = render_template("_inbox_rows.html", rows=rows, book=book, user=user, now=utcnow())
+        html = render_template("_inbox_rows.html", rows=rows, book=book, user=user, now=utcnow(),
+                               reports=queries.reports_again(db, rows))
     return jsonify(count=len(rows), last_id=max((r.id for r in rows), default=since), html=html)
 
 

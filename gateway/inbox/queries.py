@@ -197,6 +197,17 @@ def list_page(session, filters: Filters, where: list, size: int = PAGE_SIZE, cou
     return Page(rows=rows[:size], next_cursor=next_cursor, total=total, capped=total > COUNT_CAP)
 
 
+def reports_again(session, rows) -> dict[int, int]:
+    """{request id: how many other citizens' reports are linked to it as duplicates} for the
+    listed ``rows``: one grouped look-up on the duplicates' index. A problem many reported is
+    seen as such in the list."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return {}
+    return dict(session.execute(select(Request.duplicate_of_id, func.count()).where(Request.duplicate_of_id.in_(ids))
+                                .group_by(Request.duplicate_of_id)).all())
+
+
 def capped_count(session, where: list, cap: int = COUNT_CAP) -> int:
     """How many requests match, counting at most ``cap`` + 1 of them."""
     inner = select(literal(1)).select_from(Request).where(*where).limit(cap + 1).subquery()

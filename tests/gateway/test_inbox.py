@@ -245,13 +245,19 @@ def test_link_and_unlink_a_duplicate(client, runtime, agent):
         assert db.scalar(select(Follower.citizen_id).where(Follower.request_id == original.id)) == linked.citizen_id
     assert second in page(client, "/inbox/?duplicates=linked&status=all")
     assert first in page(client, "/inbox/?duplicates=originals")
+    assert "+1 signalement" in _row(page(client, "/inbox/?lang=fr"), first)  # seen as reported twice
 
     post_form(client, f"/inbox/r/{second}/unlink", {}, f"/inbox/r/{second}")
+    assert "signalement" not in _row(page(client, "/inbox/?lang=fr"), first)
 
     unlinked = get_request(runtime, second)
     assert unlinked.status == "routed" and unlinked.duplicate_of_id is None
     with runtime.db.session() as db:
         assert db.scalars(select(Follower).where(Follower.request_id == original.id)).all() == []
+
+
+def _row(listing: str, code: str) -> str:
+    return next(row for row in listing.split("<tr")[1:] if f">{code}</a>" in row)
 
 
 @pytest.mark.parametrize("original", ["self", "R-2026-0000001", ""])
