@@ -107,6 +107,12 @@ def test_agent_unlinks_an_automatic_duplicate_and_links_it_again(browse, runtime
     page.goto(f"/inbox/r/{codes['pothole']}")
     assert again in page.locator(".notice").first.inner_text()  # the original lists it
 
+    page.set_viewport_size({"width": 1280, "height": 900})  # the list: reported twice, and still fits
+    page.goto("/inbox/?lang=fr")
+    assert "+1 signalement" in page.locator("tr", has_text=codes["pothole"]).inner_text()
+    shoot(page, "inbox_1280")
+    assert page.evaluate("(el => el.scrollWidth <= el.clientWidth)(document.querySelector('.results'))")  # no scrolling sideways
+
 
 def test_walk_in_on_a_tablet_gives_the_code(browse, runtime, agent_email):
     page = browse(width=820, height=1180)  # a tablet at the counter, portrait
