@@ -13,7 +13,15 @@ from sqlalchemy import func, select
 from adapters.base import OutboundMessage
 from adapters.channels.twilio import TwilioSmsChannel, verify_signature
 from adapters.errors import PermanentDeliveryError, SignatureError, TransientDeliveryError
-from gateway.models import Attachment, ContactPoint, Event, InboundMessage, Message, Request
+from gateway.models import (
+    Attachment,
+    ContactPoint,
+    Delivery,
+    Event,
+    InboundMessage,
+    Message,
+    Request,
+)
 from gateway.status import change_status
 
 from ..support.servers import wait_until
@@ -287,6 +295,9 @@ def test_the_code_an_sms_was_given_still_leads_to_the_request_it_joined(make_app
             return session.scalar(select(InboundMessage.request_id).where(InboundMessage.reserved_code == given))
     wait_until(joined)
     assert count(runtime, Request) == 1  # one problem, one request: the message joined it
+    with runtime.db.session() as session:  # its TwiML answer was its acknowledgement: no second text
+        kinds = [d.settings.get("kind") for d in session.scalars(select(Delivery).where(Delivery.purpose == "notify"))]
+    assert "message_added" not in kinds
 
     page = client.get(f"/track/{given}?lang=fr")
     assert page.status_code == 302 and page.headers["Location"].endswith(f"/track/{first}?from={given}")
