@@ -12,7 +12,7 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import duplicates
+from .. import duplicates, tracking
 from ..auth import current_user, require_role
 from ..ids import database_id
 from ..models import Attachment, DedupSuggestion, Follower, GivenCode, Request, User, utcnow
@@ -39,7 +39,12 @@ def show(code: str):
     user = current_user()
     book = runtime().rules.current
     with runtime().db.session() as db:
-        found = _load(db, code)
+        found = db.scalar(select(Request).where(Request.code == code.upper()))
+        if found is None:
+            joined = tracking.joined(db, code)  # a code the citizen was given, read out on the phone
+            if joined is None:
+                abort(404)
+            return redirect(url_for("inbox.show", code=joined.code))
         return render_template(
             "request.html", r=found, book=book, user=user, now=utcnow(),
             timeline=_timeline(found), followers=_followers(db, found),

@@ -94,6 +94,8 @@ def test_search_by_a_code_given_for_a_message_that_joined_a_request_finds_that_r
     assert seeded["light"] in found and seeded["water"] not in found
     shown = page(client, f"/inbox/r/{seeded['light']}?lang=fr")  # and its page says so
     assert "Aussi connue sous" in shown and given in shown
+    typed = client.get(f"/inbox/r/{given}")  # the code typed into the address: that request
+    assert typed.status_code == 302 and typed.headers["Location"].endswith(f"/inbox/r/{seeded['light']}")
     assert seeded["light"] not in page(client, f"/inbox/?q={new_code('R', 2026)}")  # another code: nothing
 
 
