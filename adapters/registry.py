@@ -30,8 +30,8 @@ INBOUND = {
 # Channels that can write back to a citizen, by channel name.
 OUTBOUND = {
     "email": EmailChannel.from_settings,
-    "messenger": MessengerChannel.from_settings,
-    "telegram": TelegramChannel.from_settings,
+    "messenger": MessengerChannel.for_sending,
+    "telegram": TelegramChannel.for_sending,
     "sms": TwilioSmsChannel.from_settings,
 }
 

@@ -171,7 +171,8 @@ def _send(runtime, row, summaries: dict):
         return sink.deliver(summaries[row.request_id], {**row.settings, "attempt": row.attempts}, row.idempotency_key)
     channel = runtime.outbound(row.target)
     if channel is None:
-        raise AdapterMisconfiguredError(f"no outbound adapter for {row.target}")
+        raise AdapterMisconfiguredError(runtime.misconfiguration("outbound", row.target)
+                                        or f"no outbound adapter for {row.target}")
     # The attempt and the row's creation likewise: a channel without idempotency keys (SMS)
     # looks for an earlier, unrecorded send made since the message was queued.
     return channel.send(OutboundMessage(idempotency_key=row.idempotency_key, attempt=row.attempts,

@@ -40,8 +40,17 @@ class Runtime:
         try:
             return self._adapter("outbound", channel, registry.OUTBOUND)
         except AdapterMisconfiguredError as exc:  # disabled, shown in health; others still work
-            self.record_health(f"notify:{channel}", ok=False, detail=str(exc))
+            self.record_health(f"notify:{channel}", ok=False, detail=f"{type(exc).__name__}: {exc}")
             return None
+
+    def misconfiguration(self, kind: str, name: str) -> str | None:
+        """Why the adapter ``name`` ("inbound", "outbound" or "sink") cannot be built, or None."""
+        table = {"inbound": registry.INBOUND, "outbound": registry.OUTBOUND, "sink": registry.SINKS}[kind]
+        try:
+            self._adapter(kind, name, table)
+        except AdapterMisconfiguredError as exc:
+            return str(exc)
+        return None
 
     def _adapter(self, kind: str, name: str, table: dict):
         key = (kind, name)

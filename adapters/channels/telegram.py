@@ -99,6 +99,13 @@ class TelegramChannel:
     def from_settings(cls, settings) -> TelegramChannel:
         return cls(settings.get("TELEGRAM_BOT_TOKEN"), str(settings.get("TELEGRAM_API_BASE") or DEFAULT_API_BASE))
 
+    @classmethod
+    def for_sending(cls, settings) -> TelegramChannel:
+        """Raises AdapterMisconfiguredError without a bot token: nothing could be sent."""
+        if not settings.get("TELEGRAM_BOT_TOKEN"):
+            raise AdapterMisconfiguredError("TELEGRAM_BOT_TOKEN is not set")
+        return cls.from_settings(settings)
+
     # --- parsing ---
 
     def parse(self, raw: RawInbound) -> CitizenMessage:

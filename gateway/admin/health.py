@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from adapters import registry
-from adapters.errors import AdapterMisconfiguredError
 
 from ..models import Delivery, InboundMessage
 
@@ -27,9 +26,9 @@ class AdapterHealth:
 
 
 def report(runtime, session) -> list[AdapterHealth]:
-    rows = [_probe(runtime, "inbound", name, runtime.inbound_parser) for name in registry.INBOUND]
-    rows += [_probe(runtime, "outbound", name, runtime.outbound) for name in registry.OUTBOUND]
-    rows += [_probe(runtime, "sink", name, runtime.sink) for name in registry.SINKS]
+    rows = [AdapterHealth(kind, name, runtime.misconfiguration(kind, name))
+            for kind, names in (("inbound", registry.INBOUND), ("outbound", registry.OUTBOUND),
+                                ("sink", registry.SINKS)) for name in names]
     _add_deliveries(session, rows)
     _add_inbound(session, rows)
     for row in rows:
@@ -39,15 +38,6 @@ def report(runtime, session) -> list[AdapterHealth]:
         if row.last_error and row.last_error.startswith("AdapterMisconfiguredError") and not row.misconfigured:
             row.misconfigured = row.last_error.split(": ", 1)[-1]  # found when it last tried to send
     return rows
-
-
-def _probe(runtime, kind: str, name: str, build) -> AdapterHealth:
-    row = AdapterHealth(kind, name)
-    try:
-        build(name)
-    except AdapterMisconfiguredError as exc:
-        row.misconfigured = str(exc)
-    return row
 
 
 def _add_deliveries(session, rows: list[AdapterHealth]) -> None:

@@ -145,6 +145,28 @@ def test_health_shows_a_misconfigured_channel(make_app, config_dir):
     assert "Misconfigured" in page and "SMTP_HOST and SMTP_FROM must be set" in page
 
 
+def _health_row(page: str, kind: str, name: str) -> str:
+    rows = re.findall(r'<tr><th scope="row">([a-z0-9_]+)</th>\s*<td>([^<]+)</td>(.*?)</tr>', page, re.S)
+    return next(rest for adapter, shown, rest in rows if adapter == name and shown == kind)
+
+
+def test_health_shows_channels_to_citizens_that_cannot_send(make_app, config_dir):
+    """Without Twilio, Messenger or Telegram credentials (the sample city's default), replies
+    to citizens cannot go out on those channels: the console says so, and why, instead of
+    "OK"; e-mail, which is configured, stays OK."""
+    app = make_app(GATEWAY_CONFIG_DIR=str(config_dir), TWILIO_ACCOUNT_SID=None, TWILIO_AUTH_TOKEN=None,
+                   MESSENGER_PAGE_TOKEN=None, TELEGRAM_BOT_TOKEN=None)
+    client = app.test_client()
+    sign_in(client, make_user(app.extensions["runtime"], "admin"))
+    page = client.get("/admin/health?lang=en").get_data(as_text=True)
+    assert "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set" in _health_row(page, "channel, to citizens", "sms")
+    assert "MESSENGER_PAGE_TOKEN is not set" in _health_row(page, "channel, to citizens", "messenger")
+    assert "TELEGRAM_BOT_TOKEN is not set" in _health_row(page, "channel, to citizens", "telegram")
+    assert all("Misconfigured" in _health_row(page, "channel, to citizens", name)
+               for name in ("sms", "messenger", "telegram"))
+    assert ">OK<" in _health_row(page, "channel, to citizens", "email")
+
+
 def test_users_are_added_and_their_role_changed(admin, admin_app):
     runtime = admin_app.extensions["runtime"]
     response = post_form(admin, "/admin/users", {"email": "Nouvel.Agent@bellerive.example.org", "role": "agent",

@@ -80,6 +80,13 @@ class MessengerChannel:
                    str(settings.get("GRAPH_API_BASE") or DEFAULT_GRAPH_API_BASE),
                    str(settings.get("GRAPH_API_VERSION") or DEFAULT_GRAPH_API_VERSION))
 
+    @classmethod
+    def for_sending(cls, settings) -> MessengerChannel:
+        """Raises AdapterMisconfiguredError without a page token: nothing could be sent."""
+        if not settings.get("MESSENGER_PAGE_TOKEN"):
+            raise AdapterMisconfiguredError("MESSENGER_PAGE_TOKEN is not set")
+        return cls.from_settings(settings)
+
     def parse(self, raw: RawInbound) -> CitizenMessage:
         """Raises MalformedPayloadError or UnsupportedEventError."""
         batch = split_batch(raw.body)
