@@ -5,7 +5,7 @@ phone and in English on a desktop screen, error states included.
 axe-core (Deque's engine, bundled in axe-playwright-python) runs inside the real page in
 Chromium: contrast of every text against what is really behind it, names of controls and
 links, table headers, landmarks, headings, language, ARIA, and regions that scroll but
-cannot be reached by keyboard. A violation is a page someone with a screen reader, a
+cannot be reached by keyboard; and, beside it, that no page is wider than the phone's screen. A violation is a page someone with a screen reader, a
 keyboard or low vision cannot use as others do."""
 
 from __future__ import annotations
@@ -33,8 +33,12 @@ def codes(runtime, settings):
 
 def _violations(page) -> list[str]:
     results = Axe().run(page)  # axe's default rules: WCAG 2.0, 2.1, 2.2 A and AA, and best practices
-    return [f"{v['id']} ({v['impact']}): {v['help']} — " + "; ".join(n["html"][:90] for n in v["nodes"][:4])
-            for v in results.response["violations"]]
+    found = [f"{v['id']} ({v['impact']}): {v['help']} — " + "; ".join(n["html"][:90] for n in v["nodes"][:4])
+             for v in results.response["violations"]]
+    # WCAG 1.4.10 Reflow, which axe cannot see: the page fits the screen's width (a wide
+    # table scrolls inside its own region, reachable by keyboard), never the whole page sideways.
+    width, screen = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    return found + ([f"reflow: the page is {width} px wide on a {screen} px screen"] if width > screen else [])
 
 
 def _audit(page, urls: list[str], codes: dict, locale: str) -> dict[str, list[str]]:
