@@ -21,6 +21,7 @@ from normalizer import resolve_citizen
 from normalizer.canonical import Normalized
 
 from . import tracking
+from .labels import status_in_sentence
 from .models import (
     OPEN_STATUSES,
     Citizen,
@@ -34,16 +35,6 @@ from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
 _env = SandboxedEnvironment(autoescape=False)
-STATUS_WORDS = {
-    "fr": {"new": "reçue", "acknowledged": "reçue", "routed": "transmise au service responsable",
-           "in_progress": "en cours", "resolved": "résolue", "closed": "fermée",
-           "duplicate": "liée à une autre demande", "rejected": "rejetée",
-           "needs_info": "en attente de renseignements"},
-    "en": {"new": "received", "acknowledged": "received", "routed": "sent to the responsible department",
-           "in_progress": "in progress", "resolved": "resolved", "closed": "closed",
-           "duplicate": "linked to another request", "rejected": "rejected",
-           "needs_info": "waiting for more information"},
-}
 MAX_LISTED = 3
 
 
@@ -141,7 +132,7 @@ def _status(session, runtime, citizen, message: Normalized, language: str) -> tu
             return None, _render(runtime, "chat_status_none", language, {})
     book = runtime.rules.current
     listed = [{"code": r.code, "category": book.category_name(r.category, language),
-               "status_label": STATUS_WORDS[language].get(r.status, r.status),
+               "status_label": status_in_sentence(r.status, language),
                "track_url": runtime.public_url(f"/track/{r.code}")} for r in requests]
     return (requests[0] if len(requests) == 1 else None), _render(runtime, "chat_status", language,
                                                                   {"requests": listed})

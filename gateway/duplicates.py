@@ -16,20 +16,13 @@ from sqlalchemy import select
 from normalizer.codes import new_code
 from router import Facts, decide
 
+from .labels import status_in_sentence
 from .models import DedupSuggestion, Event, Follower, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
 from .status import StatusError, change_status
 
 LINKABLE = ("new", "acknowledged", "routed", "in_progress")
-_STATUS_LABELS = {
-    "fr": {"new": "reçue", "acknowledged": "reçue", "routed": "transmise au service responsable",
-           "in_progress": "en cours", "needs_info": "en attente de renseignements", "resolved": "résolue",
-           "closed": "fermée"},
-    "en": {"new": "received", "acknowledged": "received", "routed": "sent to the department in charge",
-           "in_progress": "in progress", "needs_info": "waiting for more information", "resolved": "resolved",
-           "closed": "closed"},
-}
 
 
 class DuplicateError(ValueError):
@@ -159,9 +152,8 @@ def _tell_reporter(session, runtime, request: Request, master: Request) -> list:
 
 def _notice(runtime, request, master: Request) -> dict:
     """What the reporter of a duplicate is told of its master (the duplicate_linked template)."""
-    language = request.language if request.language in _STATUS_LABELS else "fr"
     return {"master_code": master.code, "master_url": runtime.public_url(f"/track/{master.code}"),
-            "master_status": _STATUS_LABELS[language].get(master.status, master.status)}
+            "master_status": status_in_sentence(master.status, request.language)}
 
 
 def unlink(session, runtime, request: Request, actor: str, note: str | None = None) -> list:

@@ -60,3 +60,21 @@ MATCHED_BY = {
     "triage": _l("no category recognized: 311 triage"),
     "agent": _l("department chosen by an agent"),
 }
+
+# A status as words inside a sentence written to a citizen ("Votre demande est {status_label}."),
+# in the request's own language: written by jobs and webhooks, where no page sets a locale.
+STATUS_IN_SENTENCE = {
+    "fr": {"new": "reçue", "acknowledged": "reçue", "routed": "transmise au service responsable",
+           "in_progress": "en cours", "resolved": "résolue", "closed": "fermée",
+           "duplicate": "liée à une autre demande", "rejected": "rejetée",
+           "needs_info": "en attente de renseignements"},
+    "en": {"new": "received", "acknowledged": "received", "routed": "sent to the responsible department",
+           "in_progress": "in progress", "resolved": "resolved", "closed": "closed",
+           "duplicate": "linked to another request", "rejected": "rejected",
+           "needs_info": "waiting for more information"},
+}
+
+
+def status_in_sentence(status: str, language: str | None) -> str:
+    """``status`` in words for a citizen writing in ``language`` (French by default)."""
+    return STATUS_IN_SENTENCE.get(language or "fr", STATUS_IN_SENTENCE["fr"]).get(status, status)

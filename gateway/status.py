@@ -7,6 +7,7 @@ the `status_<status>` template in config/templates.yaml (falling back to `status
 
 from __future__ import annotations
 
+from .labels import status_in_sentence
 from .models import Citizen, Event, Follower, Request, utcnow
 from .notify import notify
 
@@ -69,19 +70,7 @@ def _notify_everyone(session, runtime, request: Request, status: str, note: str 
     for citizen in people + [f for f in followers if f not in people]:
         delivery = notify(session, runtime, request, citizen, f"status_{status}", template,
                           f"{request.code}:notify:status:{serial}:{citizen.id}",
-                          extra={"note": note or "", "status_label": _label(status, request.language)})
+                          extra={"note": note or "", "status_label": status_in_sentence(status, request.language)})
         if delivery is not None:
             ids.append(delivery.id)
     return ids
-
-
-_LABELS = {
-    "fr": {"acknowledged": "reçue", "in_progress": "en cours", "resolved": "résolue",
-           "rejected": "rejetée", "needs_info": "en attente de renseignements"},
-    "en": {"acknowledged": "received", "in_progress": "in progress", "resolved": "resolved",
-           "rejected": "rejected", "needs_info": "waiting for more information"},
-}
-
-
-def _label(status: str, language: str) -> str:
-    return _LABELS.get(language, _LABELS["fr"]).get(status, status)
