@@ -265,8 +265,9 @@ def user():
 @click.argument("email")
 @click.option("--role", required=True)
 @click.option("--name", default=None)
+@click.option("--department", default=None, help="for --role department: the department (config/departments.yaml)")
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
-def user_add(email, role, name, password_stdin):
+def user_add(email, role, name, department, password_stdin):
     """Create a staff account."""
     from .auth import add_user
 
@@ -274,7 +275,7 @@ def user_add(email, role, name, password_stdin):
         "Password", hide_input=True, confirmation_prompt=True)
     runtime = _app().extensions["runtime"]
     try:
-        created = add_user(runtime, email, role, password, name)
+        created = add_user(runtime, email, role, password, name, department)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"account {created.id} created with role {role}")

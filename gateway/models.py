@@ -336,6 +336,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
+    department: Mapped[str | None] = mapped_column(String(64))  # a department member's: what they see
     password_hash: Mapped[str] = mapped_column(String(255))
     language: Mapped[str] = mapped_column(String(2), default="fr")
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -3,6 +3,7 @@
 Citizens' contact points and names are personal data: only the people who answer them see
 them. Addresses are needed by the crews who fix things, so departments see them too; managers
 and read-only readers (the ombudsman) read the history without who wrote it or where they live.
+A department member sees their own department's requests only.
 """
 
 from __future__ import annotations
@@ -16,3 +17,20 @@ ADMINISTERS = ("admin",)
 
 def can(user, roles: tuple[str, ...]) -> bool:
     return user is not None and user.active and user.role in roles
+
+
+def scope(user) -> list:
+    """The conditions on requests a user may see at all: a department member, their
+    department's (none while their account has no department); everyone else, every request."""
+    from sqlalchemy import false
+
+    from .models import Request
+
+    if user is None or user.role != "department":
+        return []
+    return [Request.department == user.department] if user.department else [false()]
+
+
+def may_see(user, request) -> bool:
+    return user is not None and (user.role != "department" or
+                                 (user.department is not None and request.department == user.department))

@@ -46,6 +46,12 @@ class RuleBook:
             return self.categories[code].name.get(language)
         return "Triage 311" if language == "fr" else "311 triage"
 
+    def department_name(self, code: str | None, language: str) -> str:
+        """Its name in ``language``; the code itself for a department no longer configured."""
+        if code and code in self.departments:
+            return self.departments[code].name.get(language)
+        return code or "—"
+
 
 def fingerprint(directory: Path) -> tuple:
     """Changes whenever a configuration file is edited, added or removed."""

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from router import Facts, decide
 
 from .. import outbox
-from ..auth import add_user, current_user, require_role
+from ..auth import add_user, checked_department, current_user, require_role
 from ..models import ROLES, ConfigVersion, Delivery, User, utcnow
 from ..permissions import ADMINISTERS
 from . import config_files, health
@@ -171,7 +171,7 @@ def users_add():
     form = request.form
     try:
         add_user(runtime(), form.get("email", ""), form.get("role", ""), form.get("password", ""),
-                 form.get("name") or None)
+                 form.get("name") or None, form.get("department") or None)
     except ValueError as exc:
         return _users_page(form, str(exc), 400)
     flash(_("Account created for %(email)s.", email=form.get("email", "").strip().lower()), "ok")
@@ -192,7 +192,12 @@ def users_update(user_id: int):
             return redirect(url_for("admin.users"), 303)
         if role not in ROLES:
             abort(400)
-        account.role, account.active = role, active
+        try:
+            department = checked_department(runtime(), role, request.form.get("department") or None)
+        except ValueError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("admin.users"), 303)
+        account.role, account.active, account.department = role, active, department
         email = account.email
     flash(_("Account %(email)s updated.", email=email), "ok")
     return redirect(url_for("admin.users"), 303)

@@ -26,7 +26,7 @@ from ..forms import submission_from_form
 from ..i18n import LANGUAGES, current_language
 from ..ids import database_id
 from ..models import Request, User, utcnow
-from ..permissions import ANSWERS_CITIZENS, SEES_CONTACTS, can
+from ..permissions import ANSWERS_CITIZENS, SEES_CONTACTS, can, scope
 from . import queries
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox")
@@ -87,7 +87,8 @@ def logout():
 def _listing(filters: queries.Filters):
     user = current_user()
     book = runtime().rules.current
-    where = queries.conditions(filters, user.id, utcnow(), book.city.phone_region, can(user, SEES_CONTACTS))
+    where = scope(user) + queries.conditions(filters, user.id, utcnow(), book.city.phone_region,
+                                             can(user, SEES_CONTACTS))
     return user, book, where
 
 
@@ -98,16 +99,17 @@ def index():
     user, book, where = _listing(filters)
     cache = queries.cached_counts
     cache.ttl = float(runtime().settings["GATEWAY_INBOX_COUNTS_SECONDS"])
-    scope = f"{runtime().db.url}|{user.id if filters.mine else ''}|{sorted(filters.args(sort='newest').items())}"
+    seen = f"{runtime().db.url}|{user.department if scope(user) else ''}"  # a department member's counts are theirs
+    key = f"{seen}|{user.id if filters.mine else ''}|{sorted(filters.args(sort='newest').items())}"
     with runtime().db.session() as db:
-        page = queries.list_page(db, filters, where, counts=cache, count_key=scope)
-        counts = cache.get(f"{runtime().db.url}|facets", lambda: queries.facet_counts.compute(db))
+        page = queries.list_page(db, filters, where, counts=cache, count_key=key)
+        counts = cache.get(f"{seen}|facets", lambda: queries.facet_counts.compute(db, scope(user)))
         mine = queries.capped_count(db, [queries.assigned_to(user.id), Request.status.in_(queries.OPEN_STATUSES)])
         return render_template(
             "inbox.html", page=page, filters=filters, counts=counts, mine=mine, book=book, user=user,
             poll_seconds=runtime().settings["GATEWAY_INBOX_POLL_SECONDS"],
             last_id=max((r.id for r in page.rows), default=0), cap=queries.COUNT_CAP,
-            sees_contacts=can(user, SEES_CONTACTS), choices=_choices(book), now=utcnow(),
+            sees_contacts=can(user, SEES_CONTACTS), counter=can(user, COUNTER_ROLES), choices=_choices(book), now=utcnow(),
             reports=queries.reports_again(db, page.rows),
         )
 

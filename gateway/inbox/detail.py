@@ -17,14 +17,23 @@ from ..auth import current_user, require_role
 from ..ids import database_id
 from ..models import Attachment, DedupSuggestion, Follower, GivenCode, Request, User, utcnow
 from ..notify import render
-from ..permissions import ANSWERS_CITIZENS, REPORTS_PROGRESS, SEES_ADDRESS, SEES_CONTACTS, can
+from ..permissions import (
+    ANSWERS_CITIZENS,
+    REPORTS_PROGRESS,
+    SEES_ADDRESS,
+    SEES_CONTACTS,
+    can,
+    may_see,
+)
 from ..status import TRANSITIONS, StatusError, change_status
 from . import actions, bp, runtime
 
 
 def _load(db, code: str) -> Request:
+    """The request with ``code``; 404 when there is none or the user may not see it (another
+    department's, for a department member: as if it did not exist)."""
     found = db.scalar(select(Request).where(Request.code == code.upper()))
-    if found is None:
+    if found is None or not may_see(current_user(), found):
         abort(404)
     return found
 
@@ -42,9 +51,11 @@ def show(code: str):
         found = db.scalar(select(Request).where(Request.code == code.upper()))
         if found is None:
             joined = tracking.joined(db, code)  # a code the citizen was given, read out on the phone
-            if joined is None:
+            if joined is None or not may_see(user, joined):
                 abort(404)
             return redirect(url_for("inbox.show", code=joined.code))
+        if not may_see(user, found):
+            abort(404)
         return render_template(
             "request.html", r=found, book=book, user=user, now=utcnow(),
             timeline=_timeline(found), followers=_followers(db, found),
@@ -188,7 +199,7 @@ def attachment(attachment_id: int):
     """A photo or a voice recording, stored under GATEWAY_DATA_DIR."""
     with runtime().db.session() as db:
         found = db.get(Attachment, attachment_id)
-        if found is None:
+        if found is None or not may_see(current_user(), db.get(Request, found.request_id)):
             abort(404)
         if not found.storage_path:
             return redirect(found.source_url) if found.source_url else abort(404)

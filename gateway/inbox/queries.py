@@ -270,23 +270,26 @@ class FacetCounts:
 
     FACETS = ("status", "channel", "category", "department", "priority", "district")
 
-    def compute(self, session) -> dict:
+    def compute(self, session, seen: list | None = None) -> dict:
+        """``seen``: the conditions on what the user may see (permissions.scope)."""
         now = utcnow()
+        seen = list(seen or [])
         counts: dict[str, dict] = {}
         for facet in self.FACETS:
             column = getattr(Request, facet)
-            counts[facet] = dict(session.execute(select(column, func.count()).group_by(column)).all())
+            counts[facet] = dict(session.execute(select(column, func.count()).where(*seen).group_by(column)).all())
         counts["status"]["open"] = sum(counts["status"].get(s, 0) for s in OPEN_STATUSES)
         counts["status"]["all"] = sum(v for k, v in counts["status"].items() if k in REQUEST_STATUSES)
         open_ = Request.status.in_(OPEN_STATUSES)
         counts["sla"] = {
-            "breached": capped_count(session, [open_, Request.sla_due_at < now]),
-            "due_soon": capped_count(session, [open_, Request.sla_due_at >= now, Request.sla_due_at < now + DUE_SOON]),
+            "breached": capped_count(session, [*seen, open_, Request.sla_due_at < now]),
+            "due_soon": capped_count(session, [*seen, open_, Request.sla_due_at >= now,
+                                               Request.sla_due_at < now + DUE_SOON]),
         }
         counts["duplicates"] = {
-            "linked": capped_count(session, [Request.duplicate_of_id.is_not(None)]),
-            "originals": capped_count(session, [has_duplicates()]),
-            "suggested": capped_count(session, [has_pending_suggestion()]),
+            "linked": capped_count(session, [*seen, Request.duplicate_of_id.is_not(None)]),
+            "originals": capped_count(session, [*seen, has_duplicates()]),
+            "suggested": capped_count(session, [*seen, has_pending_suggestion()]),
         }
         return counts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from gateway.models import Request
@@ -20,7 +21,7 @@ def test_a_citizen_adds_their_phone_s_position_to_the_report(browse, runtime):
     assert page.locator("legend", has_text="Comment vous joindre?").count() == 1  # the citizen fills it in
     page.click("text=Utiliser ma position actuelle")
 
-    assert "Position ajoutée (à 12 m près)" in page.locator("#locate-status").inner_text()
+    expect(page.locator("#locate-status")).to_contain_text("Position ajoutée (à 12 m près)")  # the fix is asynchronous
     assert (page.input_value("#lat"), page.input_value("#lon")) == ("45.44051", "-75.71893")
     page.click("main form button[type=submit]")
     page.wait_for_url("**/track/R-*")

@@ -182,16 +182,42 @@ def test_users_are_added_and_their_role_changed(admin, admin_app):
         assert (changed.role, changed.active) == ("readonly", False)
 
 
-@pytest.mark.parametrize("email, role, password, expected", [
-    ("x@bellerive.example.org", "agent", "court", "at least 10 characters"),
-    ("x@bellerive.example.org", "wizard", "assez long pour passer", "unknown role"),
-    ("admin@bellerive.example.org", "agent", "assez long pour passer", "already exists"),
+@pytest.mark.parametrize("email, role, password, department, expected", [  # the administrator reads French
+    ("x@bellerive.example.org", "agent", "court", "", "au moins 10 caractères"),
+    ("x@bellerive.example.org", "wizard", "assez long pour passer", "", "Rôle inconnu : &#39;wizard&#39;"),
+    ("admin@bellerive.example.org", "agent", "assez long pour passer", "", "Un compte existe déjà"),
+    ("x@bellerive.example.org", "department", "assez long pour passer", "", "doit être rattaché à un service"),
+    ("x@bellerive.example.org", "department", "assez long pour passer", "voirie", "Service inconnu : &#39;voirie&#39;"),
 ])
-def test_bad_new_accounts_are_refused(admin, admin_app, email, role, password, expected):
-    response = post_form(admin, "/admin/users", {"email": email, "role": role, "password": password})
+def test_bad_new_accounts_are_refused(admin, admin_app, email, role, password, department, expected):
+    response = post_form(admin, "/admin/users", {"email": email, "role": role, "password": password,
+                                                 "department": department})
     assert response.status_code == 400 and expected in response.get_data(as_text=True)
     with admin_app.extensions["runtime"].db.session() as db:
         assert len(db.scalars(select(User)).all()) == 1
+
+
+def test_a_department_member_s_account_names_their_department(admin, admin_app):
+    runtime = admin_app.extensions["runtime"]
+    post_form(admin, "/admin/users", {"email": "voirie@bellerive.example.org", "role": "department",
+                                      "department": "travaux_publics", "password": "assez long pour passer"},
+              "/admin/users")
+    post_form(admin, "/admin/users", {"email": "agent@bellerive.example.org", "role": "agent",
+                                      "department": "travaux_publics", "password": "assez long pour passer"},
+              "/admin/users")
+    with runtime.db.session() as db:
+        crew, agent = (db.scalar(select(User).where(User.email == email)) for email in
+                       ("voirie@bellerive.example.org", "agent@bellerive.example.org"))
+        assert (crew.department, agent.department) == ("travaux_publics", None)  # an agent sees every department
+
+    post_form(admin, f"/admin/users/{agent.id}", {"role": "department", "active": "1"}, "/admin/users")
+    with runtime.db.session() as db:
+        assert db.get(User, agent.id).role == "agent"  # refused: a department member needs a department
+    assert "doit être rattaché à un service" in admin.get("/admin/users").get_data(as_text=True)
+    post_form(admin, f"/admin/users/{agent.id}", {"role": "department", "active": "1",
+                                                  "department": "environnement"}, "/admin/users")
+    with runtime.db.session() as db:
+        assert (db.get(User, agent.id).role, db.get(User, agent.id).department) == ("department", "environnement")
 
 
 def test_an_administrator_cannot_lock_themselves_out(admin, admin_app):

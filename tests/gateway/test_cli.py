@@ -72,7 +72,14 @@ def test_user_add_reads_password_from_stdin(settings):
     assert again.exit_code != 0 and "already exists" in again.output
     bad_role = CliRunner().invoke(main, ["user", "add", "x@bellerive.example.org", "--role", "mayor",
                                          "--password-stdin"], input="correct horse battery\n", env=env)
-    assert bad_role.exit_code != 0 and "unknown role" in bad_role.output
+    assert bad_role.exit_code != 0 and "Unknown role 'mayor'" in bad_role.output
+    nowhere = CliRunner().invoke(main, ["user", "add", "voirie@bellerive.example.org", "--role", "department",
+                                        "--password-stdin"], input="correct horse battery\n", env=env)
+    assert nowhere.exit_code != 0 and "needs a department (one of: " in nowhere.output
+    crew = CliRunner().invoke(main, ["user", "add", "voirie@bellerive.example.org", "--role", "department",
+                                     "--department", "travaux_publics", "--password-stdin"],
+                              input="correct horse battery\n", env=env)
+    assert crew.exit_code == 0, crew.output
 
 
 def test_data_commands_on_a_database_without_this_version_s_schema_say_what_to_run(settings, tmp_path):

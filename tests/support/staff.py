@@ -16,9 +16,11 @@ def csrf(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
-def make_user(runtime, role: str, email: str | None = None) -> str:
+def make_user(runtime, role: str, email: str | None = None, department: str | None = None) -> str:
     email = email or f"{role}@bellerive.example.org"
-    add_user(runtime, email, role, PASSWORD, name=role.capitalize())
+    if role == "department" and department is None:
+        department = "travaux_publics"
+    add_user(runtime, email, role, PASSWORD, name=role.capitalize(), department=department)
     return email
 
 
