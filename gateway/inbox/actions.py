@@ -18,6 +18,7 @@ from router import Facts, decide
 from ..models import Event, Request, User
 from ..notify import notify
 from ..outbox import add_delivery
+from ..permissions import may_see
 from ..status import TRANSITIONS
 
 
@@ -86,6 +87,9 @@ def assign(session, request: Request, user_id: int | None, actor: str) -> None:
     user = session.get(User, user_id) if user_id else None
     if user_id and (user is None or not user.active):
         raise ActionError(_l("Unknown or inactive account."))
+    if user is not None and not may_see(user, request):
+        raise ActionError(_l("%(email)s belongs to another department and could not open this request.",
+                             email=user.email))
     request.assigned_to_id = user.id if user else None
     session.add(Event(request_id=request.id, actor=actor, type="assigned",
                       data={"to": user.email if user else None}))

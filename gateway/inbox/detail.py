@@ -63,8 +63,8 @@ def show(code: str):
                                         .order_by(GivenCode.created_at))),
             duplicates=list(db.scalars(select(Request).where(Request.duplicate_of_id == found.id))),
             suggestions=_pending_suggestions(db, found),
-            staff=list(db.scalars(select(User).where(User.active.is_(True),
-                                                     User.role.in_(REPORTS_PROGRESS)).order_by(User.email))),
+            staff=[u for u in db.scalars(select(User).where(User.active.is_(True), User.role.in_(REPORTS_PROGRESS))
+                                         .order_by(User.email)) if may_see(u, found)],  # who can open it
             next_statuses=sorted(TRANSITIONS.get(found.status, set()) - {"duplicate"}),
             replies={name: render(runtime(), name, found, {"text": ""})[1]
                      for name in actions.reply_templates(book)} if found.citizen else {},

@@ -143,6 +143,22 @@ def test_a_department_member_sees_only_their_department_s_requests(client, runti
     assert done.status_code == 303  # their own department's request: they report progress on it
 
 
+def test_a_request_is_assigned_only_to_someone_who_can_open_it(client, runtime, seeded, agent):
+    water = get_request(runtime, seeded["water"])
+    other = next(code for code in ("travaux_publics", "environnement") if code != water.department)
+    make_user(runtime, "department", "ailleurs@bellerive.example.org", department=other)
+    make_user(runtime, "department", "equipe@bellerive.example.org", department=water.department)
+    with runtime.db.session() as db:
+        elsewhere, crew = (db.scalar(select(User.id).where(User.email == f"{who}@bellerive.example.org"))
+                           for who in ("ailleurs", "equipe"))
+    shown = page(client, f"/inbox/r/{seeded['water']}")
+    assert f'<option value="{crew}"' in shown and f'<option value="{elsewhere}"' not in shown  # the assignee list
+    post_form(client, f"/inbox/r/{seeded['water']}/assign?lang=en", {"user_id": str(elsewhere)},
+              f"/inbox/r/{seeded['water']}")
+    assert get_request(runtime, seeded["water"]).assigned_to_id is None
+    assert "belongs to another department" in page(client, f"/inbox/r/{seeded['water']}?lang=en")
+
+
 def test_a_department_account_without_a_department_sees_no_request(client, runtime, seeded):
     make_user(runtime, "department", "ancien@bellerive.example.org")
     with runtime.db.session() as db:  # an account made before departments were asked for
