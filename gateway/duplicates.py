@@ -10,8 +10,9 @@ master's status changes they hear of it on their own channel (gateway/status.py)
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from normalizer.codes import new_code
 from router import Facts, decide
@@ -41,9 +42,11 @@ def master_of(request: Request) -> Request:
 def apply_decision(session, runtime, request: Request, decision) -> list:
     """The pipeline's step after dedup.cross_citizen for a request just created. Returns the
     deliveries queued (the reporter's notice when linked)."""
-    if decision.action == "suggest":
-        for found in decision.suggestions:
-            _suggest(session, request, found.candidate_id, found.total, found.as_dict(), "suggestion")
+    if decision.action == "suggest":  # one INSERT, no ORM objects: nothing reads them in this transaction
+        now = utcnow()
+        session.connection().execute(_suggestion_insert(), [
+            dict(request_id=request.id, candidate_id=found.candidate_id, kind="suggestion", score=round(found.total, 1),
+                 scores=found.as_dict(), state="pending", created_at=now) for found in decision.suggestions])
         return []
     if decision.action != "link":
         return []
@@ -84,6 +87,11 @@ def born_duplicate(session, runtime, request, citizen, master: Request, decision
         dict(request_id=master.id, actor="system:dedup", type="duplicate_added",
              data={"duplicate": request.code, "scores": scores, "flagged": False}),
     ]
+
+
+@lru_cache(maxsize=1)
+def _suggestion_insert():
+    return insert(DedupSuggestion.__table__)
 
 
 def _suggest(session, request: Request, candidate_id: int, score: float, scores: dict, kind: str) -> None:
