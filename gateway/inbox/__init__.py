@@ -6,8 +6,10 @@ filters and pagination in queries.py.
 
 from __future__ import annotations
 
+import segno
 from flask import (
     Blueprint,
+    abort,
     current_app,
     jsonify,
     redirect,
@@ -16,6 +18,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import force_locale
+from markupsafe import Markup
 from sqlalchemy import select
 
 from adapters.errors import MalformedPayloadError
@@ -153,6 +157,25 @@ def walk_in():
         created = db.scalar(select(Request).where(Request.code == outcome.code))
         return render_template("walk_in_done.html", request_=created, code=outcome.code, book=book,
                                user=current_user(), joined=outcome.joined)
+
+
+@bp.get("/walk-in/receipt/<code>")
+@require_role(*COUNTER_ROLES)
+def walk_in_receipt(code: str):
+    """A receipt to print for the citizen at the counter (SPEC: "printed/emailed receipt"), in
+    their language (``?in=`` another): the tracking code, what they reported, and where to
+    follow it, as a link and its QR code."""
+    book = runtime().rules.current
+    with runtime().db.session() as db:
+        found = db.scalar(select(Request).where(Request.code == code.upper()))
+        if found is None:
+            abort(404)
+        language = request.args.get("in") if request.args.get("in") in LANGUAGES else found.language or "fr"
+        track_url = runtime().public_url(f"/track/{found.code}")
+        with force_locale(language):
+            return render_template("walk_in_receipt.html", r=found, book=book, lang=language, track_url=track_url,
+                                   qr=Markup(segno.make(track_url, error="m").svg_inline(scale=4, title=None)),
+                                   other="en" if language == "fr" else "fr")
 
 
 from . import detail  # noqa: E402,F401  (registers the request page's routes on bp)

@@ -20,7 +20,7 @@ from .seed import seed
 
 PUBLIC = ["/report", "/track", "/track/{pothole}", "/track/R-0000-000000", "/inbox/login", "/nowhere"]
 STAFF = ["/inbox/", "/inbox/?status=routed&priority=urgent", "/inbox/r/{pothole}", "/inbox/r/{water}",
-         "/inbox/walk-in", "/admin/rules", "/admin/health", "/admin/users", "/dashboard/",
+         "/inbox/walk-in", "/inbox/walk-in/receipt/{graffiti}", "/admin/rules", "/admin/health", "/admin/users", "/dashboard/",
          "/dashboard/volumes", "/dashboard/delays", "/dashboard/recurring", "/dashboard/channels",
          "/dashboard/report", "/dashboard/open-data"]
 SCREENS = [("fr", 390, 844), ("en", 1366, 900)]  # a phone, a desk

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from gateway.auth import add_user
 from gateway.models import Request
 from tests.support.servers import wait_until
+from tests.support.staff import submit
 
 
 def csrf(page: str) -> str:
@@ -117,6 +118,35 @@ def test_agent_records_walk_in_and_gets_the_code_to_give(client, runtime, agent,
         request = session.scalar(select(Request).where(Request.code == code))
         assert request.channel == "walk_in" and request.language == "en"
         assert request.acknowledged_at is not None  # the code was given at the counter
+
+
+def test_the_counter_prints_a_receipt_in_the_citizen_s_language(client, runtime, agent):
+    sign_in(client, agent)
+    token = csrf(client.get("/inbox/walk-in?lang=fr").get_data(as_text=True))  # the agent works in French
+    done = client.post("/inbox/walk-in", data={
+        "csrf_token": token, "channel": "walk_in", "language": "en", "category": "",
+        "description": "The swing in Laurier park is broken", "address": "40 rue Laurier"}).get_data(as_text=True)
+    code = re.search(r'id="code">(R-\d{4}-\d{7})<', done).group(1)
+    link = re.search(r'id="receipt" href="([^"]+)"', done).group(1)
+    assert "Imprimer un reçu pour le citoyen" in done
+
+    receipt = client.get(link).get_data(as_text=True)
+    assert '<html lang="en">' in receipt and "Your request has been received" in receipt  # the citizen's language
+    assert code in receipt and "The swing in Laurier park is broken" in receipt and "40 rue Laurier" in receipt
+    track = f"{runtime.settings['GATEWAY_PUBLIC_URL'].rstrip('/')}/track/{code}"
+    assert track in receipt and '<svg width="' in receipt  # the tracking page, as a link and its QR code
+    assert "csrf_token" not in receipt and "Boîte de réception" not in receipt  # a sheet for the citizen only
+    french = client.get(f"{link}?in=fr").get_data(as_text=True)
+    assert '<html lang="fr">' in french and "Votre demande a été reçue" in french
+
+    assert client.get("/inbox/walk-in/receipt/R-2026-0000000").status_code == 404
+
+
+def test_only_the_counter_s_roles_print_receipts(client, runtime):
+    code = submit(runtime, {"channel": "walk_in", "description": "Lampadaire éteint rue des Pins"})
+    add_user(runtime, "ombudsman@bellerive.example.org", "readonly", "un mot de passe solide")
+    sign_in(client, ("ombudsman@bellerive.example.org", "un mot de passe solide"))
+    assert client.get(f"/inbox/walk-in/receipt/{code}").status_code == 403
 
 
 def test_pages_exist_in_french_and_english(client):
