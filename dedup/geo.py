@@ -11,29 +11,14 @@ Street keys carry the block of the house number, so a long street is not one buc
 from __future__ import annotations
 
 import math
-import re
-from functools import lru_cache
 
-from normalizer.text import fold
+from normalizer.address import parse_address  # noqa: F401  (dedup's scoring and index use it)
 
 CELL_LAT = 0.0014  # degrees
 CELL_LON = 0.002
 EARTH_M = 6_371_000.0
 METERS_PER_HOUSE_NUMBER = 5.0  # 106 → 108: two numbers apart, ~10 m along the street
 MIN_COORDINATE = 0.01  # degrees from (0, 0): "null island" is a device without a fix
-
-# Street types, directions and "saint" are left out of the street key: "145, rue Wellington
-# Nord" and "145 Wellington" are one street; Myrtle St and Myrtle Ave share a key, and
-# scoring (numbers, coordinates) tells them apart.
-_NOT_NAME = frozenset("""
-street st rue r avenue ave av road rd boulevard blvd boul bd chemin ch drive dr place pl lane
-ln court ct terrace ter square sq highway hwy circle cir parkway pkwy way montee route rte
-north nord n south sud s east est e west ouest w o saint sainte ste
-""".split())
-_TYPES = _NOT_NAME - frozenset("north nord n south sud s east est e west ouest w o saint sainte".split())
-_FILLER = {"de", "du", "des", "la", "le", "l", "d", "of", "the"}
-_NUMBER = re.compile(r"^\s*(\d{1,6})(?:\s*[-–]\s*\d+)?[a-z]?\b[\s,]*", re.IGNORECASE)
-_INTERSECTION = re.compile(r"^\s*intersection of\s+", re.IGNORECASE)
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -70,34 +55,6 @@ def usable_point(lat: float | None, lon: float | None, bounds: tuple | None) -> 
         if not (south <= lat <= north and west <= lon <= east):
             return "coordinates outside the city"
     return None
-
-
-@lru_cache(maxsize=16384)  # the same open requests are compared again and again
-def parse_address(address: str | None) -> tuple[int | None, str] | None:
-    """(house number or None, street key) or None when no street can be read.
-
-    "108 Myrtle St Beacon Hill" and "106, Myrtle Street" give (108, "myrtle st ...") and
-    (106, "myrtle st"); the key keeps the street name and its type, and stops there.
-    """
-    if not address or not address.strip():
-        return None
-    text = _INTERSECTION.sub("", address)
-    number = None
-    found = _NUMBER.match(text)
-    if found:
-        number, text = int(found.group(1)), text[found.end():]
-    street = re.split(r",|&| and | et ", text)[0]
-    words = [w for w in fold(street).split() if w not in _FILLER]
-    key = []
-    for word in words:
-        if word not in _NOT_NAME:
-            key.append(word)
-        elif key and word in _TYPES:
-            break  # "108 Myrtle St Beacon Hill": the street ends with its type
-    key = key or words
-    if not key or all(k.isdigit() for k in key):
-        return None
-    return number, " ".join(key)[:120]
 
 
 BLOCK = 100  # house numbers per block of a street key: "wellington#1" holds 100 to 199

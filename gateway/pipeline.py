@@ -20,6 +20,7 @@ from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
 from dedup import Report, cross_citizen, current_rules, same_citizen, stored_keys
 from normalizer import find_conversation, normalize, resolve_citizen
+from normalizer.address import with_registered_place
 from router import Facts, decide
 
 from . import attachments, chat, closure, replies, tracking
@@ -88,7 +89,8 @@ class Prepared:
 
 def prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> Prepared:
     parsed = runtime.inbound_parser(channel).parse(RawInbound(body, dict(headers or {}), content_type))
-    message = normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix)
+    message = with_registered_place(
+        normalize(parsed, book.city.default_language, book.city.phone_region, book.city.code_prefix), book.addresses)
     decision = None
     if route and not (message.command or message.edit_of):  # a chat command or edit is never routed
         decision = decide(book, _facts_of(book, message, received_at))

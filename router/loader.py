@@ -1,7 +1,7 @@
 """Loads and validates the whole of config/ into one immutable RuleBook.
 
 Files (all under the config directory): city.yaml, catalogue.yaml, departments.yaml,
-rules.yaml, templates.yaml, districts.geojson. Every problem is reported with its file, line
+rules.yaml, templates.yaml, districts.geojson, addresses.csv (optional). Every problem is reported with its file, line
 and field; the first load of a broken configuration fails, a later one keeps the last good
 RuleBook (see holder.py).
 """
@@ -18,12 +18,14 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
 from . import schema
+from .addresses import AddressRegister
 from .areas import Areas
 from .categorize import Categorizer, PhraseIndex
 from .yamlfile import ConfigError, LocatedDocument, Problem, load
 
 FILES = ("city.yaml", "catalogue.yaml", "departments.yaml", "rules.yaml", "templates.yaml")
 AREAS_FILE = "districts.geojson"
+ADDRESSES_FILE = "addresses.csv"  # the city's address register: optional
 REQUIRED_TEMPLATES = ("acknowledgement", "status_update")
 
 
@@ -39,6 +41,7 @@ class RuleBook:
     categorizer: Categorizer
     rule_keywords: PhraseIndex
     timezone: ZoneInfo
+    addresses: AddressRegister = field(default_factory=lambda: AddressRegister({}))
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def category_name(self, code: str | None, language: str) -> str:
@@ -56,7 +59,7 @@ class RuleBook:
 def fingerprint(directory: Path) -> tuple:
     """Changes whenever a configuration file is edited, added or removed."""
     rows = []
-    for name in FILES + (AREAS_FILE,):
+    for name in FILES + (AREAS_FILE, ADDRESSES_FILE):
         path = directory / name
         if path.exists():
             stat = path.stat()
@@ -85,9 +88,15 @@ def load_rulebook(directory: Path, sink_types: set[str] | None = None) -> RuleBo
         areas = Areas.load(directory / AREAS_FILE)
     except ConfigError as exc:
         problems += exc.problems
+    addresses = None
+    try:
+        addresses = AddressRegister.load(directory / ADDRESSES_FILE)
+    except ConfigError as exc:
+        problems += exc.problems
     if problems:
         raise ConfigError(problems)
     book = _assemble(directory, models, areas)
+    book.addresses = addresses
     _check_references(book, docs, sink_types, problems)
     if problems:
         raise ConfigError(problems)

@@ -1,0 +1,68 @@
+"""Addresses as citizens type or say them: the house number and the street, read the same
+whatever the street's type, direction or punctuation ("145, rue Wellington Nord" and
+"145 Wellington" are one street). Dedup compares and indexes addresses with it; the city's
+address register (router/addresses.py) finds the place an address names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from functools import lru_cache
+
+from .text import fold
+
+# Street types, directions and "saint" are left out of the street key: "145, rue Wellington
+# Nord" and "145 Wellington" are one street; Myrtle St and Myrtle Ave share a key, and
+# scoring (numbers, coordinates) tells them apart.
+_NOT_NAME = frozenset("""
+street st rue r avenue ave av road rd boulevard blvd boul bd chemin ch drive dr place pl lane
+ln court ct terrace ter square sq highway hwy circle cir parkway pkwy way montee route rte
+north nord n south sud s east est e west ouest w o saint sainte ste
+""".split())
+_TYPES = _NOT_NAME - frozenset("north nord n south sud s east est e west ouest w o saint sainte".split())
+_FILLER = {"de", "du", "des", "la", "le", "l", "d", "of", "the"}
+_NUMBER = re.compile(r"^\s*(\d{1,6})(?:\s*[-–]\s*\d+)?[a-z]?\b[\s,]*", re.IGNORECASE)
+_INTERSECTION = re.compile(r"^\s*intersection of\s+", re.IGNORECASE)
+
+
+@lru_cache(maxsize=16384)  # the same open requests are compared again and again
+def parse_address(address: str | None) -> tuple[int | None, str] | None:
+    """(house number or None, street key) or None when no street can be read.
+
+    "108 Myrtle St Beacon Hill" and "106, Myrtle Street" give (108, "myrtle st ...") and
+    (106, "myrtle st"); the key keeps the street name and its type, and stops there.
+    """
+    if not address or not address.strip():
+        return None
+    text = _INTERSECTION.sub("", address)
+    number = None
+    found = _NUMBER.match(text)
+    if found:
+        number, text = int(found.group(1)), text[found.end():]
+    street = re.split(r",|&| and | et ", text)[0]
+    words = [w for w in fold(street).split() if w not in _FILLER]
+    key = []
+    for word in words:
+        if word not in _NOT_NAME:
+            key.append(word)
+        elif key and word in _TYPES:
+            break  # "108 Myrtle St Beacon Hill": the street ends with its type
+    key = key or words
+    if not key or all(k.isdigit() for k in key):
+        return None
+    return number, " ".join(key)[:120]
+
+
+def with_registered_place(message, register):
+    """``message`` (a Normalized) given the place its address names in the city's address
+    register (config/addresses.csv): its coordinates, and the address as the register writes
+    it, so that two ways of writing one address are one place. Only for a message with an
+    address and no coordinates of its own (a GPS fix is kept), and only when the register
+    knows that house number on exactly one street of that name; otherwise unchanged."""
+    if register is None or not message.address or (message.lat is not None and message.lon is not None):
+        return message
+    place = register.find(message.address)
+    if place is None:
+        return message
+    return replace(message, lat=place.lat, lon=place.lon, address=place.address)

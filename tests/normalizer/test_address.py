@@ -1,0 +1,50 @@
+"""An address typed on a form, at the counter or through the API becomes a place: the
+coordinates and the district of the city's address register, and the address as the register
+writes it, so that a request routed by district, counted by area or compared for duplicates
+is the same whichever way the address was written."""
+
+from __future__ import annotations
+
+import csv
+
+from sqlalchemy import select
+
+from gateway.models import Request
+from tests.conftest import ROOT
+from tests.support.staff import submit
+
+
+def _request(runtime, code: str) -> Request:
+    with runtime.db.session() as db:
+        return db.scalar(select(Request).where(Request.code == code))
+
+
+def test_an_address_without_coordinates_gets_the_register_s_place_and_district(runtime):
+    code = submit(runtime, {"channel": "walk_in", "description": "Nid-de-poule profond devant chez moi",
+                            "location": {"address": "145 Wellington Nord"}, "citizen": {"email": "a@example.org"}})
+    request = _request(runtime, code)
+    assert request.address == "145, rue Wellington" and request.district == "centre"
+    row = next(r for r in csv.DictReader((ROOT / "config" / "addresses.csv").open(encoding="utf-8"))
+               if (r["number"], r["street"]) == ("145", "rue Wellington"))
+    assert (request.lat, request.lon) == (float(row["lat"]), float(row["lon"]))
+    assert request.dedup_cell is not None  # compared by place with the requests around it
+
+
+def test_two_citizens_writing_one_address_two_ways_report_one_problem(runtime):
+    first = submit(runtime, {"channel": "web", "description": "Gros nid-de-poule dans la rue, les autos l'évitent",
+                             "location": {"address": "145, rue Wellington"}, "citizen": {"email": "a@example.org"}})
+    second = submit(runtime, {"channel": "api", "description": "Gros nid-de-poule dans la rue, les autos l'évitent",
+                              "location": {"address": "145 Wellington Street"}, "citizen": {"email": "b@example.org"}})
+    duplicate = _request(runtime, second)
+    assert duplicate.address == "145, rue Wellington"
+    assert duplicate.status == "duplicate" and duplicate.duplicate_of_id == _request(runtime, first).id
+
+
+def test_a_position_given_is_kept_and_an_unknown_address_stays_as_typed(runtime):
+    located = submit(runtime, {"channel": "web", "description": "Lampadaire éteint depuis une semaine",
+                               "location": {"address": "145 Wellington", "lat": 45.4721, "lon": -75.6702}})
+    unknown = submit(runtime, {"channel": "web", "description": "Lampadaire éteint depuis une semaine",
+                               "location": {"address": "7 chemin des Outardes"}})
+    assert (_request(runtime, located).lat, _request(runtime, located).address) == (45.4721, "145 Wellington")
+    request = _request(runtime, unknown)
+    assert (request.lat, request.address, request.district) == (None, "7 chemin des Outardes", None)
