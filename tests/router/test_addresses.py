@@ -4,22 +4,12 @@ coordinates and district the register gives."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from adapters import registry
 from router import ConfigError, load_rulebook
 from tests.conftest import ROOT
 
-SINKS = set(registry.SINKS)
-
-
-@pytest.fixture
-def config_dir(tmp_path):
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    return target
+from .conftest import SINKS
 
 
 @pytest.mark.parametrize("typed", [

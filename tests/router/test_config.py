@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
-from adapters import registry
 from router import ConfigError, RuleBookHolder, load_rulebook
 from tests.conftest import ROOT
 
-SINKS = set(registry.SINKS)
-
-
-@pytest.fixture
-def config_dir(tmp_path):
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    return target
+from .conftest import SINKS
 
 
 def edit(path, old: str, new: str) -> None:
