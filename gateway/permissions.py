@@ -8,6 +8,10 @@ A department member sees their own department's requests only.
 
 from __future__ import annotations
 
+from sqlalchemy import false
+
+from .models import Request
+
 ANSWERS_CITIZENS = ("agent", "supervisor", "admin")  # reply, reroute, assign, merge, spam, walk-in
 REPORTS_PROGRESS = ANSWERS_CITIZENS + ("department",)  # change status, internal notes
 SEES_CONTACTS = ANSWERS_CITIZENS
@@ -22,10 +26,6 @@ def can(user, roles: tuple[str, ...]) -> bool:
 def scope(user) -> list:
     """The conditions on requests a user may see at all: a department member, their
     department's (none while their account has no department); everyone else, every request."""
-    from sqlalchemy import false
-
-    from .models import Request
-
     if user is None or user.role != "department":
         return []
     return [Request.department == user.department] if user.department else [false()]
