@@ -102,6 +102,8 @@ def slack_events(runtime):
     if document.get("type") == "url_verification":
         return jsonify(challenge=document.get("challenge"))
     event = document.get("event") or {}
+    if not isinstance(event, dict):
+        return jsonify(error="event: an object is expected", field="event"), 400
     if (document.get("type") != "event_callback" or event.get("type") != "message" or event.get("subtype")
             or event.get("bot_id") or not event.get("thread_ts") or event.get("thread_ts") == event.get("ts")):
         return "", 200  # not a person's thread reply
