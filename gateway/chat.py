@@ -17,6 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 
 from adapters.errors import UnsupportedEventError
+from dedup import current_rules, stored_keys
 from normalizer import resolve_citizen
 from normalizer.canonical import Normalized
 
@@ -75,13 +76,20 @@ def handle(runtime, session, inbound, message: Normalized) -> list[int]:
 
 
 def add_location(session, runtime, request: Request, message: Normalized) -> None:
-    """A follow-up's coordinates become the request's location when it had none."""
-    if message.lat is None or message.lon is None or request.lat is not None:
+    """A follow-up's coordinates become the request's location when it had none, or only the
+    one the address register gave its address: a position the citizen shares is where they
+    point. Its district and its place in dedup's index follow."""
+    if message.lat is None or message.lon is None:
+        return
+    book = runtime.rules.current
+    registered = book.addresses.find(request.address)
+    if request.lat is not None and (registered is None or (registered.lat, registered.lon) != (request.lat, request.lon)):
         return
     request.lat, request.lon = message.lat, message.lon
-    district = runtime.rules.current.areas.locate(message.lat, message.lon)
-    if district is not None and request.district is None:
-        request.district = district.code
+    district = book.areas.locate(message.lat, message.lon)
+    request.district = district.code if district is not None else request.district
+    request.dedup_cell = stored_keys(message.lat, message.lon, request.address,
+                                     current_rules(book.directory, set(book.categories)))[0]
     session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="location_added",
                       public=True, data={"district": request.district}))
 

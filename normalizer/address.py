@@ -54,15 +54,45 @@ def parse_address(address: str | None) -> tuple[int | None, str] | None:
     return number, " ".join(key)[:120]
 
 
+# A house number standing alone in a sentence: not part of 12.5, 3/4, 10:30 or 819-555-0123.
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.,/:-])(\d{1,5})(?![\w/:.,-]*\d)")
+_CLAUSE_END = re.compile(r"[,.;:!?()\n]")
+
+
+def street_words(text: str) -> list[str]:
+    """The words of a street's name at the start of ``text``, as parse_address keeps them
+    (types, directions and "de la" left out; the name stops at a type that follows it)."""
+    name: list[str] = []
+    for word in fold(_CLAUSE_END.split(text, maxsplit=1)[0]).split():
+        if word in _FILLER:
+            continue
+        if word not in _NOT_NAME:
+            name.append(word)
+        elif name and word in _TYPES:
+            break
+    return name
+
+
+def numbers_in_text(text: str | None):
+    """(house number, the text that follows it) for each number standing alone in ``text``."""
+    for found in _NUMBER_IN_TEXT.finditer(text or ""):
+        yield int(found.group(1)), text[found.end():found.end() + 80].lstrip(" ,")  # "au 60, rue Saint-Jean"
+
+
 def with_registered_place(message, register):
     """``message`` (a Normalized) given the place its address names in the city's address
     register (config/addresses.csv): its coordinates, and the address as the register writes
-    it, so that two ways of writing one address are one place. Only for a message with an
-    address and no coordinates of its own (a GPS fix is kept), and only when the register
-    knows that house number on exactly one street of that name; otherwise unchanged."""
-    if register is None or not message.address or (message.lat is not None and message.lon is not None):
+    it, so that two ways of writing one address are one place. The address is the one given
+    as such, else the first one its words name ("devant le 145 rue Wellington, …": an SMS,
+    an e-mail, a voicemail's transcript). Only for a message without coordinates of its own
+    (a GPS fix is kept), and only when the register knows that house number on exactly one
+    street of that name; otherwise unchanged."""
+    if register is None or (message.lat is not None and message.lon is not None):
         return message
-    place = register.find(message.address)
+    if message.address:
+        place = register.find(message.address)
+    else:
+        place = register.find_in_text(" ".join(filter(None, [message.subject, message.text])))
     if place is None:
         return message
     return replace(message, lat=place.lat, lon=place.lon, address=place.address)

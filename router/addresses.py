@@ -3,7 +3,8 @@
 One row per civic address, as a city's register lists them: ``number,street,lat,lon``
 ("145,rue Wellington,45.4401,-75.7281"). An address typed on a form or given to an agent is
 read as a house number and a street key (normalizer/address.py), so "145 Wellington",
-"145, rue Wellington Nord" and "145 Wellington Street" find the same row. A street key two
+"145, rue Wellington Nord" and "145 Wellington Street" find the same row; so does a sentence
+that names it ("devant le 145 rue Wellington, les autos…"). A street key two
 streets of the register share ("rue King" and "avenue King") with that number is left
 unmatched rather than guessed. The file is optional: without it, addresses stay as typed.
 """
@@ -14,7 +15,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from normalizer.address import parse_address
+from normalizer.address import numbers_in_text, parse_address, street_words
 
 from .yamlfile import ConfigError, Problem
 
@@ -40,6 +41,19 @@ class AddressRegister:
         if parsed is None or parsed[0] is None:  # a street alone is not a place
             return None
         return self._places.get(parsed)
+
+    def find_in_text(self, text: str | None) -> Place | None:
+        """The first place of the register that ``text`` names as a house number followed by
+        a street ("Il y a un trou devant le 145 rue Wellington Nord, …"). Only an exact
+        (number, street) pair of the register counts: "3 nids-de-poule sur la rue King" or
+        "depuis 2 semaines" name no place."""
+        for number, rest in numbers_in_text(text):
+            name = street_words(rest)
+            for size in range(len(name), 0, -1):  # "wellington nord" → "wellington"
+                place = self._places.get((number, " ".join(name[:size])))
+                if place is not None:
+                    return place
+        return None
 
     @classmethod
     def load(cls, path: Path) -> AddressRegister:

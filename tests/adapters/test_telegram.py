@@ -325,8 +325,11 @@ def test_telegram_photo_with_location_becomes_a_routed_request_and_status_reache
     location = httpx.post(url, content=raw("message__location"), headers={header(): SECRET})
 
     assert photo.status_code == 200 and location.status_code == 200
-    wait_until(lambda: requests(runtime)[0].lat is not None)
+    # The caption's "145 rue Wellington" gave the address register's place first; the position
+    # the citizen then shares is where they point, and replaces it.
+    wait_until(lambda: requests(runtime)[0].lat == 45.4401)
     request = requests(runtime)[0]
+    assert request.address == "145, rue Wellington"
     assert len(requests(runtime)) == 1
     assert (request.channel, request.category, request.department) == ("telegram", "pothole", "travaux_publics")
     assert (request.lat, request.lon, request.district) == (45.4401, -75.7203, "centre")

@@ -24,7 +24,9 @@ def _store(runtime, count: int, prefix: str = "m", texts: dict[int, str] | None 
            senders: int | None = None) -> list[int]:
     ids = []
     for i in range(count):
-        text = (texts or {}).get(i, f"Nid de poule profond devant le {10 + 2 * i} rue Principale")
+        # A street the address register does not know: the messages stay separate problems
+        # (the register would put them 10 m apart, and dedup would link them).
+        text = (texts or {}).get(i, f"Nid de poule profond devant le {10 + 2 * i} chemin des Outardes")
         sender = i % senders if senders else i
         document = {"channel": "web", "description": text, "citizen": {"email": f"{prefix}{sender}@example.org"}}
         inbound_id, _ = store_inbound(runtime, "web_form", f"{prefix}:{i}", json.dumps(document).encode(),

@@ -48,3 +48,14 @@ def test_a_position_given_is_kept_and_an_unknown_address_stays_as_typed(runtime)
     assert (_request(runtime, located).lat, _request(runtime, located).address) == (45.4721, "145 Wellington")
     request = _request(runtime, unknown)
     assert (request.lat, request.address, request.district) == (None, "7 chemin des Outardes", None)
+
+
+def test_an_address_in_the_citizen_s_words_gives_the_place(runtime):
+    """An SMS, an e-mail or a voicemail has no address field: the address its words name is
+    looked up the same way."""
+    code = submit(runtime, {"channel": "web", "citizen": {"email": "c@example.org"},
+                            "description": "Bonjour, il y a un gros nid-de-poule devant le 145 rue Wellington Nord, "
+                                           "les autos font un écart depuis 3 jours."})
+    request = _request(runtime, code)
+    assert (request.address, request.district) == ("145, rue Wellington", "centre")
+    assert request.lat is not None and request.dedup_cell is not None

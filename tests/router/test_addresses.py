@@ -64,3 +64,19 @@ def test_wrong_columns_are_refused_and_no_register_is_fine(config_dir):
         load_rulebook(config_dir, SINKS)
     path.unlink()
     assert len(load_rulebook(config_dir, SINKS).addresses) == 0  # optional: addresses stay as typed
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Il y a un gros nid-de-poule devant le 145 rue Wellington, les autos l'évitent", "145, rue Wellington"),
+    ("Chien qui aboie au 12 rue des Pins toute la nuit", "12, rue des Pins"),
+    ("Lampadaire brisé au 60, rue Saint-Jean.", "60, rue Saint-Jean"),
+    ("The street light in front of 22 Maple Avenue has been out for a week", "22, avenue Maple"),
+    ("Depuis 10:30 il y a de l'eau au 8 rue des Pins", "8, rue des Pins"),
+    ("3 nids-de-poule sur la rue King", None),  # a count, not a house number
+    ("Rappelez-moi au 819-555-0123, rue Wellington", None),  # a phone number
+    ("Il y a 2 semaines que le 145a rue Wellington attend", None),  # not a number of the register
+    ("Trou au coin de la rue King et de la rue Principale", None),  # no number: a street is not a place
+])
+def test_a_sentence_naming_an_address_of_the_register_finds_it(text, expected):
+    place = load_rulebook(ROOT / "config", SINKS).addresses.find_in_text(text)
+    assert (place.address if place else None) == expected
