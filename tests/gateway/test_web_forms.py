@@ -129,6 +129,7 @@ def test_the_counter_prints_a_receipt_in_the_citizen_s_language(client, runtime,
     code = re.search(r'id="code">(R-\d{4}-\d{7})<', done).group(1)
     link = re.search(r'id="receipt" href="([^"]+)"', done).group(1)
     assert "Imprimer un reçu pour le citoyen" in done
+    assert 'id="place">40, rue Laurier — Plateau-Nord<' in done  # the place the register found, read back to the citizen
 
     receipt = client.get(link).get_data(as_text=True)
     assert '<html lang="en">' in receipt and "Your request has been received" in receipt  # the citizen's language
