@@ -87,7 +87,7 @@ def add_location(session, runtime, request: Request, message: Normalized) -> Non
         return
     request.lat, request.lon = message.lat, message.lon
     district = book.areas.locate(message.lat, message.lon)
-    request.district = district.code if district is not None else request.district
+    request.district = district.code if district is not None else None  # not the register's, if outside
     request.dedup_cell = stored_keys(message.lat, message.lon, request.address,
                                      current_rules(book.directory, set(book.categories)))[0]
     session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="location_added",

@@ -170,7 +170,8 @@ def walk_in_receipt(code: str):
         found = db.scalar(select(Request).where(Request.code == code.upper()))
         if found is None:
             abort(404)
-        language = request.args.get("in") if request.args.get("in") in LANGUAGES else found.language or "fr"
+        wanted = request.args.get("in")
+        language = wanted if wanted in LANGUAGES else found.language or book.city.default_language
         track_url = runtime().public_url(f"/track/{found.code}")
         with force_locale(language):
             return render_template("walk_in_receipt.html", r=found, book=book, lang=language, track_url=track_url,

@@ -59,3 +59,26 @@ def test_an_address_in_the_citizen_s_words_gives_the_place(runtime):
     request = _request(runtime, code)
     assert (request.address, request.district) == ("145, rue Wellington", "centre")
     assert request.lat is not None and request.dedup_cell is not None
+
+
+def test_a_position_shared_later_replaces_only_the_register_s_place(runtime):
+    """A Telegram or Messenger location sent after the report (chat.add_location): it replaces
+    a place the register gave, with its district (none outside the districts) and its dedup
+    cell; a position the citizen gave with the report stays."""
+    from types import SimpleNamespace
+
+    from gateway import chat
+
+    registered = submit(runtime, {"channel": "web", "description": "Nid-de-poule",
+                                  "location": {"address": "145 Wellington"}})
+    pinned = submit(runtime, {"channel": "web", "description": "Nid-de-poule",
+                              "location": {"address": "145 Wellington", "lat": 45.4721, "lon": -75.6702}})
+    shared = SimpleNamespace(lat=45.5001, lon=-75.6001, channel="telegram")  # north of every district
+    with runtime.db.session() as db:
+        for code in (registered, pinned):
+            chat.add_location(db, runtime, db.scalar(select(Request).where(Request.code == code)), shared)
+    moved, kept = _request(runtime, registered), _request(runtime, pinned)
+    assert (moved.lat, moved.lon, moved.district) == (45.5001, -75.6001, None)
+    assert moved.dedup_cell is not None and moved.dedup_cell != _request(runtime, submit(runtime, {
+        "channel": "web", "description": "x", "location": {"address": "145 Wellington"}})).dedup_cell
+    assert (kept.lat, kept.lon, kept.district) == (45.4721, -75.6702, "nord")
