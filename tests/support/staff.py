@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+from sqlalchemy import select
+
 from gateway import intake
 from gateway.auth import add_user
+from gateway.models import Request
 from tests.conftest import FIXTURES
 
 PASSWORD = "un mot de passe solide"
@@ -41,3 +44,14 @@ def fixture(name: str) -> dict:
 
 def submit(runtime, document: dict) -> str:
     return intake.submit(runtime, document).code
+
+
+def get_request(runtime, code: str) -> Request:
+    with runtime.db.session() as db:
+        return db.scalar(select(Request).where(Request.code == code))
+
+
+def page(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
