@@ -1,15 +1,13 @@
 """The `gateway` command: serve, worker, scheduler, poll-email, db, rules, user, deliveries,
-telegram, dashboards, opendata."""
+telegram, dashboards, opendata; rules (gateway/cli_rules.py) and privacy (gateway/cli_privacy.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
@@ -29,8 +27,10 @@ def main():
 @click.option("--workers", default=None, type=int, help="gunicorn workers (default: WEB_CONCURRENCY or 2)")
 def serve(host: str, port: int, workers: int | None):
     """Apply pending migrations, then serve the gateway with gunicorn."""
+    from .cli_rules import check_config
+
     settings = load_settings()
-    _check_config(settings)
+    check_config(settings)
     _upgrade(settings)
     count = workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
     if not settings.get("GATEWAY_SECRET_KEY"):
@@ -159,79 +159,6 @@ def _app():
     if behind:
         raise click.ClickException(f"{behind}: run `gateway db upgrade` first (`make run` does it)")
     return app
-
-
-# --- rules -------------------------------------------------------------------------------
-
-@main.group()
-def rules():
-    """Routing rules in config/."""
-
-
-def _config_dir(path: str | None) -> Path:
-    return Path(path or str(load_settings()["GATEWAY_CONFIG_DIR"]))
-
-
-def _load_book(path: str | None):
-    from adapters import registry
-    from router import load_rulebook
-
-    return load_rulebook(_config_dir(path), set(registry.SINKS))
-
-
-def _check_config(settings) -> None:
-    from router import ConfigError
-
-    try:
-        _load_book(str(settings["GATEWAY_CONFIG_DIR"]))
-    except ConfigError as exc:
-        raise click.ClickException(f"the configuration is invalid:\n{exc}") from exc
-
-
-@rules.command("check")
-@click.argument("path", required=False)
-def rules_check(path: str | None):
-    """Validate the configuration folder (default: GATEWAY_CONFIG_DIR)."""
-    from dedup import load_dedup_rules
-    from router import ConfigError
-
-    try:
-        book = _load_book(path)
-        load_dedup_rules(book.directory, set(book.categories))  # config/dedup.yaml too
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
-    click.echo(f"OK: {len(book.categories)} categories, {len(book.departments)} departments, "
-               f"{len(book.rules)} rules, {len(book.areas.districts)} districts")
-
-
-@rules.command("test")
-@click.argument("text")
-@click.option("--lang", type=click.Choice(["fr", "en"]), default=None, help="detected when absent")
-@click.option("--channel", default="api", show_default=True)
-@click.option("--lat", type=float, default=None)
-@click.option("--lon", type=float, default=None)
-@click.option("--at", "when", default=None, help="ISO time of reception (default: now)")
-@click.option("--config", "path", default=None, help="configuration folder")
-def rules_test(text, lang, channel, lat, lon, when, path):
-    """Show the routing decision for TEXT as JSON, with the rule that made it."""
-    from normalizer.language import detect
-    from router import ConfigError, Facts, decide
-
-    try:
-        book = _load_book(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    language = lang or detect(text, book.city.default_language)
-    received = datetime.fromisoformat(when) if when else datetime.now(UTC)
-    if received.tzinfo is None:
-        received = received.replace(tzinfo=book.timezone)
-    decision = decide(book, Facts(text=text, language=language, channel=channel,
-                                  received_at=received, lat=lat, lon=lon))
-    out = {"language": language, **decision.as_dict()}
-    out["sla"] = f"{decision.sla_hours:g} h"
-    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
 @main.command("sinks")
@@ -413,6 +340,16 @@ def opendata(start, end, fmt, output):
         for chunk in export.csv_stream(rows) if fmt == "csv" else export.geojson_stream(rows):
             out.write(chunk)
 
+
+def _add_commands() -> None:
+    from .cli_privacy import privacy
+    from .cli_rules import rules
+
+    main.add_command(rules)
+    main.add_command(privacy)
+
+
+_add_commands()
 
 if __name__ == "__main__":
     main()

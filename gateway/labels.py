@@ -13,6 +13,8 @@ STATUS = {
     "rejected": _l("Rejected"),
     "needs_info": _l("More information needed"),
 }
+LANGUAGE = {"fr": _l("French"), "en": _l("English")}  # a citizen's language, named in the reader's
+REPLY_IN = {"fr": _l("Reply to the citizen (in French)"), "en": _l("Reply to the citizen (in English)")}
 PRIORITY = {"urgent": _l("Urgent"), "routine": _l("Routine"), "deferrable": _l("Deferrable")}
 CHANNEL = {
     "phone": _l("Phone"), "sms": _l("Text message"), "email": _l("E-mail"), "messenger": "Messenger",
@@ -45,6 +47,26 @@ EVENT = {
     "assigned": _l("Assigned"),
     "note": _l("Internal note"),
     "marked_spam": _l("Marked as spam"),
+    "acknowledged": _l("Acknowledgement sent to the citizen in the channel's answer"),
+    "message_added": _l("Message from the citizen added"),
+    "message_edited": _l("Message edited by the citizen"),
+    "location_added": _l("Location shared by the citizen"),
+    "reported_again": _l("Reported again: a new request was opened"),
+    "split": _l("A message was separated into a new request"),
+    "attachment_stored": _l("Attachment received"),
+    "attachment_refused": _l("Attachment refused"),
+    "attachment_failed": _l("Attachment could not be retrieved"),
+    "contact_linked": _l("Contact details added to the citizen"),
+    "contact_undeliverable": _l("The citizen's address cannot be reached"),
+    "not_deliverable_on_channel": _l("Citizen not reachable on their channel: another one used"),
+    "delivery_status": _l("Text message delivery report"),
+    "declined": _l("Declined by the department: back to 311"),
+    "decline_ignored": _l("Refusal ignored: already with 311"),
+    "status_refused": _l("Status change refused"),
+    "sla_approaching": _l("Deadline approaching"),
+    "sla_breached": _l("Deadline passed"),
+    "escalated": _l("Escalated to the supervisors"),
+    "citizen_forgotten": _l("The citizen's personal data erased at their request"),
 }
 CHANNEL_ICON = {
     "phone": "☎", "sms": "✆", "email": "✉", "messenger": "◉", "telegram": "➤", "walk_in": "⌂",

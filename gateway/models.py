@@ -93,6 +93,7 @@ class Citizen(Base):
     preferred_channel: Mapped[str | None] = mapped_column(String(16))
     consent: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    forgotten_at: Mapped[datetime | None]  # name and contact points erased (gateway/retention.py)
     contacts: Mapped[list[ContactPoint]] = relationship(back_populates="citizen", lazy="selectin")
 
     def contact(self, kind: str) -> ContactPoint | None:
@@ -224,7 +225,8 @@ class Follower(Base):
     """A citizen told of a request's progress without being its requester (duplicates)."""
 
     __tablename__ = "followers"
-    __table_args__ = (UniqueConstraint("request_id", "citizen_id", name="uq_follower"),)
+    __table_args__ = (UniqueConstraint("request_id", "citizen_id", name="uq_follower"),
+                      Index("ix_followers_citizen", "citizen_id"))  # retention: what a citizen follows
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)

@@ -69,6 +69,7 @@ def render(runtime, template: str, request: Request, extra: dict | None = None,
         "sla_due": due,
         "priority": request.priority,
         "status": request.status,
+        "place": request.address or "",
         **(extra or {}),
     }
     subject = _compiled(version.subject).render(values).strip() if version.subject else None

@@ -173,10 +173,13 @@ def _send(runtime, row, summaries: dict):
     if channel is None:
         raise AdapterMisconfiguredError(runtime.misconfiguration("outbound", row.target)
                                         or f"no outbound adapter for {row.target}")
+    message = row.settings["message"]
+    if "to" in message and message["to"] is None:  # erased: its citizen was forgotten (gateway/retention.py)
+        raise PermanentDeliveryError("no address to send to: the citizen's personal data was erased")
     # The attempt and the row's creation likewise: a channel without idempotency keys (SMS)
     # looks for an earlier, unrecorded send made since the message was queued.
     return channel.send(OutboundMessage(idempotency_key=row.idempotency_key, attempt=row.attempts,
-                                        queued_at=row.created_at, **row.settings["message"]))
+                                        queued_at=row.created_at, **message))
 
 
 def _summaries(runtime, connection, request_ids: set) -> dict:

@@ -23,6 +23,8 @@ class Runtime:
     jobs: Any = None  # gateway.queue.InlineQueue or RqQueue
     _adapters: dict[tuple[str, str], Any] = field(default_factory=dict)
     health: dict[str, dict] = field(default_factory=dict)  # adapter -> last success/error
+    retention_done_at: Any = None  # the last retention passes in this process (gateway/retention.py)
+    retention_payloads_after: int = 0  # raw payloads erased up to this id
 
     def public_url(self, path: str) -> str:
         return str(self.settings["GATEWAY_PUBLIC_URL"]).rstrip("/") + path

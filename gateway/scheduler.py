@@ -2,8 +2,9 @@
 
 Each pass: the sweeper (due and abandoned work back on the queue), SLA checks (requests
 approaching or past ``sla_due_at`` are marked, the department's tools are told, and past-due
-ones are escalated to the 311 supervisors), closing of requests resolved long enough ago, and
-polling of departments' Open311 servers for status changes. One step failing is logged and
+ones are escalated to the 311 supervisors), closing of requests resolved long enough ago,
+polling of departments' Open311 servers for status changes, and, once an hour, the retention
+of citizens' personal data (gateway/retention.py). One step failing is logged and
 does not stop the others; whatever it left undone is found again on the next pass.
 """
 
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from adapters.errors import AdapterError
 from adapters.sinks.open311 import TOKEN_PREFIX, RemoteStatus
 
-from . import closure, jobs
+from . import closure, jobs, retention
 from .department import notify_department, report
 from .models import OPEN_STATUSES, Delivery, Event, Request, User, utcnow
 from .notify import render
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def run_once(runtime, now: datetime | None = None) -> None:
     """One pass of every periodic task."""
-    for step in (jobs.sweep, check_sla, closure.close_resolved, poll_open311):
+    for step in (jobs.sweep, check_sla, closure.close_resolved, poll_open311, forget_the_past):
         try:
             ids = step(runtime) if step is jobs.sweep else step(runtime, now)
         except Exception:
@@ -38,6 +39,12 @@ def run_once(runtime, now: datetime | None = None) -> None:
             continue
         for delivery_id in ids or []:
             runtime.jobs.enqueue("deliver", delivery_id)
+
+
+def forget_the_past(runtime, now: datetime | None = None) -> list[int]:
+    """Citizens' personal data past GATEWAY_RETENTION_DAYS erased (at most once an hour)."""
+    retention.purge(runtime, now)
+    return []
 
 
 # --- SLA ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, object] = {
     "GATEWAY_INLINE_JOBS": True,  # with no REDIS_URL, run jobs in background threads
     "GATEWAY_CLOSE_AFTER_HOURS": 72.0,  # a resolved request is closed this long after
     "GATEWAY_REOPEN_DAYS": 14.0,  # a citizen writing within this after closure reopens it
+    "GATEWAY_RETENTION_DAYS": 730.0,  # citizens' personal data kept this long after their last request ended; 0: kept
     "GATEWAY_SLA_WARN_RATIO": 0.8,  # share of the SLA time after which it is "approaching"
     "GATEWAY_OPEN311_POLL_SECONDS": 300.0,  # how often departments' Open311 servers are polled
     "GATEWAY_HTTP_TIMEOUT_SECONDS": 10.0,  # every call to a department's tool gives up after this
@@ -54,7 +55,7 @@ DEFAULTS: dict[str, object] = {
 _INTS = {"SMTP_PORT", "GATEWAY_MAX_ATTEMPTS", "GATEWAY_PIPELINE_BATCH", "GATEWAY_DELIVERY_BATCH", "MAX_CONTENT_LENGTH",
          "GATEWAY_LOGIN_FAILURES"}
 _FLOATS = {"GATEWAY_CHAT_THREAD_MINUTES", "GATEWAY_SWEEP_SECONDS", "GATEWAY_BACKOFF_SECONDS",
-           "GATEWAY_LEASE_SECONDS", "GATEWAY_CLOSE_AFTER_HOURS", "GATEWAY_REOPEN_DAYS",
+           "GATEWAY_LEASE_SECONDS", "GATEWAY_CLOSE_AFTER_HOURS", "GATEWAY_REOPEN_DAYS", "GATEWAY_RETENTION_DAYS",
            "GATEWAY_SLA_WARN_RATIO", "GATEWAY_OPEN311_POLL_SECONDS", "GATEWAY_HTTP_TIMEOUT_SECONDS",
            "GATEWAY_INBOX_POLL_SECONDS", "GATEWAY_INBOX_COUNTS_SECONDS"}
 _BOOLS = {"SMTP_STARTTLS", "GATEWAY_INLINE_JOBS"}

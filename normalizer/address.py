@@ -79,6 +79,35 @@ def numbers_in_text(text: str | None):
         yield int(found.group(1)), text[found.end():found.end() + 80].lstrip(" ,")  # "au 60, rue Saint-Jean"
 
 
+# Two streets that meet: "au coin de Wellington et King", "à l'angle des rues Cartier et
+# Principale", "corner of Wellington and King", "pothole at Wellington and King",
+# "intersection Wellington / King", "feu brisé Wellington/King". In a sentence, streets joined
+# by "et" / "and" need a word for the corner before them ("Wellington et King" may be two
+# places); joined by "/" or "&" they are one. An address field that holds two streets
+# ("Wellington et King") is a corner by itself.
+_CORNER_WORD = re.compile(r"\b(?:coin|angle|intersection|croisement|carrefour|corner|junction|at)\b\s*",
+                          re.IGNORECASE)
+_AND = re.compile(r"\s+(?:et|and)\s+|\s*[&/]\s*", re.IGNORECASE)
+_SLASH = re.compile(r"(?<=[^\W\d])\s*[&/]\s*(?=[^\W\d])")  # between letters: not 24/7 or 3/4
+
+
+def corners_in_text(text: str | None, whole: bool = False):
+    """(words before, words after) for each place ``text`` may name as where two streets
+    meet, as street_words reads them ("de la rue Wellington Nord" is ["wellington"]). The
+    street before is the one its words END with; the one after, the one they BEGIN with (to
+    the end of the clause). ``whole``: the text is an address field."""
+    text = text or ""
+    starts = [found.end() for found in _CORNER_WORD.finditer(text)]
+    for start in starts or ([0] if whole else []):
+        clause = _CLAUSE_END.split(text[start:start + 160], maxsplit=1)[0]
+        joined = _AND.search(clause)
+        if joined is not None:
+            yield street_words(clause[:joined.start()]), street_words(clause[joined.end():])
+    for joined in _SLASH.finditer(text):
+        before = _CLAUSE_END.split(text[max(0, joined.start() - 60):joined.start()])[-1]
+        yield street_words(before), street_words(text[joined.end():joined.end() + 80])
+
+
 def with_registered_place(message, register):
     """``message`` (a Normalized) given the place its address names in the city's address
     register (config/addresses.csv): its coordinates, and the address as the register writes

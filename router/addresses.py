@@ -7,16 +7,27 @@ read as a house number and a street key (normalizer/address.py), so "145 Welling
 that names it ("devant le 145 rue Wellington, les autos…"). A street key two
 streets of the register share ("rue King" and "avenue King") with that number is left
 unmatched rather than guessed. The file is optional: without it, addresses stay as typed.
+
+Where two streets meet is a place too ("au coin de Wellington et King", "Wellington & King"
+in an address field): the register's addresses of the two streets show where, when they come
+within CORNER_M of each other at an angle (parallel streets a block apart do not meet). The
+corner is written "rue King / rue Wellington" (in alphabetical order, whichever was named
+first), at the middle of the two nearest addresses.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 
-from normalizer.address import numbers_in_text, parse_address, street_words
+from normalizer.address import corners_in_text, numbers_in_text, parse_address, street_words
+from normalizer.text import fold
 
+from .geometry import NEAR_M, Grid, Point, flat, meeting
 from .yamlfile import ConfigError, Problem
 
 COLUMNS = ("number", "street", "lat", "lon")
@@ -29,18 +40,66 @@ class Place:
     lon: float
 
 
+class Street:
+    """One street of the register and its addresses, in arrays sorted by house number (a
+    city's half-million addresses would take ten times the memory as objects)."""
+
+    __slots__ = ("name", "key", "numbers", "lats", "lons")
+
+    def __init__(self, name: str, key: str):
+        self.name, self.key = name, key  # "rue Saint-Jean", "jean"
+        self.numbers, self.lats, self.lons = array("l"), array("d"), array("d")
+
+    def add(self, number: int, lat: float, lon: float) -> None:
+        self.numbers.append(number)
+        self.lats.append(lat)
+        self.lons.append(lon)
+
+    def sort(self) -> None:
+        order = sorted(range(len(self.numbers)), key=self.numbers.__getitem__)
+        self.numbers = array("l", (self.numbers[i] for i in order))
+        self.lats, self.lons = array("d", (self.lats[i] for i in order)), array("d", (self.lons[i] for i in order))
+
+    def at(self, number: int) -> Point | None:
+        """Where ``number`` is; None if the street has no such number, or two rows give it
+        two places."""
+        i = bisect_left(self.numbers, number)
+        if i == len(self.numbers) or self.numbers[i] != number:
+            return None
+        found = {(self.lats[j], self.lons[j]) for j in range(i, bisect_left(self.numbers, number + 1, i))}
+        return found.pop() if len(found) == 1 else None
+
+    def points(self) -> list[Point]:
+        return list(zip(self.lats, self.lons, strict=True))
+
+
 class AddressRegister:
-    def __init__(self, places: dict[tuple[int, str], Place | None]):
-        self._places = places  # None: two streets of the register share the key
+    def __init__(self, streets: list[Street] | None = None):
+        self._all = streets or []
+        self._by_key: dict[str, list[Street]] = {}  # "king": rue King and avenue King
+        for street in self._all:
+            self._by_key.setdefault(street.key, []).append(street)
+        self._corners: dict[tuple[str, str], Point | None] = {}  # worked out once asked
+        self._grid: Grid | None = None  # every address by cell, for near(): made once asked
 
     def __len__(self) -> int:
-        return len(self._places)
+        return sum(len(street.numbers) for street in self._all)
 
     def find(self, address: str | None) -> Place | None:
+        """The place an address field names: a house number of one street, else a corner."""
         parsed = parse_address(address)
-        if parsed is None or parsed[0] is None:  # a street alone is not a place
+        if parsed is not None and parsed[0] is not None:
+            return self._house(*parsed)
+        return self._first_corner(address, whole=True)
+
+    def _house(self, number: int, key: str) -> Place | None:
+        """(number, street key) on exactly one street of the register, else None: "145 King"
+        when both rue King and avenue King have a 145 is not guessed."""
+        found = {(street.name, point) for street in self._by_key.get(key, ()) if (point := street.at(number))}
+        if len(found) != 1:
             return None
-        return self._places.get(parsed)
+        name, (lat, lon) = found.pop()
+        return Place(f"{number}, {name}", lat, lon)
 
     def find_in_text(self, text: str | None) -> Place | None:
         """The first place of the register that ``text`` names as a house number followed by
@@ -50,53 +109,116 @@ class AddressRegister:
         for number, rest in numbers_in_text(text):
             name = street_words(rest)
             for size in range(len(name), 0, -1):  # "wellington nord" → "wellington"
-                place = self._places.get((number, " ".join(name[:size])))
+                place = self._house(number, " ".join(name[:size]))
                 if place is not None:
                     return place
+        return self._first_corner(text)
+
+    def _street(self, key: str) -> Street | None:
+        """The one street of the register with that key (None: none, or several)."""
+        streets = self._by_key.get(key, ())
+        return streets[0] if len(streets) == 1 else None
+
+    def _first_corner(self, text: str | None, whole: bool = False) -> Place | None:
+        for before, after in corners_in_text(text, whole):
+            first, second = self._street_in(before, ending=True), self._street_in(after)
+            if first is not None and second is not None and first is not second:
+                point = self.corner(first.key, second.key)
+                if point is not None:  # one writing whichever street is named first
+                    return Place(_corner_name(first, second), *point)
         return None
+
+    def _street_in(self, words: list[str], ending: bool = False) -> Street | None:
+        """The register's street ``words`` begin with (the longest one); with ``ending``,
+        the one they end with ("des rues cartier", "trou pres de wellington")."""
+        spans = [(start, len(words)) for start in range(len(words))] if ending else \
+            [(0, end) for end in range(len(words), 0, -1)]
+        for start, end in spans:
+            street = self._street(" ".join(words[start:end]))
+            if street is not None:
+                return street
+        return None
+
+    def corner(self, one: str, other: str) -> Point | None:
+        """Where the streets of keys ``one`` and ``other`` meet, or None: they never come within
+        CORNER_M of each other, or only side by side."""
+        pair = (min(one, other), max(one, other))
+        if pair not in self._corners:
+            first, second = self._street(pair[0]), self._street(pair[1])
+            self._corners[pair] = meeting(first.points(), second.points()) if first and second else None
+        return self._corners[pair]
+
+    def near(self, lat: float, lon: float) -> str | None:
+        """Where (lat, lon) is, in street names for a reader: the corner of the street of the
+        nearest address and another street, if within NEAR_M ("rue King / rue Wellington"),
+        else that street ("rue Wellington"); None beyond NEAR_M of every address. No house
+        number: a place to read, not someone's address."""
+        if self._grid is None:
+            self._grid = Grid(lat, ((i, street.lats, street.lons) for i, street in enumerate(self._all)
+                                    if self._street(street.key) is street))
+        streets = [self._all[i] for i, _ in self._grid.streets_near((lat, lon))]
+        if not streets:
+            return None
+        xy = flat(lat)
+        here, best = xy((lat, lon)), None
+        for other in streets[1:]:
+            point = self.corner(streets[0].key, other.key)
+            if point is not None:
+                away = math.dist(xy(point), here)
+                if away <= NEAR_M and (best is None or away < best[0]):
+                    best = (away, other)
+        return streets[0].name if best is None else _corner_name(streets[0], best[1])
 
     @classmethod
     def load(cls, path: Path) -> AddressRegister:
         """Raises ConfigError naming the file, line and column of every bad row."""
         if not path.exists():
-            return cls({})
+            return cls()
         problems: list[Problem] = []
-        places: dict[tuple[int, str], Place | None] = {}
+        streets: dict[str, Street | None] = {}  # by the name the register writes; None: no street name
         try:
             with path.open(encoding="utf-8", newline="") as rows:
-                reader = csv.DictReader(rows)
-                if tuple(reader.fieldnames or ()) != COLUMNS:
+                reader = csv.reader(rows)
+                if tuple(next(reader, ())) != COLUMNS:
                     raise ConfigError([Problem(str(path), 1, "", f"the columns must be {','.join(COLUMNS)}")])
                 for row in reader:
-                    place = _place(path, reader.line_num, row, problems)
-                    if place is not None:
-                        key = parse_address(place.address)
-                        places[key] = None if key in places and places[key] != place else place
+                    _add_row(str(path), reader.line_num, row, streets, problems)
         except UnicodeDecodeError as exc:
             raise ConfigError([Problem(str(path), None, "", f"not UTF-8 text: {exc}")]) from exc
         if problems:
             raise ConfigError(problems[:20])
-        return cls(places)
+        found = [street for street in streets.values() if street is not None]
+        for street in found:
+            street.sort()
+        return cls(found)
 
 
-def _place(path: Path, line: int, row: dict, problems: list[Problem]) -> Place | None:
+def _corner_name(one: Street, other: Street) -> str:
+    return " / ".join(sorted((one.name, other.name), key=fold))
+
+
+def _add_row(path: str, line: int, row: list[str], streets: dict[str, Street | None], problems: list[Problem]) -> None:
+    number, name, lat, lon = (row + ["", "", "", ""])[:4]
     try:
-        number = int(row["number"])
-        if not 0 < number < 1_000_000:
+        house = int(number)
+        if not 0 < house < 1_000_000:
             raise ValueError("out of range")
-    except (TypeError, ValueError):
-        problems.append(Problem(str(path), line, "number", f"not a house number: {row.get('number')!r}"))
-        return None
-    street = (row.get("street") or "").strip()
-    if parse_address(f"{number} {street}") is None:
-        problems.append(Problem(str(path), line, "street", f"no street name: {street!r}"))
-        return None
+    except ValueError:
+        problems.append(Problem(path, line, "number", f"not a house number: {number!r}"))
+        return
+    name = name.strip()
+    if name not in streets:  # a street's name is read once, not once per address
+        parsed = parse_address(f"1 {name}")
+        streets[name] = Street(name, parsed[1]) if parsed is not None else None
+    street = streets[name]
+    if street is None:
+        problems.append(Problem(path, line, "street", f"no street name: {name!r}"))
+        return
     try:
-        lat, lon = float(row["lat"]), float(row["lon"])
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        latitude, longitude = float(lat), float(lon)
+        if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
             raise ValueError("out of range")
-    except (TypeError, ValueError):
-        problems.append(Problem(str(path), line, "lat", f"not a latitude and longitude: {row.get('lat')!r}, "
-                                                        f"{row.get('lon')!r}"))
-        return None
-    return Place(f"{number}, {street}", lat, lon)
+    except ValueError:
+        problems.append(Problem(path, line, "lat", f"not a latitude and longitude: {lat!r}, {lon!r}"))
+        return
+    street.add(house, latitude, longitude)

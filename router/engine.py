@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime, time
 
+from .addresses import Place
 from .categorize import Categorization
 from .loader import RuleBook
 from .schema import Rule, SinkTarget
@@ -63,6 +64,21 @@ def _copied(value):
 
 
 _DECISION_FIELDS = tuple(f.name for f in fields(Decision))
+
+
+def tried(book: RuleBook, text: str, language: str, channel: str, received_at: datetime, lat: float | None = None,
+          lon: float | None = None, address: str | None = None) -> tuple[Decision, Place | None]:
+    """The decision for a sentence an administrator tries (``gateway rules test``, the rules
+    console), reached as the pipeline reaches it for a message: without coordinates, the
+    place its address, else its words, name in the city's address register (a house, a
+    corner) gives them, hence its district. Returns the decision and that place."""
+    place = None
+    if lat is None or lon is None:
+        place = book.addresses.find(address) if address else book.addresses.find_in_text(text)
+        if place is not None:
+            lat, lon = place.lat, place.lon
+    return decide(book, Facts(text=text, language=language, channel=channel, received_at=received_at,
+                              lat=lat, lon=lon)), place
 
 
 def decide(book: RuleBook, facts: Facts) -> Decision:
@@ -121,10 +137,12 @@ def _first_rule(book, facts: Facts, category, district, after_hours) -> Rule | N
 
 
 def _after_hours(book: RuleBook, moment: datetime) -> bool:
+    """Outside the city's business hours, or on a day it is closed (a holiday)."""
     local = moment.astimezone(book.timezone)
     hours = book.city.business_hours
     start, end = time.fromisoformat(hours.start), time.fromisoformat(hours.end)
-    return WEEKDAYS[local.weekday()] not in hours.days or not (start <= local.time() < end)
+    return (WEEKDAYS[local.weekday()] not in hours.days or not (start <= local.time() < end)
+            or book.closed_days.closed_on(local.date()) is not None)
 
 
 def _sinks(targets: list[SinkTarget], language: str) -> list[dict]:

@@ -21,6 +21,7 @@ from . import schema
 from .addresses import AddressRegister
 from .areas import Areas
 from .categorize import Categorizer, PhraseIndex
+from .closed_days import ClosedDays, problem_with
 from .yamlfile import ConfigError, LocatedDocument, Problem, load
 
 FILES = ("city.yaml", "catalogue.yaml", "departments.yaml", "rules.yaml", "templates.yaml")
@@ -41,7 +42,8 @@ class RuleBook:
     categorizer: Categorizer
     rule_keywords: PhraseIndex
     timezone: ZoneInfo
-    addresses: AddressRegister = field(default_factory=lambda: AddressRegister({}))
+    addresses: AddressRegister = field(default_factory=lambda: AddressRegister())
+    closed_days: ClosedDays = field(default_factory=ClosedDays)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def category_name(self, code: str | None, language: str) -> str:
@@ -142,6 +144,7 @@ def _assemble(directory: Path, models: dict, areas: Areas) -> RuleBook:
         categorizer=Categorizer({code: c.keywords.all() for code, c in categories.items()}),
         rule_keywords=PhraseIndex({str(i): r.when.keywords for i, r in enumerate(rules)}),
         timezone=timezone,
+        closed_days=ClosedDays(city.business_hours.holidays, city.business_hours.closed),
     )
 
 
@@ -160,6 +163,9 @@ def _check_references(book: RuleBook, docs: dict, sink_types, problems: list[Pro
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(city.problem(("city", "timezone"), f"unknown time zone '{book.city.timezone}'"))
     expect(city, ("city", "triage_department"), book.city.triage_department, ok_departments, "department")
+    hours = book.city.business_hours
+    for where, what in problem_with(hours.holidays, hours.closed):
+        problems.append(city.problem(("city", "business_hours", *where), what))
     _check_unique(cat, "categories", [c.code for c in book.categories.values()], problems)
     for i, category in enumerate(book.categories.values()):
         expect(cat, ("categories", i, "department"), category.department, ok_departments, "department")

@@ -42,6 +42,8 @@ class BusinessHours(_Model):
     start: str = Field("08:00", pattern=r"^\d{2}:\d{2}$")
     end: str = Field("17:00", pattern=r"^\d{2}:\d{2}$")
     days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    holidays: str | None = Field(None, pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")  # "CA-QC": closed on its holidays
+    closed: list[Annotated[str, StringConstraints(pattern=r"^(\d{4}-)?\d{2}-\d{2}$")]] = Field(default_factory=list)
 
 
 class City(_Model):
@@ -149,6 +151,7 @@ class RulesFile(_Model):
 
 
 class Template(_Model):
+    title: str | None = Field(None, min_length=1, max_length=80)  # a ready-made reply's name, for agents
     subject: str | None = None
     body: str = Field(min_length=1)
 

@@ -7,9 +7,9 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from router import Facts, decide
+from router import tried
 
-from .. import outbox
+from .. import outbox, retention
 from ..auth import add_user, checked_department, current_user, require_role
 from ..models import ROLES, ConfigVersion, Delivery, User, utcnow
 from ..permissions import ADMINISTERS
@@ -92,9 +92,9 @@ def _try_sentence(book) -> dict | None:
     sentence = request.form.get("sentence", "").strip()
     if not sentence:
         return None
-    facts = Facts(text=sentence, language=request.form.get("language", "fr"), channel=request.form.get("channel", "web"),
-                  received_at=utcnow(), lat=request.form.get("lat", type=float), lon=request.form.get("lon", type=float))
-    return {"sentence": sentence, "decision": decide(book, facts), "book": book}
+    decision, place = tried(book, sentence, request.form.get("language", "fr"), request.form.get("channel", "web"),
+                            utcnow(), request.form.get("lat", type=float), request.form.get("lon", type=float))
+    return {"sentence": sentence, "decision": decision, "place": place, "book": book}
 
 
 @bp.post("/rules/rollback")
@@ -128,8 +128,10 @@ def rules_version(version_id: int):
 @require_role(*ADMINISTERS)
 def health_page():
     with runtime().db.session() as db:
+        days = float(runtime().settings.get("GATEWAY_RETENTION_DAYS") or 0)
         return render_template("admin_health.html", user=current_user(), book=runtime().rules.current,
-                               rows=health.report(runtime(), db), dead=health.dead_deliveries(db))
+                               rows=health.report(runtime(), db), dead=health.dead_deliveries(db),
+                               retention=retention.summary(db, days))
 
 
 @bp.post("/deliveries/<int:delivery_id>/retry")

@@ -232,9 +232,11 @@ def recurring_page(connection, filters: Filters, names: Names, now, by: str = "c
     page.tables.append(Table(
         "hot_spots", _l("Hot spots: the same problem at the same place, week after week"),
         [Column("category", _l("Category"), "text"), Column("district", _l("District"), "text"),
+         Column("near", _l("Near"), "text"),
          Column("lat", _l("Latitude"), "number"), Column("lon", _l("Longitude"), "number"),
          Column("weeks", _l("Weeks with requests")), Column("count", _l("Requests"))],
-        [{**s, "category": names("category", s["category"]), "district": names("district", s["district"])}
+        [{**s, "category": names("category", s["category"]), "district": names("district", s["district"]),
+          "near": names.book.addresses.near(s["lat"], s["lon"]) or "—"}  # street names, never a house
          for s in spots[:25]],
         None, _l("Cells of about 100 m over the 8 weeks before the end of the period: reported in 3 weeks or more, "
             "5 times or more, and, for a category reported all over the city, 6 times more than in its average cell."),

@@ -30,7 +30,7 @@ from ..forms import submission_from_form
 from ..i18n import LANGUAGES, current_language
 from ..ids import database_id
 from ..models import Request, User, utcnow
-from ..permissions import ANSWERS_CITIZENS, SEES_CONTACTS, can, scope
+from ..permissions import ANSWERS_CITIZENS, SEES_ADDRESS, SEES_CONTACTS, can, scope
 from . import queries
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox")
@@ -113,7 +113,8 @@ def index():
             "inbox.html", page=page, filters=filters, counts=counts, mine=mine, book=book, user=user,
             poll_seconds=runtime().settings["GATEWAY_INBOX_POLL_SECONDS"],
             last_id=max((r.id for r in page.rows), default=0), cap=queries.COUNT_CAP,
-            sees_contacts=can(user, SEES_CONTACTS), counter=can(user, COUNTER_ROLES), choices=_choices(book), now=utcnow(),
+            sees_contacts=can(user, SEES_CONTACTS), sees_address=can(user, SEES_ADDRESS), counter=can(user, COUNTER_ROLES),
+            choices=_choices(book), now=utcnow(),
             reports=queries.reports_again(db, page.rows),
         )
 
@@ -138,7 +139,7 @@ def poll():
     with runtime().db.session() as db:
         rows = queries.newer_than(db, where, since)
         html = render_template("_inbox_rows.html", rows=rows, book=book, user=user, now=utcnow(),
-                               reports=queries.reports_again(db, rows))
+                               reports=queries.reports_again(db, rows), sees_address=can(user, SEES_ADDRESS))
     return jsonify(count=len(rows), last_id=max((r.id for r in rows), default=since), html=html)
 
 

@@ -7,17 +7,20 @@ message (post/redirect/get), or by the page again with the error and status 400/
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import duplicates, tracking
+from .. import duplicates, retention, tracking
 from ..auth import current_user, require_role
+from ..i18n import current_language
 from ..ids import database_id
-from ..models import Attachment, DedupSuggestion, Follower, GivenCode, Request, User, utcnow
+from ..models import Attachment, DedupSuggestion, Event, Follower, GivenCode, Request, User, utcnow
 from ..notify import render
 from ..permissions import (
+    ADMINISTERS,
     ANSWERS_CITIZENS,
     REPORTS_PROGRESS,
     SEES_ADDRESS,
@@ -66,11 +69,33 @@ def show(code: str):
             staff=[u for u in db.scalars(select(User).where(User.active.is_(True), User.role.in_(REPORTS_PROGRESS))
                                          .order_by(User.email)) if may_see(u, found)],  # who can open it
             next_statuses=sorted(TRANSITIONS.get(found.status, set()) - {"duplicate"}),
-            replies={name: render(runtime(), name, found, {"text": ""})[1]
-                     for name in actions.reply_templates(book)} if found.citizen else {},
-            sees_contacts=can(user, SEES_CONTACTS), sees_address=can(user, SEES_ADDRESS),
+            replies=[(name, _reply_title(book, name), render(runtime(), name, found, {"text": ""})[1])
+                     for name in actions.reply_templates(book)] if found.citizen else [],
+            destination=_destination, administers=can(user, ADMINISTERS), sees_contacts=can(user, SEES_CONTACTS), sees_address=can(user, SEES_ADDRESS),
             answers=can(user, ANSWERS_CITIZENS), reports=can(user, REPORTS_PROGRESS),
         )
+
+
+def _destination(delivery) -> str | None:
+    """Where a department's delivery goes, for the agent to tell two of them apart: the
+    address, the Slack channel, or the web server of a webhook or an Open311 endpoint."""
+    if delivery.purpose != "sink":
+        return None  # a citizen's address is personal data, shown (or not) with the citizen
+    settings = delivery.settings or {}
+    where = settings.get("to") or settings.get("channel") or settings.get("url") or settings.get("endpoint")
+    if isinstance(where, str) and "://" in where:
+        return urlsplit(where).netloc or where
+    return where
+
+
+def _reply_title(book, name: str) -> str:
+    """A ready-made reply as agents know it: its title in the page's language (else in the
+    other), else its name ("reply_need_details" → "need details")."""
+    versions = book.templates[name]
+    for language in (current_language(), *versions):
+        if language in versions and versions[language].title:
+            return versions[language].title
+    return name.removeprefix("reply_").replace("_", " ")
 
 
 def _pending_suggestions(db, found: Request) -> list[tuple[DedupSuggestion, Request]]:
@@ -156,6 +181,22 @@ def note(code: str):
 @require_role()
 def spam(code: str):
     return _act(code, ANSWERS_CITIZENS, lambda db, r: actions.mark_spam(db, r, actor()), _("Marked as spam."))
+
+
+@bp.post("/r/<code>/forget")
+@require_role(*ADMINISTERS)
+def forget(code: str):
+    """A citizen asking to be forgotten (Québec's access act): an administrator erases their
+    name and contact points at once (gateway/retention.py), once the box is ticked."""
+    def work(db, r):
+        if r.citizen is None or r.citizen.forgotten_at is not None:
+            raise actions.ActionError(_("This request's citizen has no personal data left to erase."))
+        if request.form.get("confirm") != "yes":
+            raise actions.ActionError(_("Tick the box to confirm that the citizen asked for it: nothing was erased."))
+        retention.forget(db, r.citizen_id)
+        db.add(Event(request_id=r.id, actor=actor(), type="citizen_forgotten", data={}))
+
+    return _act(code, ADMINISTERS, work, _("The citizen's name and contact details were erased."))
 
 
 @bp.post("/r/<code>/link")

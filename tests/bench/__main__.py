@@ -1,4 +1,4 @@
-"""`python -m tests.bench [--quick] [--only intake,pipeline,deliveries,dedup,dashboard]` (`make bench`).
+"""`python -m tests.bench [--quick] [--only intake,pipeline,deliveries,dedup,dashboard,addresses]` (`make bench`).
 
 Runs the chosen benchmarks in turn and prints their figures; this package's own ones (intake,
 pipeline, deliveries) are also saved in var/bench/results-<selection>.json. Not a test:
@@ -13,7 +13,7 @@ import time
 
 from .common import WORK, Results, durable_commit_ms, machine, section
 
-ALL = ("intake", "pipeline", "deliveries", "dedup", "dashboard")
+ALL = ("intake", "pipeline", "deliveries", "dedup", "dashboard", "addresses")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> None:
 
             section("dashboards")
             dashboard.main([] if not args.quick else [f"sqlite:///{WORK / 'dashboard.db'}", "100000"])
+        elif name == "addresses":  # the address register at a large city's size
+            from . import addresses
+
+            section("address register")
+            addresses.main(["50000"] if args.quick else [])
     saved = WORK / f"results-{'-'.join(chosen)}{'-quick' if args.quick else ''}.json"
     results.save(saved)
     print(f"\nall done in {time.monotonic() - started:.0f} s; figures saved in {saved}")

@@ -315,12 +315,13 @@ def test_slack_webhooks(fuzz_app, document, raw, signed, interactions):
 path_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
                     min_size=1, max_size=30)
 ids = st.sampled_from([2**31 - 1, 2**31, 2**63, 2**70]) | st.integers(0, 2**70)  # past the id columns' INTEGER too
-INBOX_ACTIONS = ["assign", "link", "note", "reply", "reroute", "spam", "status", "unlink"]
+INBOX_ACTIONS = ["assign", "forget", "link", "note", "reply", "reroute", "spam", "status", "unlink"]
 inbox_fields = st.dictionaries(
-    st.sampled_from(["text", "template", "status", "note", "category", "department", "user_id", "to", "original"])
+    st.sampled_from(["text", "template", "status", "note", "category", "department", "user_id", "to", "original",
+                     "confirm"])
     | st.text(max_size=10),
     st.sampled_from(["me", "1", "-1", "99999999999999999999999", "resolved", "closed", "in_progress", "new",
-                     "R-2026-0000000", "streetlight", "travaux_publics", "", "nan"]) | st.text(max_size=200),
+                     "R-2026-0000000", "streetlight", "travaux_publics", "", "nan", "yes"]) | st.text(max_size=200),
     max_size=6)
 
 

@@ -102,6 +102,16 @@ def test_try_a_sentence_against_the_edited_rules(admin, config_dir):
     assert (config_dir / "rules.yaml").read_text() != edited  # trying changes nothing
 
 
+def test_a_sentence_tried_naming_a_place_shows_the_place_and_district_a_message_would_get(admin, config_dir):
+    text = (config_dir / "rules.yaml").read_text()
+
+    page = rules_form(admin, text, "try", sentence="Trou au coin de Wellington et King", channel="sms").get_data(
+        as_text=True)
+
+    assert "rue King / rue Wellington" in page and "Centre-ville" in page
+    assert "(category)" not in page  # why no rule applied, in words
+
+
 def test_rollback_without_history_says_so(admin, config_dir):
     response = post_form(admin, "/admin/rules/rollback?lang=en", {"file": "rules.yaml"}, "/admin/rules")
     assert "No earlier version" in admin.get(response.headers["Location"]).get_data(as_text=True)
@@ -218,6 +228,23 @@ def test_a_department_member_s_account_names_their_department(admin, admin_app):
                                                   "department": "environnement"}, "/admin/users")
     with runtime.db.session() as db:
         assert (db.get(User, agent.id).role, db.get(User, agent.id).department) == ("department", "environnement")
+
+
+def test_a_department_member_made_before_departments_existed_is_pointed_out(admin, admin_app):
+    """An account of the department role made before members had a department (migration
+    0016) sees no request: the users page says so next to it, so the administrator fixes it."""
+    runtime = admin_app.extensions["runtime"]
+    post_form(admin, "/admin/users", {"email": "voirie@bellerive.example.org", "role": "department",
+                                      "department": "travaux_publics", "password": "assez long pour passer"},
+              "/admin/users")
+    with runtime.db.session() as db:
+        crew = db.scalar(select(User).where(User.email == "voirie@bellerive.example.org"))
+        before, crew.department = admin.get("/admin/users?lang=fr").get_data(as_text=True), None
+
+    after = admin.get("/admin/users?lang=fr").get_data(as_text=True)
+
+    assert "ce compte ne voit aucune demande" not in before
+    assert f'id="no-department-{crew.id}"' in after and "ce compte ne voit aucune demande" in after
 
 
 def test_an_administrator_cannot_lock_themselves_out(admin, admin_app):

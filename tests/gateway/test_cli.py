@@ -54,6 +54,19 @@ def test_rules_test_prints_the_decision_and_the_rule_as_json():
     assert decision["language"] == "fr"
 
 
+def test_rules_test_locates_the_place_the_sentence_names_as_the_pipeline_does():
+    """Without --lat/--lon, the address register places a house or a corner named in the
+    text (or given with --address): the district and the rules that depend on it are those
+    a real message would get."""
+    corner = json.loads(run("rules", "test", "Feu de circulation en panne au coin de Wellington et King").output)
+    house = json.loads(run("rules", "test", "Nid-de-poule", "--address", "145 Wellington").output)
+    nowhere = json.loads(run("rules", "test", "Nid-de-poule rue des Outardes").output)
+
+    assert (corner["place"], corner["district"]) == ("rue King / rue Wellington", "centre")
+    assert (house["place"], house["district"]) == ("145, rue Wellington", "centre")
+    assert "place" not in nowhere and nowhere["district"] is None
+
+
 def test_rules_test_after_hours_rule_depends_on_the_time():
     night = run("rules", "test", "water main break on Elm street", "--at", "2026-11-21T02:00:00")
     day = run("rules", "test", "water main break on Elm street", "--at", "2026-11-23T10:00:00")

@@ -16,7 +16,7 @@ from tests.bench.generate import generate
 
 PERIOD = "start=2026-10-01&end=2026-10-10"  # previous period: 2026-09-21 … 2026-09-30
 T0 = datetime(2026, 10, 2, 9, 0, tzinfo=UTC)
-HOT = (45.4401, -75.7201)
+HOT = (45.4451, -75.7191)  # by the corner of rue King and rue Wellington (config/addresses.csv)
 
 
 def request_row(i, created, **values):
@@ -132,6 +132,7 @@ def test_duplicates_hot_spots_and_channels(manager):
     spots = table(manager, "recurring", "hot_spots")
     assert spots[0]["category"] == "Pothole" and int(spots[0]["weeks"]) >= 3
     assert abs(float(spots[0]["lat"]) - HOT[0]) < 0.002
+    assert spots[0]["near"] == "rue King / rue Wellington"  # the place in street names, from the register
     page = manager.get(f"/dashboard/recurring?{PERIOD}&lang=en").get_data(as_text=True)
     assert "16.7 %" in page  # 1 of 6 requests linked as a duplicate
     own = {r["name"]: (r["count"], r["own"]) for r in table(manager, "channels", "own_channel")}

@@ -100,6 +100,16 @@ def test_read_only_roles_see_history_but_no_contact_details(client, runtime, see
     assert refused.status_code == 403
 
 
+def test_each_listed_request_shows_its_place_and_the_address_only_to_roles_that_see_addresses(client, runtime, seeded):
+    sign_in(client, make_user(runtime, "agent"))
+    agent_row = _row(page(client, "/inbox/?lang=fr"), seeded["light"])
+    sign_in(client, make_user(runtime, "readonly", "ombudsman@bellerive.example.org"))
+    readonly_row = _row(page(client, "/inbox/?lang=fr"), seeded["light"])
+
+    assert "Lieu :" in agent_row and "22, avenue Maple · Centre-ville" in agent_row  # the register's place
+    assert "Centre-ville" in readonly_row and "22, avenue Maple" not in readonly_row
+
+
 def walk_every_page(runtime) -> None:
     base = utcnow()
     with runtime.db.session() as db:
@@ -176,6 +186,19 @@ def test_a_ready_made_reply_is_sent_in_the_citizens_language(client, runtime, se
     post_form(client, f"/inbox/r/{code}/reply", {"template": "reply_need_details", "text": ""}, f"/inbox/r/{code}")
     mail = wait_until(lambda: [m for m in smtp_server.to("voisin.inquiet@example.org") if "précisions" in m["Subject"]])
     assert "l'adresse exacte" in mail[0].get_body(("plain",)).get_content()
+
+
+def test_the_request_page_says_where_deliveries_go_and_names_ready_made_replies_in_the_agent_s_language(
+        client, seeded, agent):
+    code = seeded["water"]  # routed to the water department's inbox
+
+    french = page(client, f"/inbox/r/{code}?lang=fr")
+    english = page(client, f"/inbox/r/{code}?lang=en")
+
+    assert "aqueduc<wbr>@bellerive.example.org" in french  # config/departments.yaml: eau (a line may break at "@")
+    assert ">Demander des précisions (adresse, repère)</option>" in french
+    assert ">Ask for details (address, landmark)</option>" in english
+    assert "need details</option>" not in french + english
 
 
 def test_reply_to_an_anonymous_request_is_refused_and_nothing_is_queued(client, runtime, seeded, agent):

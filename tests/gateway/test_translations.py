@@ -57,3 +57,42 @@ def test_french_translations_keep_the_placeholders():
             if set(PLACEHOLDER.findall(text)) - wanted or (wanted - set(PLACEHOLDER.findall(text)) - {"num"}):
                 wrong[_as_tuple(entry.id)[0]] = text
     assert wrong == {}
+
+
+# Events whose type is composed: scheduler.py records f"sla_{state}".
+COMPOSED_EVENTS = ("sla_approaching", "sla_breached")
+
+
+def _event_types() -> set[str]:
+    """Every event type the gateway's code records (``type="…"`` in gateway/)."""
+    found = set(COMPOSED_EVENTS)
+    for path in (ROOT / "gateway").rglob("*.py"):
+        found |= set(re.findall(r'\btype="([a-z_]+)"', path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_every_event_of_a_request_s_history_is_named_in_french_on_the_agent_s_page(client, runtime, seeded):
+    """An agent reading a request's history sees what happened in words, never a code such
+    as "message_added"."""
+    from gateway.models import Event
+    from tests.support.staff import get_request, make_user, page, sign_in
+
+    types = _event_types()
+    assert {"message_added", "location_added", "escalated", "received"} <= types  # the scan finds them
+    request = get_request(runtime, seeded["light"])
+    with runtime.db.session() as db:
+        db.add_all(Event(request_id=request.id, actor="system:test", type=kind, data={}) for kind in types)
+        db.add_all([Event(request_id=request.id, actor="system:pipeline", type="reported_again",
+                          data={"request": "R-2026-0000042"}),
+                    Event(request_id=request.id, actor="department:eau", type="declined",
+                          data={"from": "eau", "to": "centre_311", "note": "pas chez nous"})])
+    sign_in(client, make_user(runtime, "agent"))
+    client.get("/inbox?lang=fr")
+
+    shown = page(client, f"/inbox/r/{seeded['light']}")
+
+    assert [kind for kind in sorted(types) if f"<strong>{kind}</strong>" in shown] == []
+    assert "Message du citoyen ajouté" in shown and "Échéance dépassée" in shown
+    assert "Langue</dt><dd>Anglais" in shown and "Répondre au citoyen (en anglais)" in shown
+    assert 'href="/inbox/r/R-2026-0000042"' in shown  # what it happened with, where it says
+    assert "— Eau potable et égouts : « pas chez nous »" in shown

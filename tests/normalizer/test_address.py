@@ -82,3 +82,33 @@ def test_a_position_shared_later_replaces_only_the_register_s_place(runtime):
     assert moved.dedup_cell is not None and moved.dedup_cell != _request(runtime, submit(runtime, {
         "channel": "web", "description": "x", "location": {"address": "145 Wellington"}})).dedup_cell
     assert (kept.lat, kept.lon, kept.district) == (45.4721, -75.6702, "nord")
+
+
+def test_a_corner_said_two_ways_by_two_citizens_is_one_place_and_one_problem(runtime):
+    """The first citizen names a corner in a sentence (as in an SMS), the second types it in
+    the form's address field the other way round: one place, where the two streets cross, in
+    its district, and the second report is found to be the first's problem."""
+    first = submit(runtime, {"channel": "web", "citizen": {"email": "a@example.org"},
+                             "description": "Le feu de circulation est en panne au coin de Wellington et King, "
+                                            "les autos passent sur le rouge"})
+    second = submit(runtime, {"channel": "web", "citizen": {"email": "b@example.org"},
+                              "description": "Feu de circulation en panne, les autos passent sur le rouge",
+                              "location": {"address": "King & Wellington"}})
+    one, other = _request(runtime, first), _request(runtime, second)
+    assert one.address == other.address == "rue King / rue Wellington"
+    assert (one.lat, one.lon) == (other.lat, other.lon) and one.district == "centre"
+    assert other.status == "duplicate" and other.duplicate_of_id == one.id
+
+
+def test_the_acknowledgement_reads_the_place_back_for_the_citizen_to_correct(runtime, smtp_server):
+    """The citizen who named a corner is told where the city understood it was, and how to
+    correct it, in their language."""
+    from tests.support.servers import wait_until
+
+    code = submit(runtime, {"channel": "web", "citizen": {"email": "pieton@example.org"}, "language": "fr",
+                            "description": "Il manque une plaque d'égout au coin de Wellington et King, c'est dangereux "
+                                           "pour les cyclistes"})
+
+    mail = wait_until(lambda: smtp_server.to("pieton@example.org"))
+    body = mail[0].get_body(("plain",)).get_content()
+    assert code in body and "Lieu : rue King / rue Wellington." in body
