@@ -26,6 +26,11 @@ _NUMBER = re.compile(r"^\s*(\d{1,6})(?:\s*[-–]\s*\d+)?[a-z]?\b[\s,]*", re.IGNO
 _INTERSECTION = re.compile(r"^\s*intersection of\s+", re.IGNORECASE)
 
 
+def is_street_type(word: str) -> bool:
+    """Whether a folded word is a street's type ("rue", "st", "avenue", "boul")."""
+    return word in _TYPES
+
+
 @lru_cache(maxsize=16384)  # the same open requests are compared again and again
 def parse_address(address: str | None) -> tuple[int | None, str] | None:
     """(house number or None, street key) or None when no street can be read.

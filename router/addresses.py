@@ -13,6 +13,9 @@ in an address field): the register's addresses of the two streets show where, wh
 within CORNER_M of each other at an angle (parallel streets a block apart do not meet). The
 corner is written "rue King / rue Wellington" (in alphabetical order, whichever was named
 first), at the middle of the two nearest addresses.
+
+A named place of config/places.yaml (router/places.py: "parc Central", "l'hôtel de ville")
+is looked for last: a house number or a corner is more precise than a park.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from normalizer.address import corners_in_text, numbers_in_text, parse_address, 
 from normalizer.text import fold
 
 from .geometry import NEAR_M, Grid, Point, flat, meeting
+from .places import Landmarks
 from .yamlfile import ConfigError, Problem
 
 COLUMNS = ("number", "street", "lat", "lon")
@@ -74,8 +78,9 @@ class Street:
 
 
 class AddressRegister:
-    def __init__(self, streets: list[Street] | None = None):
+    def __init__(self, streets: list[Street] | None = None, landmarks: Landmarks | None = None):
         self._all = streets or []
+        self.landmarks = landmarks or Landmarks()
         self._by_key: dict[str, list[Street]] = {}  # "king": rue King and avenue King
         for street in self._all:
             self._by_key.setdefault(street.key, []).append(street)
@@ -86,11 +91,12 @@ class AddressRegister:
         return sum(len(street.numbers) for street in self._all)
 
     def find(self, address: str | None) -> Place | None:
-        """The place an address field names: a house number of one street, else a corner."""
+        """The place an address field names: a house number of one street, else a corner, else
+        a named place ("Parc Central")."""
         parsed = parse_address(address)
         if parsed is not None and parsed[0] is not None:
             return self._house(*parsed)
-        return self._first_corner(address, whole=True)
+        return self._first_corner(address, whole=True) or self._landmark(address)
 
     def _house(self, number: int, key: str) -> Place | None:
         """(number, street key) on exactly one street of the register, else None: "145 King"
@@ -105,14 +111,19 @@ class AddressRegister:
         """The first place of the register that ``text`` names as a house number followed by
         a street ("Il y a un trou devant le 145 rue Wellington Nord, …"). Only an exact
         (number, street) pair of the register counts: "3 nids-de-poule sur la rue King" or
-        "depuis 2 semaines" name no place."""
+        "depuis 2 semaines" name no place. Else the first corner it names, else the first
+        named place."""
         for number, rest in numbers_in_text(text):
             name = street_words(rest)
             for size in range(len(name), 0, -1):  # "wellington nord" → "wellington"
                 place = self._house(number, " ".join(name[:size]))
                 if place is not None:
                     return place
-        return self._first_corner(text)
+        return self._first_corner(text) or self._landmark(text)
+
+    def _landmark(self, text: str | None) -> Place | None:
+        found = self.landmarks.find_in_text(text)
+        return Place(*found) if found is not None else None
 
     def _street(self, key: str) -> Street | None:
         """The one street of the register with that key (None: none, or several)."""
@@ -152,7 +163,11 @@ class AddressRegister:
         """Where (lat, lon) is, in street names for a reader: the corner of the street of the
         nearest address and another street, if within NEAR_M ("rue King / rue Wellington"),
         else that street ("rue Wellington"); None beyond NEAR_M of every address. No house
-        number: a place to read, not someone's address."""
+        number: a place to read, not someone's address. A named place within NEAR_M comes
+        first ("Parc Central")."""
+        named = self.landmarks.near(lat, lon)
+        if named is not None:
+            return named
         if self._grid is None:
             self._grid = Grid(lat, ((i, street.lats, street.lons) for i, street in enumerate(self._all)
                                     if self._street(street.key) is street))

@@ -1,9 +1,9 @@
 """Loads and validates the whole of config/ into one immutable RuleBook.
 
 Files (all under the config directory): city.yaml, catalogue.yaml, departments.yaml,
-rules.yaml, templates.yaml, districts.geojson, addresses.csv (optional). Every problem is reported with its file, line
-and field; the first load of a broken configuration fails, a later one keeps the last good
-RuleBook (see holder.py).
+rules.yaml, templates.yaml, districts.geojson, addresses.csv and places.yaml (both optional).
+Every problem is reported with its file, line and field; the first load of a broken
+configuration fails, a later one keeps the last good RuleBook (see holder.py).
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from .addresses import AddressRegister
 from .areas import Areas
 from .categorize import Categorizer, PhraseIndex
 from .closed_days import ClosedDays, problem_with
+from .places import Landmarks
 from .yamlfile import ConfigError, LocatedDocument, Problem, load
 
 FILES = ("city.yaml", "catalogue.yaml", "departments.yaml", "rules.yaml", "templates.yaml")
 AREAS_FILE = "districts.geojson"
 ADDRESSES_FILE = "addresses.csv"  # the city's address register: optional
+PLACES_FILE = "places.yaml"  # its named places (parks, arenas…): optional
 REQUIRED_TEMPLATES = ("acknowledgement", "status_update")
 
 
@@ -61,7 +63,7 @@ class RuleBook:
 def fingerprint(directory: Path) -> tuple:
     """Changes whenever a configuration file is edited, added or removed."""
     rows = []
-    for name in FILES + (AREAS_FILE, ADDRESSES_FILE):
+    for name in FILES + (AREAS_FILE, ADDRESSES_FILE, PLACES_FILE):
         path = directory / name
         if path.exists():
             stat = path.stat()
@@ -95,8 +97,14 @@ def load_rulebook(directory: Path, sink_types: set[str] | None = None) -> RuleBo
         addresses = AddressRegister.load(directory / ADDRESSES_FILE)
     except ConfigError as exc:
         problems += exc.problems
+    city = models["city.yaml"]
+    try:  # named in the city's language
+        landmarks = Landmarks.load(directory / PLACES_FILE, city.city.default_language if city else "fr")
+    except ConfigError as exc:
+        problems += exc.problems
     if problems:
         raise ConfigError(problems)
+    addresses.landmarks = landmarks
     book = _assemble(directory, models, areas)
     book.addresses = addresses
     _check_references(book, docs, sink_types, problems)

@@ -158,3 +158,16 @@ class Template(_Model):
 
 class TemplatesFile(_Model):
     templates: dict[str, dict[Language, Template]]
+
+
+class NamedPlace(_Model):
+    """A park, an arena, the city hall: a place citizens name instead of an address."""
+
+    name: Names
+    also: list[str] = Field(default_factory=list)  # other names citizens give it, in any language
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class PlacesFile(_Model):
+    places: list[NamedPlace] = Field(default_factory=list)
