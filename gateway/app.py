@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
@@ -78,7 +78,12 @@ def _template_globals() -> dict:
 
     from . import labels
 
-    return {"labels": labels, "get_locale": get_locale}
+    return {"labels": labels, "get_locale": get_locale, "place_example": _place_example}
+
+
+def _place_example() -> str | None:
+    """One of the city's named places (config/places.yaml), for the address field's hint."""
+    return current_app.extensions["runtime"].rules.current.addresses.landmarks.example()
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -72,6 +72,10 @@ class Landmarks:
                     return place
         return None
 
+    def example(self) -> str | None:
+        """The first place's name, for a form's hint."""
+        return self._points[0][2] if self._points else None
+
     def near(self, lat: float, lon: float) -> str | None:
         """The name of the nearest place within NEAR_M of (lat, lon), or None."""
         xy = flat(lat)

@@ -118,3 +118,11 @@ def test_two_citizens_naming_one_park_two_ways_report_one_problem_placed_there(r
     assert other.status == "duplicate" and other.duplicate_of_id == one.id
     mail = wait_until(lambda: smtp_server.to("parent@example.org"))
     assert "Lieu : Parc du Lac." in mail[0].get_body(("plain",)).get_content()
+
+
+def test_the_report_form_says_a_place_will_do(client, config_dir, make_app):
+    page = client.get("/report", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "ou un lieu (« Hôtel de ville »)" in page
+    (config_dir / "places.yaml").unlink()  # a city without named places is not promised one
+    bare = make_app(GATEWAY_CONFIG_DIR=str(config_dir)).test_client()
+    assert "ou un lieu" not in bare.get("/report", headers={"Accept-Language": "fr"}).get_data(as_text=True)
