@@ -10,12 +10,13 @@ import logging
 import re
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{8,}\d")
+_PHONE = re.compile(r"(?<![\w(-])\+?\(?\d[\d ().-]{8,}\d")  # "(819) 555-0142" whole, its parenthesis too
 
 
-def mask(text: str) -> str:
-    text = _EMAIL.sub("<email>", text)
-    return _PHONE.sub(lambda m: m.group(0) if _is_code_or_date(m.group(0)) else "<phone>", text)
+def mask(text: str, email: str = "<email>", phone: str = "<phone>") -> str:
+    """``text`` with what looks like an e-mail address or a phone number replaced."""
+    text = _EMAIL.sub(email, text)
+    return _PHONE.sub(lambda m: m.group(0) if _is_code_or_date(m.group(0)) else phone, text)
 
 
 def _is_code_or_date(text: str) -> bool:

@@ -15,19 +15,22 @@ privacy purge``):
   headers, the sender's number) is erased once processed and older than the period; what it
   said is kept as the request's message.
 
-Kept: the requests and what was written in them (the city's record of the work: what, where,
-when, which department), their history (events never hold a contact: see
-``citizens.link_contact``), attachments, and every count of the dashboards. ``forget``
-erases one citizen at once, on their request.
+What they wrote in their requests and messages is kept (the city's record of the work: what,
+where, when, which department), with the phone numbers, e-mail addresses and their own name
+found in it replaced ("[coordonnée effacée]", "[nom effacé]"). Kept too: the requests' history
+(events never hold a contact: see ``citizens.link_contact``), attachments, and every count of
+the dashboards. ``forget`` erases one citizen at once, on their request.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, func, or_, select, update
 
+from .logs import mask
 from .models import (
     OPEN_STATUSES,
     Citizen,
@@ -45,6 +48,7 @@ BATCH = 500  # citizens (or raw payloads) per transaction
 EVERY = timedelta(hours=1)  # the scheduler's pace: the passes read every citizen
 ENDED = ("processed", "ignored", "failed")  # raw payloads nothing will read again
 FORGOTTEN = "not sent: the citizen's personal data was erased"
+ERASED = {"fr": ("[coordonnée effacée]", "[nom effacé]"), "en": ("[contact erased]", "[name erased]")}
 
 
 def purge(runtime, now: datetime | None = None) -> dict[str, int]:
@@ -142,6 +146,7 @@ def _forget(session, citizen_ids: list[int], now: datetime) -> None:
     """Erase what identifies these citizens; the replies sent to them (on their requests, or
     on a request they followed) keep their text but no longer say where they went, and those
     not sent yet never will be (dead, saying why)."""
+    _erase_in_texts(session, citizen_ids)
     values = set(session.scalars(select(ContactPoint.value).where(ContactPoint.citizen_id.in_(citizen_ids))))
     requests = select(Request.id).where(Request.citizen_id.in_(citizen_ids)).union(
         select(Follower.request_id).where(Follower.citizen_id.in_(citizen_ids)))
@@ -157,6 +162,43 @@ def _forget(session, citizen_ids: list[int], now: datetime) -> None:
                     .values(name=None, preferred_channel=None, forgotten_at=now))
     session.execute(delete(ContactPoint).where(ContactPoint.citizen_id.in_(citizen_ids)))
     session.execute(delete(Follower).where(Follower.citizen_id.in_(citizen_ids)))
+
+
+def _erase_in_texts(session, citizen_ids: list[int]) -> None:
+    """The phone numbers, e-mail addresses and own name the citizens wrote in their requests
+    (description, subject) and in the messages they sent, replaced; the rest of their words
+    kept. Written without touching the requests' time of change."""
+    names = dict(session.execute(select(Citizen.id, Citizen.name).where(Citizen.id.in_(citizen_ids),
+                                                                         Citizen.name.is_not(None))).all())
+    for row in session.execute(select(Request.id, Request.citizen_id, Request.language, Request.description,
+                                      Request.subject).where(Request.citizen_id.in_(citizen_ids))).all():
+        erased = _erased(row.description, row.subject, names.get(row.citizen_id), row.language)
+        if erased is not None:
+            session.execute(update(Request).where(Request.id == row.id).values(
+                description=erased[0], subject=erased[1], updated_at=Request.updated_at))
+    for row in session.execute(select(Message.id, Message.body, Message.subject, Request.citizen_id, Request.language)
+                               .join(Request, Request.id == Message.request_id)
+                               .where(Request.citizen_id.in_(citizen_ids), Message.direction == "in")).all():
+        erased = _erased(row.body, row.subject, names.get(row.citizen_id), row.language)
+        if erased is not None:
+            session.execute(update(Message).where(Message.id == row.id).values(body=erased[0], subject=erased[1]))
+
+
+def _erased(text: str | None, subject: str | None, name: str | None, language: str | None):
+    """(text, subject) with contacts and ``name`` replaced; None when neither changes."""
+    contact, named = ERASED.get(language or "fr", ERASED["fr"])
+    pattern = re.compile(rf"(?<!\w){re.escape(name.strip())}(?!\w)", re.IGNORECASE) if name and name.strip() else None
+
+    def erase(value: str | None) -> str | None:
+        if not value:
+            return value
+        value = mask(value, email=contact, phone=contact)
+        return pattern.sub(named, value) if pattern is not None else value
+
+    new_text, new_subject = erase(text), erase(subject)
+    if new_subject is not None and len(new_subject) > 300:  # the column's length
+        new_subject = new_subject[:299] + "…"
+    return None if (new_text, new_subject) == (text, subject) else (new_text, new_subject)
 
 
 def _not_erased():

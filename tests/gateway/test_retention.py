@@ -26,6 +26,8 @@ from gateway.models import (
 from tests.support.staff import get_request, make_user, page, sign_in, submit
 
 YEARS_AGO = timedelta(days=3 * 365)
+SIGNED = ("Nid-de-poule profond devant le parc. Rappelez-moi au (819) 555-0142 ou à marie@example.org avant 17 h "
+          "le 2026-11-21. Marie Tremblay")
 
 
 @pytest.fixture
@@ -77,8 +79,8 @@ def _citizen(runtime, code: str) -> tuple[Citizen, list[str]]:
 
 def test_a_citizen_whose_requests_ended_long_ago_is_forgotten_and_the_requests_kept(on_both):
     runtime, client = on_both.extensions["runtime"], on_both.test_client()
-    old = _report(runtime, "marie@example.org", "(819) 555-0142")
-    recent = _report(runtime, "paul@example.org", text="Lampadaire éteint depuis lundi")
+    old = _report(runtime, "marie@example.org", "(819) 555-0142", text=SIGNED)
+    recent = _report(runtime, "paul@example.org", text="Lampadaire éteint depuis lundi, appelez-moi au 819-555-0177")
     _ended_long_ago(runtime, old)
 
     done = _purge(runtime)
@@ -89,8 +91,13 @@ def test_a_citizen_whose_requests_ended_long_ago_is_forgotten_and_the_requests_k
     kept, kept_points = _citizen(runtime, recent)
     assert kept.name == "Marie Tremblay" and kept_points == ["paul@example.org"]
     request = get_request(runtime, old)
-    assert request.description == "Nid-de-poule profond devant le parc" and request.address == "145, rue Wellington"
+    erased = ("Nid-de-poule profond devant le parc. Rappelez-moi au [coordonnée effacée] ou à "
+              "[coordonnée effacée] avant 17 h le 2026-11-21. [nom effacé]")
+    assert request.description == erased and request.address == "145, rue Wellington"  # their words, no contact
+    assert get_request(runtime, recent).description.endswith("appelez-moi au 819-555-0177")  # not due yet
     with runtime.db.session() as db:
+        assert db.scalars(select(Message.body).where(Message.request_id == request.id,
+                                                     Message.direction == "in")).all() == [erased]
         payload = db.scalar(select(InboundMessage).where(InboundMessage.request_id == request.id))
         assert (payload.body, payload.headers, payload.sender) == (b"", {}, None)
         told = db.scalars(select(Delivery).where(Delivery.request_id == request.id, Delivery.purpose == "notify")).all()
