@@ -28,7 +28,7 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 
 from .logs import mask
 from .models import (
@@ -167,21 +167,25 @@ def _forget(session, citizen_ids: list[int], now: datetime) -> None:
 def _erase_in_texts(session, citizen_ids: list[int]) -> None:
     """The phone numbers, e-mail addresses and own name the citizens wrote in their requests
     (description, subject) and in the messages they sent, replaced; the rest of their words
-    kept. Written without touching the requests' time of change."""
+    kept. Written without touching the requests' time of change, one statement per table."""
     names = dict(session.execute(select(Citizen.id, Citizen.name).where(Citizen.id.in_(citizen_ids),
                                                                          Citizen.name.is_not(None))).all())
-    for row in session.execute(select(Request.id, Request.citizen_id, Request.language, Request.description,
-                                      Request.subject).where(Request.citizen_id.in_(citizen_ids))).all():
-        erased = _erased(row.description, row.subject, names.get(row.citizen_id), row.language)
-        if erased is not None:
-            session.execute(update(Request).where(Request.id == row.id).values(
-                description=erased[0], subject=erased[1], updated_at=Request.updated_at))
-    for row in session.execute(select(Message.id, Message.body, Message.subject, Request.citizen_id, Request.language)
-                               .join(Request, Request.id == Message.request_id)
-                               .where(Request.citizen_id.in_(citizen_ids), Message.direction == "in")).all():
-        erased = _erased(row.body, row.subject, names.get(row.citizen_id), row.language)
-        if erased is not None:
-            session.execute(update(Message).where(Message.id == row.id).values(body=erased[0], subject=erased[1]))
+    theirs = session.execute(select(Request.id, Request.citizen_id, Request.language, Request.description,
+                                    Request.subject).where(Request.citizen_id.in_(citizen_ids))).all()
+    said = session.execute(select(Message.id, Message.body, Message.subject, Request.citizen_id, Request.language)
+                           .join(Request, Request.id == Message.request_id)
+                           .where(Request.citizen_id.in_(citizen_ids), Message.direction == "in")).all()
+    for table, rows, text in ((Request.__table__, theirs, "description"), (Message.__table__, said, "body")):
+        changed = []
+        for row in rows:
+            erased = _erased(getattr(row, text), row.subject, names.get(row.citizen_id), row.language)
+            if erased is not None:
+                changed.append({"row_id": row.id, "new_text": erased[0], "new_subject": erased[1]})
+        kept = {"updated_at": table.c.updated_at} if "updated_at" in table.c else {}
+        if changed:
+            session.connection().execute(
+                table.update().where(table.c.id == bindparam("row_id"))
+                .values({text: bindparam("new_text"), "subject": bindparam("new_subject"), **kept}), changed)
 
 
 def _erased(text: str | None, subject: str | None, name: str | None, language: str | None):
