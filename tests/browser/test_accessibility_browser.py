@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from tests.support.staff import fixture, submit
+
 from .conftest import sign_in
 from .seed import seed
 
-PUBLIC = ["/report", "/track", "/track/{pothole}", "/track/R-0000-000000", "/inbox/login", "/nowhere"]
-STAFF = ["/inbox/", "/inbox/?status=routed&priority=urgent", "/inbox/r/{pothole}", "/inbox/r/{water}",
+PUBLIC = ["/report", "/track", "/track/{pothole}", "/track/{pothole_again}", "/track/R-0000-000000", "/inbox/login", "/nowhere"]
+STAFF = ["/inbox/", "/inbox/?status=routed&priority=urgent", "/inbox/r/{pothole}", "/inbox/r/{pothole_again}",
+         "/inbox/r/{water}",
          "/inbox/walk-in", "/inbox/walk-in/receipt/{graffiti}", "/admin/rules", "/admin/health", "/admin/users", "/dashboard/",
          "/dashboard/volumes", "/dashboard/delays", "/dashboard/recurring", "/dashboard/channels",
          "/dashboard/report", "/dashboard/open-data"]
@@ -28,7 +31,9 @@ SCREENS = [("fr", 390, 844), ("en", 1366, 900)]  # a phone, a desk
 
 @pytest.fixture
 def codes(runtime, settings):
-    return seed(runtime, Path(settings["GATEWAY_DATA_DIR"]))
+    codes = seed(runtime, Path(settings["GATEWAY_DATA_DIR"]))
+    again = fixture("request__pothole_fr")  # another citizen, the same problem: followed under the first
+    return {**codes, "pothole_again": submit(runtime, {**again, "citizen": {"email": "voisine@example.org"}})}
 
 
 def _violations(page) -> list[str]:
