@@ -18,7 +18,7 @@ from normalizer.codes import new_code
 from router import Facts, decide
 
 from .labels import status_in_sentence
-from .models import DedupSuggestion, Event, Follower, Request, utcnow
+from .models import DedupSuggestion, Delivery, Event, Follower, Request, utcnow
 from .notify import notify
 from .outbox import add_delivery
 from .status import StatusError, change_status
@@ -170,8 +170,9 @@ def unlink(session, runtime, request: Request, actor: str, note: str | None = No
     if request.status != "duplicate" or request.duplicate_of_id is None:
         raise DuplicateError(f"{request.code} is not a duplicate")
     _detach(session, request, actor, note or "unlinked")
-    change_status(session, runtime, request, "routed", actor, note)
-    return _route_if_never_sent(session, runtime, request)
+    told = [session.get(Delivery, delivery_id) for delivery_id in change_status(session, runtime, request, "routed",
+                                                                                 actor, note)]
+    return told + _route_if_never_sent(session, runtime, request)
 
 
 def _detach(session, request: Request, actor: str, why: str) -> None:

@@ -123,8 +123,8 @@ def _act(code: str, roles: tuple[str, ...], work, done_message: str):
         abort(403)
     deliveries: list[int] = []
     try:
-        with runtime().db.session() as db:
-            deliveries = work(db, _load(db, code)) or []
+        with runtime().db.session() as db:  # ids, or the Delivery rows duplicates.* return
+            deliveries = [d if isinstance(d, int) else d.id for d in work(db, _load(db, code)) or []]
     except (actions.ActionError, duplicates.DuplicateError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("inbox.show", code=code)), 303

@@ -240,9 +240,11 @@ def test_reroute_records_the_new_decision_and_sends_to_the_new_department(client
     wait_until(lambda: smtp_server.to(department.sinks[0].settings()["to"]))
 
 
-def test_link_and_unlink_a_duplicate(client, runtime, agent):
+def test_link_and_unlink_a_duplicate(client, runtime, agent, monkeypatch):
     first = submit(runtime, fixture("request__pothole_fr"))
     second = submit(runtime, {**fixture("request__pothole_fr"), "citizen": {"email": "autre@example.org"}})
+    queued, enqueue = [], runtime.jobs.enqueue
+    monkeypatch.setattr(runtime.jobs, "enqueue", lambda job, item: (queued.append((job, item)), enqueue(job, item)))
 
     post_form(client, f"/inbox/r/{second}/link", {"original": first.lower()}, f"/inbox/r/{second}")
 
@@ -259,6 +261,10 @@ def test_link_and_unlink_a_duplicate(client, runtime, agent):
 
     unlinked = get_request(runtime, second)
     assert unlinked.status == "routed" and unlinked.duplicate_of_id is None
+    with runtime.db.session() as db:  # standing alone, it goes to the department at once, not at the next sweep
+        sent = set(db.scalars(select(Delivery.id).where(Delivery.request_id == unlinked.id, Delivery.purpose == "sink")))
+    assert sent and sent <= {item for job, item in queued if job == "deliver"}
+    assert all(isinstance(item, int) for _, item in queued)  # a job is given ids, never rows
     with runtime.db.session() as db:
         assert db.scalars(select(Follower).where(Follower.request_id == original.id)).all() == []
 
