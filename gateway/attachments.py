@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -82,7 +83,8 @@ def pending_attachments(runtime, limit: int = 200) -> list[int]:
 
 
 def fetch_attachment(runtime, attachment_id: int) -> str | None:
-    """Download one pending attachment. Returns its new state, None if it was not pending."""
+    """Download one pending attachment. Returns its new state; None if it was not pending, or
+    another worker stored it meanwhile."""
     with runtime.db.session() as session:
         row = session.get(Attachment, attachment_id)
         if row is None or row.fetch_state != "pending":
@@ -105,9 +107,12 @@ def fetch_attachment(runtime, attachment_id: int) -> str | None:
     path = _write(Path(str(runtime.settings["GATEWAY_DATA_DIR"])) / "attachments" / str(request_id),
                   f"{attachment_id}-{filename}", data)
     with runtime.db.session() as session:
-        session.execute(update(Attachment).where(Attachment.id == attachment_id, Attachment.fetch_state == "pending")
-                        .values(fetch_state="stored", size=len(data), content_type=_type(content_type),
-                                sha256=hashlib.sha256(data).hexdigest(), storage_path=str(path), fetch_error=None))
+        stored = session.execute(
+            update(Attachment).where(Attachment.id == attachment_id, Attachment.fetch_state == "pending")
+            .values(fetch_state="stored", size=len(data), content_type=_type(content_type),
+                    sha256=hashlib.sha256(data).hexdigest(), storage_path=str(path), fetch_error=None)).rowcount
+        if not stored:  # another worker (a job and the sweeper) fetched it at the same time: recorded once
+            return None
         session.add(Event(request_id=request_id, actor="system:attachments", type="attachment_stored",
                           data={"attachment": attachment_id, "size": len(data), "content_type": content_type}))
     log.info("attachment %s stored (%s bytes)", attachment_id, len(data))
@@ -125,10 +130,11 @@ def _failed(runtime, attachment_id: int, error: str) -> str:
 
 
 def _write(folder: Path, name: str, data: bytes) -> Path:
-    """Written under a temporary name then renamed: a reader never sees half a file."""
+    """Written under a temporary name then renamed: a reader never sees half a file. The
+    temporary name is this writer's own: two fetching one file at once each rename theirs."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    temporary = folder / f".{name}.part"
+    temporary = folder / f".{name}.{os.getpid()}-{threading.get_ident()}.part"
     temporary.write_bytes(data)
     os.replace(temporary, path)
     return path
