@@ -15,11 +15,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from router import ConfigError, Problem, RuleBook, load_rulebook
-from router.loader import FILES
+from router.loader import FILES, PLACES_FILE
 
 from ..models import ConfigVersion
 
-EDITABLE = FILES  # the YAML files; districts.geojson is edited with a map tool, not here
+EDITABLE = FILES + (PLACES_FILE,)  # the YAML files; districts.geojson is edited with a map tool, not here
+OPTIONAL = (PLACES_FILE,)  # a city without named places starts from an empty file
 
 
 class ConfigEditError(ValueError):
@@ -28,7 +29,10 @@ class ConfigEditError(ValueError):
 
 def read(directory: Path, name: str) -> str:
     _check_name(name)
-    return (Path(directory) / name).read_text(encoding="utf-8")
+    path = Path(directory) / name
+    if name in OPTIONAL and not path.exists():
+        return ""
+    return path.read_text(encoding="utf-8")
 
 
 def validate(directory: Path, name: str, text: str, sink_types: set[str] | None) -> tuple[RuleBook | None, list[Problem]]:

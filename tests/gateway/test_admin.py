@@ -12,7 +12,7 @@ from sqlalchemy import select
 from gateway.models import ConfigVersion, Delivery, Request, User
 from tests.conftest import ROOT
 from tests.support.servers import wait_until
-from tests.support.staff import fixture, make_user, post_form, sign_in, submit
+from tests.support.staff import fixture, get_request, make_user, page, post_form, sign_in, submit
 
 NEW_RULE = """
   - name: nids-de-poule-urgents-centre
@@ -254,3 +254,34 @@ def test_an_administrator_cannot_lock_themselves_out(admin, admin_app):
     post_form(admin, f"/admin/users/{me.id}", {"role": "agent", "active": "1"}, "/admin/users")
     with runtime.db.session() as db:
         assert db.get(User, me.id).role == "admin"
+
+
+def test_an_administrator_adds_a_named_place_from_the_console_and_it_places_requests_at_once(admin, admin_app,
+                                                                                              config_dir):
+    """places.yaml is edited like the rules: validated with its line, applied, in force."""
+    runtime = admin_app.extensions["runtime"]
+    assert "places.yaml" in page(admin, "/admin/rules?lang=en")
+    original = (config_dir / "places.yaml").read_text(encoding="utf-8")
+    arena = "  - name: {fr: Aréna du Nord, en: North Arena}\n    lat: 45.4700\n    lon: -75.7000\n"
+    refused = post_form(admin, "/admin/rules?lang=en", {"file": "places.yaml", "action": "apply",
+                                                        "text": original + arena.replace("45.4700", "145.47")},
+                        "/admin/rules")
+    assert refused.status_code == 422 and "places.yaml, line" in refused.get_data(as_text=True)
+
+    post_form(admin, "/admin/rules?lang=en", {"file": "places.yaml", "text": original + arena, "action": "apply"},
+              "/admin/rules")
+
+    code = submit(runtime, {"channel": "web", "description": "Graffitis sur le mur de l'aréna du Nord",
+                            "citizen": {"email": "hockey@example.org"}})
+    placed = get_request(runtime, code)
+    assert (placed.address, placed.district) == ("Aréna du Nord", "nord")
+
+
+def test_a_city_without_named_places_starts_them_from_the_console(admin, admin_app, config_dir):
+    (config_dir / "places.yaml").unlink()
+    admin_app.extensions["runtime"].rules.reload()
+    assert page(admin, "/admin/rules?file=places.yaml&lang=en")  # an empty file to start from
+    text = "places:\n  - name: {fr: Parc des Cèdres, en: Cedar Park}\n    lat: 45.44\n    lon: -75.72\n"
+    post_form(admin, "/admin/rules?lang=en", {"file": "places.yaml", "text": text, "action": "apply"}, "/admin/rules")
+    assert (config_dir / "places.yaml").read_text(encoding="utf-8") == text
+    assert admin_app.extensions["runtime"].rules.current.addresses.find("parc des cedres").address == "Parc des Cèdres"
