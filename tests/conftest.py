@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisError
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gateway import create_app
 from gateway.db import upgrade
@@ -17,6 +20,28 @@ from .support.servers import LiveServer, PostgresServer, RedisServer, SmtpServer
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 API_TOKEN = "test-api-token-0123456789"
+
+
+# A database or Redis that went away is what the fault tests do; any other exception a
+# background job, the pipeline, the outbox or the scheduler logs is a bug the answer to the
+# test would not show (the sweeper retries it later): the test fails on it.
+WENT_AWAY = (OperationalError, InterfaceError, RedisError, ConnectionError, TimeoutError)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "errors_expected: the test makes background work raise on purpose")
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_error_in_background_work(request, caplog):
+    yield
+    if request.node.get_closest_marker("errors_expected"):
+        return
+    raised = [f"{r.name}: {r.getMessage()} ({type(r.exc_info[1]).__name__}: {r.exc_info[1]})"
+              for r in caplog.get_records("call")
+              if r.levelno >= logging.ERROR and r.exc_info and r.exc_info[1] is not None
+              and r.name.startswith("gateway") and not isinstance(r.exc_info[1], WENT_AWAY)]
+    assert raised == [], "background work raised"
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from sqlalchemy import func, select
 
 from gateway import batch, jobs, pipeline
@@ -63,6 +64,7 @@ def break_the_router(monkeypatch):
     return real_decide
 
 
+@pytest.mark.errors_expected  # a message that raises on purpose
 def test_a_bad_message_is_rolled_back_alone_and_the_rest_of_the_batch_goes_through(make_app, monkeypatch):
     runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     ids = _store(runtime, 6, texts={3: "Lampadaire BOOM éteint depuis hier soir"})
@@ -93,6 +95,7 @@ class Killed(BaseException):
     """Stands for the worker dying: not an Exception, so nothing in the pipeline catches it."""
 
 
+@pytest.mark.errors_expected  # a message that raises on purpose
 def test_a_batch_without_a_bad_message_goes_straight_through_and_one_with_is_done_again(make_app, monkeypatch):
     runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     clean = _store(runtime, 4, prefix="clean")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select
 
 from gateway import batch, fresh, pipeline
@@ -16,6 +17,7 @@ from gateway.models import Citizen, ContactPoint, Delivery, Event, InboundMessag
 from .test_pipeline_batch import _counts, _states, _store, break_the_router
 
 
+@pytest.mark.errors_expected  # a message that raises on purpose
 def test_a_message_failing_after_its_rows_were_written_leaves_nothing_and_the_rest_goes_on(make_app, monkeypatch):
     runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     ids = _store(runtime, 6, texts={2: "Lampadaire BOOM éteint depuis hier soir"})
@@ -111,6 +113,7 @@ def test_the_batch_checks_its_tracking_codes_and_replaces_a_used_or_doubled_one(
     assert len(deliveries) == len(keys) - 2  # all but the first batch's two
 
 
+@pytest.mark.errors_expected  # a message that raises on purpose
 def test_an_unparseable_message_keeps_its_attempts_and_a_failing_one_counts_them(make_app, monkeypatch):
     """The claim is made for the whole batch, outside each message's SAVEPOINT: a message's
     outcome is still recorded as process_inbound records it alone."""
