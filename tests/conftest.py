@@ -35,8 +35,8 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def no_unexpected_error_in_background_work(request, caplog):
     yield
-    if request.node.get_closest_marker("errors_expected"):
-        return
+    if request.node.get_closest_marker("errors_expected") or "faults" in request.node.path.parts:
+        return  # the fault suite kills servers and workers at any moment: it checks outcomes instead
     raised = [f"{r.name}: {r.getMessage()} ({type(r.exc_info[1]).__name__}: {r.exc_info[1]})"
               for r in caplog.get_records("call")
               if r.levelno >= logging.ERROR and r.exc_info and r.exc_info[1] is not None
