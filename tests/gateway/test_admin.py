@@ -260,7 +260,7 @@ def test_an_administrator_adds_a_named_place_from_the_console_and_it_places_requ
                                                                                               config_dir):
     """places.yaml is edited like the rules: validated with its line, applied, in force."""
     runtime = admin_app.extensions["runtime"]
-    assert "places.yaml" in page(admin, "/admin/rules?lang=en")
+    assert "places.yaml" in page(admin, "/admin/rules?lang=en") and "7 named places." in page(admin, "/admin/rules?lang=en")
     original = (config_dir / "places.yaml").read_text(encoding="utf-8")
     arena = "  - name: {fr: Aréna du Nord, en: North Arena}\n    lat: 45.4700\n    lon: -75.7000\n"
     refused = post_form(admin, "/admin/rules?lang=en", {"file": "places.yaml", "action": "apply",
