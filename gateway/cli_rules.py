@@ -53,7 +53,8 @@ def rules_check(path: str | None):
             click.echo(str(problem), err=True)
         sys.exit(1)
     click.echo(f"OK: {len(book.categories)} categories, {len(book.departments)} departments, "
-               f"{len(book.rules)} rules, {len(book.areas.districts)} districts")
+               f"{len(book.rules)} rules, {len(book.areas.districts)} districts, "
+               f"{len(book.addresses):,} addresses, {len(book.addresses.landmarks)} named places")
 
 
 @rules.command("test")
