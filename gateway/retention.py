@@ -191,7 +191,8 @@ def _erase_in_texts(session, citizen_ids: list[int]) -> None:
 def _erased(text: str | None, subject: str | None, name: str | None, language: str | None):
     """(text, subject) with contacts and ``name`` replaced; None when neither changes."""
     contact, named = ERASED.get(language or "fr", ERASED["fr"])
-    pattern = re.compile(rf"(?<!\w){re.escape(name.strip())}(?!\w)", re.IGNORECASE) if name and name.strip() else None
+    name = (name or "").strip()  # an initial alone ("J") would erase the "j" of every "j'ai"
+    pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE) if len(name) >= 3 else None
 
     def erase(value: str | None) -> str | None:
         if not value:
