@@ -66,7 +66,7 @@ def _all_at_once(runtime, inbound_ids: list[int], size: int, now, prepared: dict
     deliveries: list[int] = []
     failed: list[int] = []
     try:
-        with runtime.db.session() as session:
+        with runtime.db.turns.batch(), runtime.db.session() as session:  # messages arriving first
             taken = _take_batch(session, inbound_ids, size, now)
             claimed = _claim_batch(session, taken, now, lease)
             check_codes(session, runtime.rules.current.city.code_prefix, claimed)
@@ -97,7 +97,7 @@ def _each_in_savepoint(runtime, inbound_ids: list[int], size: int, now, prepared
     deliveries: list[int] = []
     taken: list[int] = []
     try:
-        with runtime.db.session() as session:
+        with runtime.db.turns.batch(), runtime.db.session() as session:  # messages arriving first
             taken = _take_batch(session, inbound_ids, size, now)
             outcomes: list[Claimed] = []
             claimed = _claim_batch(session, taken, now, lease)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .settings import ROOT
+from .turns import Turns
 
 MIGRATIONS = ROOT / "migrations"
 
@@ -56,11 +57,13 @@ class Database:
         self.url: str | None = None
         self._intake: Engine | None = None
         self._intake_lock = threading.Lock()
+        self.turns = Turns(None)
 
     def init_app(self, app) -> None:
         self.url = app.config["DATABASE_URL"]
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.turns = Turns.for_url(self.url)  # SQLite: webhooks' writes before the pipeline's next batch
         event.listen(self.engine, "engine_disposed", self._dispose_intake)
         app.extensions["database"] = self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
@@ -39,6 +40,7 @@ _TABLE = InboundMessage.__table__
 _INSERTS: dict[str, object] = {}
 MAX_PROVIDER_ID = _TABLE.c.provider_id.type.length  # PostgreSQL enforces it; SQLite would not
 MAX_IDEMPOTENCY_KEY = 200  # stored as "key:…" among the provider ids
+_TURN: ContextVar = ContextVar("intake_turn", default=None)  # while ``write`` runs (gateway/turns.py)
 
 
 def _insert(dialect: str):
@@ -65,10 +67,15 @@ def insert_inbound(connection, channel: str, provider_id: str, body: bytes, cont
                    headers: dict | None = None, code: str | None = None, sender: str | None = None) -> Stored:
     """One SQLAlchemy Core statement on ``connection``; the caller commits (durably) before
     answering. ``code``: the tracking code reserved for the request to come, if any;
-    ``sender``: who sent it, where the webhook needs to find the sender's waiting messages."""
+    ``sender``: who sent it, where the webhook needs to find the sender's waiting messages.
+    Inside ``write``, on SQLite, it first waits for its turn (gateway/turns.py): the batch
+    under way, if any, then this message, then the pipeline's next batch."""
     if len(provider_id) > MAX_PROVIDER_ID:  # no provider's id is that long: refused, not a database error
         raise MalformedPayloadError(f"message id longer than {MAX_PROVIDER_ID} characters", field="id")
     headers = headers or {}
+    turn = _TURN.get()
+    if turn is not None:
+        turn.write()
     new_id = connection.execute(_insert(connection.dialect.name), {
         "channel": channel, "provider_id": provider_id, "body": body, "content_type": content_type,
         "headers": headers, "received_at": utcnow(), "reserved_code": code, "state": "received",
@@ -88,7 +95,8 @@ def write(runtime, work, single: bool = True):
     (synchronous_commit) when the server answers it, so the SQL a webhook costs is its
     statements alone, not BEGIN and COMMIT around them (under READ COMMITTED a transaction gave
     the look-up before it no firmer snapshot). Several writes (a Messenger batch) stay in one
-    transaction: one commit, all or nothing. SQLite: always one transaction.
+    transaction: one commit, all or nothing. SQLite: always one transaction, and the webhook
+    writes before the pipeline's next batch (gateway/turns.py).
 
     The intake engine has no pre-ping (``Database.intake_engine``): a pooled connection the
     server dropped (a restart) fails its first statement, SQLAlchemy invalidates it and the
@@ -100,11 +108,15 @@ def write(runtime, work, single: bool = True):
     engine = runtime.db.intake_engine
     for attempt in (1, 2):
         try:
-            with engine.connect() as connection:  # PostgreSQL: in autocommit (the intake engine's own)
+            with runtime.db.turns.intake() as turn, engine.connect() as connection:  # PostgreSQL: autocommit
                 if not single and engine.dialect.name == "postgresql":
                     connection.execution_options(isolation_level="READ COMMITTED")  # PostgreSQL's default
-                result = work(connection)
-                connection.commit()
+                token = _TURN.set(turn)  # insert_inbound takes it (SQLite: before the pipeline's next batch)
+                try:
+                    result = work(connection)
+                    connection.commit()
+                finally:
+                    _TURN.reset(token)
                 return result
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:

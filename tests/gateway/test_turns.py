@@ -1,0 +1,163 @@
+"""Webhooks first on SQLite: a pipeline batch gives way to the messages waiting to be stored,
+and a message waiting while a batch runs is stored before the next batch begins. Without the
+turns, a pipeline worker working through a backlog takes SQLite's write lock again at once
+after each commit, and webhooks sleeping in SQLite's busy handler wait for batch after batch."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import event, func, select
+
+from gateway import batch, pipeline, turns
+from gateway.intake import insert_inbound, store_inbound, write
+from gateway.models import InboundMessage, Request
+from gateway.turns import Turns
+
+WAIT = 20  # seconds: a bound for threads, never reached when the test passes
+
+
+def _store(runtime, count: int, prefix: str) -> list[int]:
+    ids = []
+    for i in range(count):
+        document = {"channel": "web", "description": f"Nid de poule profond devant le {10 + 2 * i} chemin des Outardes",
+                    "citizen": {"email": f"{prefix}{i}@example.org"}}
+        ids.append(store_inbound(runtime, "web_form", f"{prefix}:{i}", json.dumps(document).encode(),
+                                 "application/json")[0])
+    return ids
+
+
+def _batch_begins(runtime) -> list[float]:
+    """When each batch's transaction took SQLite's write lock (BEGIN IMMEDIATE)."""
+    begins: list[float] = []
+
+    @event.listens_for(runtime.db.engine, "before_cursor_execute")
+    def seen(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("BEGIN IMMEDIATE"):
+            begins.append(time.monotonic())
+
+    return begins
+
+
+def _webhook(runtime, provider_id: str, before_insert: threading.Event | None = None,
+             inside: threading.Event | None = None) -> dict:
+    """A webhook's write on its own thread; ``inside`` set once it has started (its reads),
+    ``before_insert`` awaited before its INSERT. Returns where its commit time will be."""
+    done: dict = {}
+
+    def work(connection):
+        if inside is not None:
+            inside.set()
+        if before_insert is not None:
+            assert before_insert.wait(WAIT)
+        document = {"channel": "web", "description": "Lampadaire éteint rue Principale",
+                    "citizen": {"email": f"{provider_id}@example.org"}}
+        return insert_inbound(connection, "web_form", provider_id, json.dumps(document).encode(), "application/json")
+
+    def run():
+        done["stored"] = write(runtime, work)
+        done["at"] = time.monotonic()
+
+    done["thread"] = threading.Thread(target=run)
+    done["thread"].start()
+    return done
+
+
+def test_a_batch_waits_for_the_message_being_stored(make_app, monkeypatch):
+    monkeypatch.setattr(turns, "YIELD_SECONDS", WAIT)  # a slow machine cannot make it look as if it waited
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    waiting = _store(runtime, 3, "backlog")
+    begins = _batch_begins(runtime)
+    inside, go = threading.Event(), threading.Event()
+    webhook = _webhook(runtime, "SMwaiting", before_insert=go, inside=inside)
+    assert inside.wait(WAIT)  # the webhook is reading; its INSERT comes next
+
+    prepared = threading.Event()
+    real_prepare = batch._prepare_batch
+
+    def prepare(*args):
+        try:
+            return real_prepare(*args)
+        finally:
+            prepared.set()  # what comes next is the batch's transaction
+
+    monkeypatch.setattr(batch, "_prepare_batch", prepare)
+    worker = threading.Thread(target=batch.process_batch, args=(runtime, waiting, len(waiting)))  # the backlog only
+    worker.start()
+    assert prepared.wait(WAIT)
+    time.sleep(0.3)
+    assert begins == []  # the batch has not taken the write lock: the message goes first
+    go.set()
+    webhook["thread"].join(WAIT)
+    worker.join(WAIT)
+
+    assert webhook["stored"].created and len(begins) == 1 and begins[0] > webhook["at"]
+    with runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Request)) == 3  # the batch went on after it
+
+
+def test_a_message_arriving_during_a_batch_is_stored_before_the_next_batch(make_app, monkeypatch):
+    monkeypatch.setattr(turns, "YIELD_SECONDS", WAIT)
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    first, second = _store(runtime, 2, "first"), _store(runtime, 2, "second")
+    begins = _batch_begins(runtime)
+    in_batch, finish = threading.Event(), threading.Event()
+    real_process = pipeline.process
+
+    def slow_first_batch(runtime_, session, inbound, ready=None):
+        if inbound.id == first[0]:
+            in_batch.set()
+            assert finish.wait(WAIT)  # the batch holds the write lock until the webhook waits
+        return real_process(runtime_, session, inbound, ready)
+
+    monkeypatch.setattr(pipeline, "process", slow_first_batch)
+
+    def worker():  # a pipeline worker working through its backlog: one batch after another
+        batch.process_batch(runtime, first, 2)
+        batch.process_batch(runtime, second, 2)
+
+    pipeline_worker = threading.Thread(target=worker)
+    pipeline_worker.start()
+    assert in_batch.wait(WAIT)
+    webhook = _webhook(runtime, "SMduring")
+    time.sleep(0.3)  # the webhook now waits for the batch's turn
+    assert "at" not in webhook
+    finish.set()
+    webhook["thread"].join(WAIT)
+    pipeline_worker.join(WAIT)
+
+    assert len(begins) == 2 and begins[0] < webhook["at"] < begins[1]
+    with runtime.db.session() as session:
+        states = session.execute(select(InboundMessage.provider_id, InboundMessage.state)).all()
+    assert sorted(states) == sorted([(f"first:{i}", "processed") for i in range(2)]
+                                    + [(f"second:{i}", "processed") for i in range(2)] + [("SMduring", "received")])
+
+
+def test_messages_arriving_without_a_pause_do_not_stop_the_pipeline(make_app, monkeypatch):
+    monkeypatch.setattr(turns, "YIELD_SECONDS", 0.2)
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    waiting = _store(runtime, 2, "backlog")
+    inside, go = threading.Event(), threading.Event()
+    webhook = _webhook(runtime, "SMstuck", before_insert=go, inside=inside)  # waiting to write, for as long as it takes
+    assert inside.wait(WAIT)
+    try:
+        batch.process_batch(runtime, waiting, len(waiting))  # gives way for 0.2 s, then takes its turn anyway
+        with runtime.db.session() as session:
+            assert session.scalar(select(func.count()).select_from(Request)) == 2
+    finally:
+        go.set()
+        webhook["thread"].join(WAIT)
+    assert webhook["stored"].created
+
+
+@pytest.mark.parametrize("url, active", [
+    ("sqlite:////var/lib/gateway/gateway.db", True),
+    ("sqlite://", False),
+    ("sqlite:///:memory:", False),
+    ("postgresql+psycopg://gateway@127.0.0.1/gateway", False),
+])
+def test_turns_are_taken_only_on_a_sqlite_file(url, active):
+    assert Turns.for_url(url).active is active
