@@ -50,12 +50,13 @@ def process_batch(runtime, inbound_ids: list[int], size: int = 1) -> tuple[list[
     worker holds (PostgreSQL: FOR UPDATE SKIP LOCKED) are left to it. If the transaction itself
     fails (the database went away, the commit failed), each message is tried again in its own
     transaction, so a failure is counted against the message that caused it."""
-    now = utcnow()
+    now, size = utcnow(), runtime.db.turns.batch_size(size)  # SQLite, messages arriving: a short batch
     prepared = _prepare_batch(runtime, inbound_ids, size, now)  # before the write lock
     done = _all_at_once(runtime, inbound_ids, size, now, prepared)
-    if done is not None:
-        return done
-    return _each_in_savepoint(runtime, inbound_ids, size, now, _prepare_batch(runtime, inbound_ids, size, now))
+    if done is None:
+        done = _each_in_savepoint(runtime, inbound_ids, size, now, _prepare_batch(runtime, inbound_ids, size, now))
+    runtime.db.turns.checkpoint(runtime.db.engine)  # SQLite: outside the writers' turn
+    return done
 
 
 def _all_at_once(runtime, inbound_ids: list[int], size: int, now, prepared: dict) -> tuple[list, list] | None:
@@ -66,8 +67,9 @@ def _all_at_once(runtime, inbound_ids: list[int], size: int, now, prepared: dict
     deliveries: list[int] = []
     failed: list[int] = []
     try:
-        with runtime.db.turns.batch(), runtime.db.session() as session:  # messages arriving first
+        with runtime.db.turns.batch() as turn, runtime.db.session() as session:  # messages arriving first
             taken = _take_batch(session, inbound_ids, size, now)
+            turn.messages = len(taken)
             claimed = _claim_batch(session, taken, now, lease)
             check_codes(session, runtime.rules.current.city.code_prefix, claimed)
             owners, later = Owners(session, prepared, taken, runtime.rules.current), []
@@ -97,8 +99,9 @@ def _each_in_savepoint(runtime, inbound_ids: list[int], size: int, now, prepared
     deliveries: list[int] = []
     taken: list[int] = []
     try:
-        with runtime.db.turns.batch(), runtime.db.session() as session:  # messages arriving first
+        with runtime.db.turns.batch() as turn, runtime.db.session() as session:  # messages arriving first
             taken = _take_batch(session, inbound_ids, size, now)
+            turn.messages = len(taken)
             outcomes: list[Claimed] = []
             claimed = _claim_batch(session, taken, now, lease)
             check_codes(session, runtime.rules.current.city.code_prefix, claimed)

@@ -45,6 +45,8 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # No checkpoint inside a commit, where it would hold the writers' turn: gateway/turns.py.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 

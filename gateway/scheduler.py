@@ -39,6 +39,7 @@ def run_once(runtime, now: datetime | None = None) -> None:
             continue
         for delivery_id in ids or []:
             runtime.jobs.enqueue("deliver", delivery_id)
+    runtime.db.turns.checkpoint(runtime.db.engine)  # SQLite: its log copied even while no pipeline runs
 
 
 def forget_the_past(runtime, now: datetime | None = None) -> list[int]:

@@ -11,15 +11,25 @@ section 1, "While the pipeline works through a backlog").
 Two lock files beside the database (``<database>-intake.lock`` and ``<database>-writer.lock``)
 give the turns, with ``flock``: the kernel releases them when a process dies, even by kill -9.
 
-- An intake write (``intake``) holds the first, shared, from the moment it wants to write to
-  the moment it has committed; it takes the second, exclusive, around its statements.
+- An intake write (``intake``) holds the first, shared, from the moment it is ready to write
+  (its reads done) to the moment it has committed; and the second, exclusive, meanwhile.
 - A pipeline batch (``batch``) first waits until no intake write holds the first, then takes
   the second for its whole transaction.
 
 So a message waits at most for the one batch already under way, and is stored as soon as it
-ends; the pipeline goes on as soon as the messages waiting are stored. It is never starved:
-after ``YIELD_SECONDS`` of messages arriving without a pause it takes its turn anyway (the
-messages are then stored after that batch: accepting them comes first, processing catches up).
+ends; the pipeline goes on as soon as the messages waiting are stored. While messages keep
+arriving (one waited for a batch within ``ARRIVING_SECONDS``), batches are short
+(``Turns.batch_size``: about ``HOLD_WHILE_ARRIVING`` of write lock each, from the time the
+last batches took per message), so that wait is short too; then whole again. The pipeline is never
+starved: after ``YIELD_SECONDS`` of messages arriving without a pause it takes its turn
+anyway (those messages are then stored right after that batch).
+
+A commit that makes the write-ahead log long also copies it into the database (SQLite's
+automatic checkpoint, 1,000 pages), which on a busy disk took up to 3 s, all of it inside
+the writer's turn of whoever committed: everyone waited. With turns, no connection does
+that in its commit (``wal_autocheckpoint=0``, gateway/db.py); ``checkpoint`` does it at the
+same length of log, after a pipeline batch and on each pass of the scheduler, holding no
+turn: SQLite's checkpoint lets writers go on meanwhile.
 
 The files only say whose turn it is: every write still takes SQLite's own lock, and writers
 that take no turn (an agent's page, a delivery's outcome, the scheduler) wait there as before.
@@ -36,12 +46,16 @@ import time
 from contextlib import contextmanager
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
 
-YIELD_SECONDS = 0.25  # the longest a batch waits for the messages arriving to be stored
+YIELD_SECONDS = 0.1  # the longest a batch waits for the messages arriving to be stored
+HOLD_WHILE_ARRIVING = 0.025  # seconds: about how long a batch holds the write lock while messages arrive
+ARRIVING_SECONDS = 1.0  # messages are arriving when one waited for a batch this recently
+CHECKPOINT_BYTES = 1000 * 4096  # the log's length at which SQLite's automatic checkpoint would run
 WAIT_SECONDS = 5.0  # the longest anyone waits for a turn before writing under SQLite's lock alone
-_FIRST_PAUSE, _LONGEST_PAUSE = 0.0002, 0.002  # between two looks at a lock held by another
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.0001, 0.0005  # between two looks at a lock held by another
 
 
 class Turns:
@@ -49,6 +63,9 @@ class Turns:
 
     def __init__(self, database_path: str | None):
         self.paths = (f"{database_path}-intake.lock", f"{database_path}-writer.lock") if database_path else None
+        self.log_path = f"{database_path}-wal" if database_path else None
+        self.waited_at = -ARRIVING_SECONDS  # when a message last waited for one of this process's batches
+        self.per_message = 0.0  # seconds of write lock per message in this process's batches (moving average)
 
     @classmethod
     def for_url(cls, url: str) -> Turns:
@@ -64,32 +81,64 @@ class Turns:
 
     @contextmanager
     def intake(self):
-        """Around a webhook's write, its commit included. Yields an ``IntakeTurn``: from here
-        the pipeline lets this write go first; its ``write()``, called before the first
-        INSERT, waits for the batch under way, if any."""
+        """Around a webhook's write, its commit included. Yields an ``IntakeTurn``, whose
+        ``write()``, called before the first INSERT (the reads before it need no turn), says
+        this write is waiting, so the pipeline lets it go first, and waits for the batch
+        under way, if any."""
         files = self._open()
         if files is None:
-            yield IntakeTurn(None)
+            yield IntakeTurn(None, None)
             return
         waiting, writer = files
         try:
-            _take(waiting, fcntl.LOCK_SH, WAIT_SECONDS)  # a batch only looks at it (exclusive, released at once)
-            yield IntakeTurn(writer)
+            yield IntakeTurn(waiting, writer)
         finally:
             os.close(writer)  # closing releases its lock
             os.close(waiting)
 
+    def checkpoint(self, engine) -> None:
+        """The write-ahead log copied into the database once it is CHECKPOINT_BYTES long
+        (PASSIVE: no lock is waited for, writers go on meanwhile); called holding no turn."""
+        if self.log_path is None:
+            return
+        try:
+            if os.stat(self.log_path).st_size < CHECKPOINT_BYTES:
+                return
+        except FileNotFoundError:
+            return
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except OperationalError as exc:  # the next batch tries again
+            log.warning("checkpoint of %s not done: %s", self.log_path, exc)
+
+    def batch_size(self, size: int) -> int:
+        """How many messages the next batch takes, ``size`` at most: while messages are
+        arriving, as many as hold the write lock about HOLD_WHILE_ARRIVING (the last batches'
+        time per message), so that a message waits for a short batch, not a long one."""
+        if time.monotonic() - self.waited_at >= ARRIVING_SECONDS or self.per_message <= 0:
+            return size
+        return max(1, min(size, int(HOLD_WHILE_ARRIVING / self.per_message)))
+
     @contextmanager
     def batch(self):
-        """Around a pipeline batch's transaction, its commit included."""
+        """Around a pipeline batch's transaction, its commit included. Yields a ``BatchTurn``
+        the batch tells how many messages it took (``batch_size`` learns from it)."""
         files = self._open()
         if files is None:
-            yield
+            yield BatchTurn()
             return
         waiting, writer = files
         try:
-            _batch_turn(waiting, writer)
-            yield
+            gave_way = _batch_turn(waiting, writer)
+            turn, started = BatchTurn(), time.monotonic()
+            yield turn
+            if turn.messages:
+                held = (time.monotonic() - started) / turn.messages
+                self.per_message = held if not self.per_message else 0.7 * self.per_message + 0.3 * held
+            if gave_way or not _take(waiting, fcntl.LOCK_EX, 0):  # a message waited before or during it
+                self.waited_at = time.monotonic()
+            fcntl.flock(waiting, fcntl.LOCK_UN)
         finally:
             os.close(writer)
             os.close(waiting)
@@ -113,29 +162,35 @@ class Turns:
         return opened[0], opened[1]
 
 
-class IntakeTurn:
-    """An intake write's turn: ``write()`` before its first statement that writes (the reads
-    before it need no turn); once had, kept until the write is committed."""
+class BatchTurn:
+    messages = 0  # taken by the batch: set by it once known
 
-    def __init__(self, writer: int | None):
-        self.writer, self.had = writer, writer is None
+
+class IntakeTurn:
+    """An intake write's turn: ``write()`` before its first statement that writes; once had,
+    kept until the write is committed."""
+
+    def __init__(self, waiting: int | None, writer: int | None):
+        self.waiting, self.writer, self.had = waiting, writer, writer is None
 
     def write(self) -> None:
         if not self.had:
+            _take(self.waiting, fcntl.LOCK_SH, WAIT_SECONDS)  # a batch only looks at it (exclusive, let go at once)
             _writer_turn(self.writer)
             self.had = True
 
 
-def _batch_turn(waiting: int, writer: int) -> None:
+def _batch_turn(waiting: int, writer: int) -> bool:
     """The writer's turn, kept only when no intake write is waiting: a message may have come
     while the batch waited for another batch. Given back to the messages waiting, for at most
-    YIELD_SECONDS in all (the time spent waiting for other batches does not count)."""
+    YIELD_SECONDS in all (the time spent waiting for other batches does not count). True when
+    it gave way."""
     yielded = 0.0
     while True:
         _writer_turn(writer)
         if yielded >= YIELD_SECONDS or _take(waiting, fcntl.LOCK_EX, 0):
             fcntl.flock(waiting, fcntl.LOCK_UN)  # (not held when the batch stopped giving way: harmless)
-            return
+            return yielded > 0
         fcntl.flock(writer, fcntl.LOCK_UN)  # messages waiting: their turn first
         started = time.monotonic()
         _take(waiting, fcntl.LOCK_EX, YIELD_SECONDS - yielded)
@@ -150,7 +205,7 @@ def _writer_turn(writer: int) -> None:
 
 
 def _take(fd: int, kind: int, patience: float) -> bool:
-    """The lock, looked at again after short pauses (0.2 ms, growing to 2 ms) for at most
+    """The lock, looked at again after short pauses (0.1 ms, growing to 0.5 ms) for at most
     ``patience`` seconds; False when it was not had by then."""
     deadline, pause = time.monotonic() + patience, _FIRST_PAUSE
     while True:

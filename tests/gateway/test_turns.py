@@ -5,9 +5,12 @@ after each commit, and webhooks sleeping in SQLite's busy handler wait for batch
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, func, select
@@ -42,17 +45,11 @@ def _batch_begins(runtime) -> list[float]:
     return begins
 
 
-def _webhook(runtime, provider_id: str, before_insert: threading.Event | None = None,
-             inside: threading.Event | None = None) -> dict:
-    """A webhook's write on its own thread; ``inside`` set once it has started (its reads),
-    ``before_insert`` awaited before its INSERT. Returns where its commit time will be."""
+def _webhook(runtime, provider_id: str) -> dict:
+    """A webhook's write on its own thread; ``at``: when it was committed."""
     done: dict = {}
 
     def work(connection):
-        if inside is not None:
-            inside.set()
-        if before_insert is not None:
-            assert before_insert.wait(WAIT)
         document = {"channel": "web", "description": "Lampadaire éteint rue Principale",
                     "citizen": {"email": f"{provider_id}@example.org"}}
         return insert_inbound(connection, "web_form", provider_id, json.dumps(document).encode(), "application/json")
@@ -66,15 +63,23 @@ def _webhook(runtime, provider_id: str, before_insert: threading.Event | None = 
     return done
 
 
-def test_a_batch_waits_for_the_message_being_stored(make_app, monkeypatch):
+@contextmanager
+def ready_to_write(runtime):
+    """A message ready to be stored and waiting for its turn, for as long as the block lasts:
+    what a webhook holds from its first INSERT to its commit (the intake lock file, shared)."""
+    fd = os.open(runtime.db.turns.paths[0], os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_a_batch_waits_for_the_message_waiting_to_be_stored(make_app, monkeypatch):
     monkeypatch.setattr(turns, "YIELD_SECONDS", WAIT)  # a slow machine cannot make it look as if it waited
     runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     waiting = _store(runtime, 3, "backlog")
     begins = _batch_begins(runtime)
-    inside, go = threading.Event(), threading.Event()
-    webhook = _webhook(runtime, "SMwaiting", before_insert=go, inside=inside)
-    assert inside.wait(WAIT)  # the webhook is reading; its INSERT comes next
-
     prepared = threading.Event()
     real_prepare = batch._prepare_batch
 
@@ -86,15 +91,15 @@ def test_a_batch_waits_for_the_message_being_stored(make_app, monkeypatch):
 
     monkeypatch.setattr(batch, "_prepare_batch", prepare)
     worker = threading.Thread(target=batch.process_batch, args=(runtime, waiting, len(waiting)))  # the backlog only
-    worker.start()
-    assert prepared.wait(WAIT)
-    time.sleep(0.3)
-    assert begins == []  # the batch has not taken the write lock: the message goes first
-    go.set()
-    webhook["thread"].join(WAIT)
+    with ready_to_write(runtime):
+        worker.start()
+        assert prepared.wait(WAIT)
+        time.sleep(0.3)
+        assert begins == []  # the batch has not taken the write lock: the message goes first
+        released = time.monotonic()
     worker.join(WAIT)
 
-    assert webhook["stored"].created and len(begins) == 1 and begins[0] > webhook["at"]
+    assert len(begins) == 1 and begins[0] > released
     with runtime.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Request)) == 3  # the batch went on after it
 
@@ -140,17 +145,10 @@ def test_messages_arriving_without_a_pause_do_not_stop_the_pipeline(make_app, mo
     monkeypatch.setattr(turns, "YIELD_SECONDS", 0.2)
     runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
     waiting = _store(runtime, 2, "backlog")
-    inside, go = threading.Event(), threading.Event()
-    webhook = _webhook(runtime, "SMstuck", before_insert=go, inside=inside)  # waiting to write, for as long as it takes
-    assert inside.wait(WAIT)
-    try:
+    with ready_to_write(runtime):  # always a message waiting, for as long as it takes
         batch.process_batch(runtime, waiting, len(waiting))  # gives way for 0.2 s, then takes its turn anyway
         with runtime.db.session() as session:
             assert session.scalar(select(func.count()).select_from(Request)) == 2
-    finally:
-        go.set()
-        webhook["thread"].join(WAIT)
-    assert webhook["stored"].created
 
 
 @pytest.mark.parametrize("url, active", [
@@ -161,3 +159,39 @@ def test_messages_arriving_without_a_pause_do_not_stop_the_pipeline(make_app, mo
 ])
 def test_turns_are_taken_only_on_a_sqlite_file(url, active):
     assert Turns.for_url(url).active is active
+
+
+def test_batches_are_short_while_messages_arrive_and_long_again_after(make_app, monkeypatch):
+    monkeypatch.setattr(turns, "YIELD_SECONDS", 0.2)
+    monkeypatch.setattr(turns, "HOLD_WHILE_ARRIVING", 1e-9)  # while messages arrive: one message per batch
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    backlog = _store(runtime, 12, "backlog")
+
+    def processed() -> int:
+        with runtime.db.session() as session:
+            return session.scalar(select(func.count()).select_from(Request))
+
+    with ready_to_write(runtime):
+        batch.process_batch(runtime, backlog[:1], 4)  # (a job names one message) gave way: messages arrive
+    assert processed() == 4
+    batch.process_batch(runtime, backlog[4:5], 4)  # short, as a message may come any moment
+    assert processed() == 5
+    batch.process_batch(runtime, backlog[5:6], 4)  # still short: a message waited less than a second ago
+    assert processed() == 6
+    monkeypatch.setattr(turns, "ARRIVING_SECONDS", 0)  # …and once none has waited for that long
+    batch.process_batch(runtime, backlog[6:7], 4)  # a whole batch again
+    assert processed() == 10
+
+
+def test_the_write_ahead_log_is_copied_outside_the_writers_turn_and_stays_short(make_app, monkeypatch):
+    monkeypatch.setattr(turns, "CHECKPOINT_BYTES", 256 * 1024)
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    log_file = runtime.db.turns.log_path
+    with runtime.db.engine.connect() as connection:  # no connection copies it in its commit, holding the turn
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    longest = 0
+    for round_ in range(8):
+        ids = _store(runtime, 15, f"round{round_}")
+        batch.process_batch(runtime, ids, len(ids))  # copies the log once it is long, after its turn
+        longest = max(longest, os.stat(log_file).st_size)
+    assert longest < 4 * turns.CHECKPOINT_BYTES  # without the copies it only grows
