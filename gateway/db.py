@@ -27,6 +27,8 @@ def make_engine(url: str, pre_ping: bool = True, autocommit: bool = False) -> En
         _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if Turns.for_url(url).log_path is not None:  # its log is copied outside the commits: gateway/turns.py
+            event.listen(engine, "connect", _no_checkpoint_in_commits)
         return engine
     return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=10,
                          **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
@@ -45,7 +47,13 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
-    # No checkpoint inside a commit, where it would hold the writers' turn: gateway/turns.py.
+    cursor.close()
+
+
+def _no_checkpoint_in_commits(connection, _record) -> None:
+    """No checkpoint inside a commit, where it would hold the writers' turn (gateway/turns.py
+    ``checkpoint`` does it instead): only for a database file whose log Turns copies."""
+    cursor = connection.cursor()
     cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 

@@ -5,8 +5,8 @@ it taken sleeps in SQLite's busy handler (1, 2, 5 … 25, then 50 and 100 ms) an
 a pipeline worker that has just committed a batch takes it again at once for the next one.
 Working through a backlog, a worker holds the lock most of the time, so a webhook waiting
 to store its message loses that race again and again: with one pipeline worker busy, SMS
-webhooks offered at 200/s got through at 80–120/s, their p99 over 2 s (docs/benchmarks.md,
-section 1, "While the pipeline works through a backlog").
+webhooks offered at 200/s got through at 46–120/s, their p99 2–7 s (docs/benchmarks.md,
+section 1, round 7).
 
 Two lock files beside the database (``<database>-intake.lock`` and ``<database>-writer.lock``)
 give the turns, with ``flock``: the kernel releases them when a process dies, even by kill -9.
