@@ -24,6 +24,7 @@ from normalizer.identity import owners_of
 
 from . import pipeline
 from .bounces import record_bounce
+from .db import write_first
 from .deferral import NotYet, defer
 from .fresh import check_codes, queue_fresh
 from .models import Attachment, InboundMessage, Message, utcnow
@@ -133,9 +134,7 @@ def _take_batch(session, wanted: list[int], size: int, now) -> list[int]:
     ones up to ``size``; processed in the order received. On SQLite the transaction takes the write lock first (BEGIN IMMEDIATE: its
     savepoints then nest in it, and no read snapshot can go stale before the first write); on
     PostgreSQL the rows are locked, skipping those another worker holds."""
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    write_first(session)
     return _batch_ids(session, wanted, size, now, lock=True)
 
 

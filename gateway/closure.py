@@ -38,17 +38,23 @@ def reopen_if_finished(session, runtime, request: Request, text: str) -> list[in
 
 
 def close_resolved(runtime, now: datetime | None = None) -> list[int]:
-    """Close the requests resolved long enough ago; returns deliveries to send."""
+    """Close the requests resolved long enough ago, in short transactions
+    (``Database.in_short_transactions``); returns deliveries to send."""
     now = now or utcnow()
     delay = timedelta(hours=float(runtime.settings.get("GATEWAY_CLOSE_AFTER_HOURS", 72)))
-    ids: list[int] = []
     with runtime.db.session() as session:
-        due = session.scalars(select(Request).where(
-            Request.status == "resolved", Request.resolved_at <= now - delay).limit(500)).all()
-        for request in due:
-            ids += change_status(session, runtime, request, "closed", "system:scheduler",
-                                 note=f"closed {delay.total_seconds() / 3600:g} h after resolution")
-    return ids
+        due = list(session.scalars(select(Request.id).where(
+            Request.status == "resolved", Request.resolved_at <= now - delay)
+            .order_by(Request.resolved_at, Request.id).limit(500)))
+
+    def close(session, request_id: int) -> list[int]:
+        request = session.get(Request, request_id, with_for_update=True)
+        if request is None or request.status != "resolved" or request.resolved_at > now - delay:
+            return []  # reopened, or resolved again, meanwhile
+        return change_status(session, runtime, request, "closed", "system:scheduler",
+                             note=f"closed {delay.total_seconds() / 3600:g} h after resolution")
+
+    return runtime.db.in_short_transactions(due, close)
 
 
 THANKS = {"merci", "merci beaucoup", "merci bien", "merci a vous", "merci pour tout", "super merci", "parfait merci",

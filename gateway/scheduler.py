@@ -51,28 +51,43 @@ def forget_the_past(runtime, now: datetime | None = None) -> list[int]:
 # --- SLA ---------------------------------------------------------------------------------
 
 def check_sla(runtime, now: datetime | None = None) -> list[int]:
-    """Mark requests approaching (GATEWAY_SLA_WARN_RATIO of the time used) or past their SLA."""
+    """Mark requests approaching (GATEWAY_SLA_WARN_RATIO of the time used) or past their SLA.
+
+    The requests to mark are chosen by a read (no lock), the earliest due first, and marked in
+    short transactions (``Database.in_short_transactions``): the day after a storm, hundreds
+    come due together."""
     now = now or utcnow()
     ratio = float(runtime.settings.get("GATEWAY_SLA_WARN_RATIO", 0.8))
-    ids: list[int] = []
     with runtime.db.session() as session:
-        candidates = session.scalars(select(Request).where(
+        rows = session.execute(select(Request.id, Request.created_at, Request.sla_due_at, Request.sla_state).where(
             Request.status.in_(OPEN_STATUSES), Request.sla_due_at.is_not(None),
-            (Request.sla_state.is_(None)) | (Request.sla_state != "breached")).limit(1000)).all()
-        for request in candidates:
-            state = _sla_state(request, now, ratio)
-            if state is None or state == request.sla_state:
-                continue
-            request.sla_state = state
-            session.add(Event(request_id=request.id, actor="system:sla", type=f"sla_{state}",
-                              data={"due": request.sla_due_at.isoformat()}))
-            ids += notify_department(session, runtime, request, f"sla_{state}")
-            if state == "breached":
-                ids += _escalate(session, runtime, request)
-    return ids
+            (Request.sla_state.is_(None)) | (Request.sla_state != "breached"))
+            .order_by(Request.sla_due_at, Request.id).limit(1000)).all()
+    changing = [row.id for row in rows if _sla_state(row, now, ratio) not in (None, row.sla_state)]
+
+    def mark_sla(session, request_id: int) -> list[int]:
+        return _mark_sla(session, runtime, request_id, now, ratio)
+
+    return runtime.db.in_short_transactions(changing, mark_sla)
 
 
-def _sla_state(request: Request, now: datetime, ratio: float) -> str | None:
+def _mark_sla(session, runtime, request_id: int, now: datetime, ratio: float) -> list[int]:
+    """One request's mark, its department told and, past due, the supervisors; nothing if it
+    was closed or marked meanwhile."""
+    request = session.get(Request, request_id, with_for_update=True)
+    if request is None or request.status not in OPEN_STATUSES or request.sla_due_at is None:
+        return []
+    state = _sla_state(request, now, ratio)
+    if state is None or state == request.sla_state:
+        return []
+    request.sla_state = state
+    session.add(Event(request_id=request.id, actor="system:sla", type=f"sla_{state}",
+                      data={"due": request.sla_due_at.isoformat()}))
+    ids = notify_department(session, runtime, request, f"sla_{state}")
+    return ids + (_escalate(session, runtime, request) if state == "breached" else [])
+
+
+def _sla_state(request, now: datetime, ratio: float) -> str | None:
     if now >= request.sla_due_at:
         return "breached"
     warn_at = request.created_at + (request.sla_due_at - request.created_at) * ratio
@@ -136,22 +151,28 @@ def _poll_server(runtime, sink, target: dict, delivery_ids: list[int], now: date
             by_remote[delivery.external_id] = delivery
         session.flush()
         since = min((d.polled_at or d.delivered_at or now) for d in deliveries) - timedelta(minutes=1)
-    current = sink.statuses(target, list(by_remote)) if by_remote else []
-    updates = [r for r in sink.updates(target, since, now) if r.service_request_id in by_remote] \
-        if target.get("updates") else []
-    ids = []
-    with runtime.db.session() as session:
-        for status in current:
-            delivery = session.get(Delivery, by_remote[status.service_request_id].id)
-            if status.remote != delivery.remote_status:  # GET requests repeats itself: act on changes only
-                delivery.remote_status = status.remote[:64]
-                ids += _apply_remote(session, runtime, delivery, status)
-        for status in updates:
-            delivery = session.get(Delivery, by_remote[status.service_request_id].id)
+    current = {status.service_request_id: status for status in sink.statuses(target, list(by_remote))} \
+        if by_remote else {}
+    updates: dict[str, list[RemoteStatus]] = defaultdict(list)
+    for status in (sink.updates(target, since, now) if target.get("updates") else []):
+        if status.service_request_id in by_remote:
+            updates[status.service_request_id].append(status)
+
+    def apply_remote(session, delivery_id: int) -> list[int]:
+        """What the server says of one request: its status (when it changed) and its updates."""
+        delivery = session.get(Delivery, delivery_id)
+        ids = []
+        status = current.get(delivery.external_id)
+        if status is not None and status.remote != delivery.remote_status:  # GET requests repeats itself
+            delivery.remote_status = status.remote[:64]
+            ids += _apply_remote(session, runtime, delivery, status)
+        for status in updates.get(delivery.external_id, []):
             if not _seen_before(status, delivery.polled_at):
                 ids += _apply_remote(session, runtime, delivery, status)
-        for delivery in by_remote.values():
-            session.get(Delivery, delivery.id).polled_at = now
+        delivery.polled_at = now
+        return ids
+
+    ids = runtime.db.in_short_transactions([delivery.id for delivery in by_remote.values()], apply_remote)
     runtime.record_health("sink:open311", ok=True)
     return ids
 

@@ -31,8 +31,13 @@ that in its commit (``wal_autocheckpoint=0``, gateway/db.py); ``checkpoint`` doe
 same length of log, after a pipeline batch and on each pass of the scheduler, holding no
 turn: SQLite's checkpoint lets writers go on meanwhile.
 
+The scheduler's passes over many requests (SLA marks, closing) write in short transactions,
+each a batch's turn (gateway/db.py ``in_short_transactions``): in one transaction, the day
+after a storm, a pass held SQLite's lock for 2 s while every webhook waited behind it.
+
 The files only say whose turn it is: every write still takes SQLite's own lock, and writers
-that take no turn (an agent's page, a delivery's outcome, the scheduler) wait there as before.
+that take no turn (an agent's page, a delivery's outcome) wait there as before: their
+transactions are short.
 A turn not had within ``WAIT_SECONDS`` (a process stopped while holding it) is given up and
 the write goes on under SQLite's lock alone. PostgreSQL has no single write lock: no turns.
 """
@@ -122,8 +127,9 @@ class Turns:
 
     @contextmanager
     def batch(self):
-        """Around a pipeline batch's transaction, its commit included. Yields a ``BatchTurn``
-        the batch tells how many messages it took (``batch_size`` learns from it)."""
+        """Around a background writer's transaction (a pipeline batch; a short transaction of
+        the scheduler's), its commit included. Yields a ``BatchTurn`` a pipeline batch tells
+        how many messages it took (``batch_size`` learns from it)."""
         files = self._open()
         if files is None:
             yield BatchTurn()
