@@ -170,9 +170,10 @@ def gateway_env(database_url: str, redis_url: str, port: int, data: Path) -> dic
 
 
 def start_gateway(database_url: str, redis_url: str, port: int, folder: Path, workers: int = 2,
-                  code: Path | None = None) -> Served:
-    """``code``: another checkout of the gateway to serve instead (a base to compare with)."""
-    env = gateway_env(database_url, redis_url, port, folder)
+                  code: Path | None = None, extra: dict | None = None) -> Served:
+    """``code``: another checkout of the gateway to serve instead (a base to compare with);
+    ``extra``: more settings."""
+    env = {**gateway_env(database_url, redis_url, port, folder), **(extra or {})}
     if code is not None:
         env["PYTHONPATH"] = str(code)
     return Served([str(BIN / "gateway"), "serve", "--port", str(port), "--workers", str(workers)],

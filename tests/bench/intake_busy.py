@@ -3,11 +3,13 @@
 The gateway as in production on SQLite (`gateway serve`: gunicorn 2 × 4, SQLite FULL, a real
 redis-server) with pipeline workers (`gateway worker`, RQ) working through a backlog of
 replayed messages stored beforehand; signed Twilio SMS webhooks at a fixed offered rate from
-wrk meanwhile. Reported: accepted/s, p50 / p90 / p99 of the answers, how many messages the
-pipeline processed meanwhile, and the check that every answered webhook is stored exactly
-once. ``--base``: another checkout served the same way, rounds alternated (before / after).
+wrk meanwhile, and citizens submitting on the API (the path of the web form and the counter,
+which answer once the request is made) at ``--forms`` per second. Reported: accepted/s, p50 /
+p90 / p99 of the SMS answers and of the submissions', how many messages the pipeline
+processed meanwhile, and the check that every answered webhook is stored exactly once.
+``--base``: another checkout served the same way, rounds alternated (before / after).
 
-    python -m tests.bench.intake_busy [--rate 200] [--seconds 15] [--rounds 2] [--workers 1] [--base DIR]
+    python -m tests.bench.intake_busy [--rate 200] [--forms 4] [--seconds 15] [--rounds 2] [--workers 1] [--base DIR]
 
 Part of `make bench` (``--only intake``: one round, this checkout, 1 and 2 workers).
 """
@@ -16,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine, text
 
 from .common import BIN, ROOT, fresh_dir, section
@@ -27,10 +32,11 @@ from .intake import CHANNELS, Served, checked, count_rows, gateway_env, start_ga
 from .replay import insert_inbound
 
 BACKLOG = 8_000  # more than the pipeline gets through during a round, on this machine
+API_TOKEN = "bench-api-token-0123456789"
 
 
 def run_busy(rate: float = 200, seconds: int = 15, rounds: int = 2, workers: tuple[int, ...] = (1,),
-             base: Path | None = None, backlog: int = BACKLOG) -> list[dict]:
+             base: Path | None = None, backlog: int = BACKLOG, forms: float = 4) -> list[dict]:
     """One dict per round, target and number of pipeline workers."""
     from tests.support.servers import RedisServer, free_port
 
@@ -43,7 +49,8 @@ def run_busy(rate: float = 200, seconds: int = 15, rounds: int = 2, workers: tup
             (folder / label).mkdir()
             url = f"sqlite:///{folder / label / 'gateway.db'}"
             redis_url = f"{redis.url.rsplit('/', 1)[0]}/{index}"  # each its own queue
-            served = start_gateway(url, redis_url, free_port(), folder / label, code=code.resolve() if code else None)
+            served = start_gateway(url, redis_url, free_port(), folder / label, code=code.resolve() if code else None,
+                                   extra={"GATEWAY_API_TOKEN": API_TOKEN})
             env = {**os.environ, **gateway_env(url, redis_url, served.port, folder / label), "GATEWAY_LOG_LEVEL": "WARNING"}
             if code is not None:
                 env["PYTHONPATH"] = str(code.resolve())
@@ -51,12 +58,14 @@ def run_busy(rate: float = 200, seconds: int = 15, rounds: int = 2, workers: tup
         for round_ in range(rounds):
             for count in workers:
                 for label, served, url, env in targets:
-                    figures = _round(folder, label, served, url, env, count, rate, seconds, backlog, f"{round_}{count}")
+                    figures = _round(folder, label, served, url, env, count, rate, seconds, backlog, f"{round_}{count}",
+                                     forms)
                     found.append(figures)
                     print(f"  round {round_} {label}, {count} pipeline worker{'s' if count > 1 else ''}: "
                           f"{figures['ok_per_s']:.0f}/s of {rate or 'as many as it takes'}/s offered, p50 {figures['p50_ms']:.1f} ms, "
                           f"p90 {figures['p90_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms; pipeline "
-                          f"{figures['processed_per_s']:.0f} messages/s meanwhile; {figures['check']}", flush=True)
+                          f"{figures['processed_per_s']:.0f} messages/s meanwhile; {figures['forms']}; {figures['check']}",
+                          flush=True)
         return found
     finally:
         for _, served, _, _ in targets:
@@ -65,7 +74,7 @@ def run_busy(rate: float = 200, seconds: int = 15, rounds: int = 2, workers: tup
 
 
 def _round(folder: Path, label: str, served: Served, url: str, env: dict, count: int, rate: float, seconds: int,
-           backlog: int, tag: str) -> dict:
+           backlog: int, tag: str, forms: float) -> dict:
     engine = create_engine(url)
     if count:  # (0 workers: the intake alone, for comparison)
         insert_inbound(engine, backlog, tag=f"busy{tag}")
@@ -86,8 +95,11 @@ def _round(folder: Path, label: str, served: Served, url: str, env: dict, count:
         where = "WHERE channel = 'twilio_sms'"
         before, waiting = count_rows(url, "inbound_messages", where), _waiting(engine)
         started = time.monotonic()
+        submissions = Submissions(served.port, forms, seconds, tag)
+        submissions.start()
         figures = wrk(served.port, sms.path, sms.header, lines, folder, seconds, 64, rate, sms.content_type)
         elapsed = time.monotonic() - started
+        submissions.join()
         processed = waiting + (figures["ok"]) - _waiting(engine)  # the backlog's and the new ones
         time.sleep(0.5)  # requests in flight when wrk stopped
         after = count_rows(url, "inbound_messages", where)
@@ -102,7 +114,48 @@ def _round(folder: Path, label: str, served: Served, url: str, env: dict, count:
     return {"target": label, "workers": count, "rate": rate, "ok_per_s": figures["ok_per_s"],
             "p50_ms": figures["p50_us"] / 1000, "p90_ms": figures["p90_us"] / 1000,
             "p99_ms": figures["p99_us"] / 1000, "processed_per_s": processed / elapsed,
-            "check": checked(figures, before, after, 64)}
+            "check": checked(figures, before, after, 64), "forms": submissions.summary(),
+            "forms_p50_ms": submissions.quantile(0.5), "forms_max_ms": submissions.quantile(1.0)}
+
+
+class Submissions(threading.Thread):
+    """Citizens submitting on the API at ``per_second``, one at a time, each answered once its
+    request is made (or, failing that, with its reserved code): the answers' times."""
+
+    def __init__(self, port: int, per_second: float, seconds: float, tag: str):
+        super().__init__(daemon=True)
+        self.url, self.per_second, self.seconds, self.tag = f"http://127.0.0.1:{port}/api/v1/requests", per_second, \
+            seconds, tag
+        self.times: list[float] = []
+        self.failed = 0
+
+    def run(self) -> None:
+        if not self.per_second:
+            return
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        started, sent = time.monotonic(), 0
+        with httpx.Client(timeout=30) as client:
+            while time.monotonic() - started < self.seconds:
+                document = {"channel": "web", "citizen": {"email": f"busy{self.tag}-{sent}@example.org"},
+                            "description": f"Nid de poule profond devant le {100 + 2 * sent} chemin des Outardes"}
+                began = time.monotonic()
+                answer = client.post(self.url, json=document, headers=headers)
+                self.times.append((time.monotonic() - began) * 1000)
+                self.failed += answer.status_code not in (200, 201, 202)
+                sent += 1
+                time.sleep(max(0.0, started + sent / self.per_second - time.monotonic()))
+
+    def quantile(self, q: float) -> float | None:
+        if not self.times:
+            return None
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> str:
+        if not self.times:
+            return "no submissions"
+        return (f"{len(self.times)} submissions, p50 {statistics.median(self.times):.0f} ms, "
+                f"max {max(self.times):.0f} ms" + (f", {self.failed} failed" if self.failed else ""))
 
 
 def _waiting(engine) -> int:
@@ -120,6 +173,8 @@ def run(results, quick: bool) -> None:
         results.add("intake busy", f"{label}: p50 / p90 / p99",
                     f"{figures['p50_ms']:.1f} / {figures['p90_ms']:.1f} / {figures['p99_ms']:.1f}", "ms")
         results.add("intake busy", f"{label}: pipeline meanwhile", round(figures["processed_per_s"]), "messages/s")
+        results.add("intake busy", f"{label}: API submissions meanwhile, p50 / max",
+                    f"{figures['forms_p50_ms'] or 0:.0f} / {figures['forms_max_ms'] or 0:.0f}", "ms")
         results.add("intake busy", f"{label}: every 200 stored exactly once", figures["check"] == "ok", "")
         if figures["check"] != "ok":
             results.note(f"intake busy, {figures['workers']} worker(s): {figures['check']}")
@@ -133,9 +188,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", default="1", help="comma-separated: pipeline workers per run")
     parser.add_argument("--base", type=Path, help="another checkout, served alternately")
     parser.add_argument("--backlog", type=int, default=BACKLOG)
+    parser.add_argument("--forms", type=float, default=4, help="API submissions per second meanwhile (0: none)")
     args = parser.parse_args(argv)
     run_busy(args.rate, args.seconds, args.rounds, tuple(int(w) for w in args.workers.split(",")), args.base,
-             args.backlog)
+             args.backlog, args.forms)
 
 
 if __name__ == "__main__":
