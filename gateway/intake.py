@@ -159,16 +159,29 @@ def submit(runtime, document: dict, idempotency_key: str | None = None) -> Submi
         raise MalformedPayloadError(f"Idempotency-Key: at most {MAX_IDEMPOTENCY_KEY} characters",
                                     field="Idempotency-Key")
     provider_id = f"key:{idempotency_key}" if idempotency_key else f"uuid:{uuid.uuid4()}"
-    inbound_id, created = store_inbound(runtime, "web_form", provider_id, body, "application/json",
-                                        reserve_code=True)
-    if created:
-        try:
-            for delivery_id in pipeline.process_inbound(runtime, inbound_id):
-                runtime.jobs.enqueue("deliver", delivery_id)
-        except Exception:
-            # Stored, so not lost: the sweeper processes it later; the citizen still gets the code.
-            log.exception("inbound %s stored but not processed yet", inbound_id)
+    with runtime.db.turns.arriving():  # SQLite: the citizen does not wait for batch after batch
+        inbound_id, created = store_inbound(runtime, "web_form", provider_id, body, "application/json",
+                                            reserve_code=True)
+        made = _process_now(runtime, inbound_id) if created else []
+    try:
+        for delivery_id in made:
+            runtime.jobs.enqueue("deliver", delivery_id)
+    except Exception:  # the deliveries are stored: the outbox's sweeper sends them
+        log.exception("inbound %s processed, its deliveries not queued yet", inbound_id)
     return _outcome(runtime, inbound_id, created)
+
+
+def _process_now(runtime, inbound_id: int) -> list[int]:
+    """The stored submission made into a request, in an intake write's turn (SQLite: after the
+    batch under way, before the next); the ids of its deliveries."""
+    try:
+        with runtime.db.turns.intake() as turn:
+            turn.write()
+            return pipeline.process_inbound(runtime, inbound_id)
+    except Exception:
+        # Stored, so not lost: the sweeper processes it later; the citizen still gets the code.
+        log.exception("inbound %s stored but not processed yet", inbound_id)
+        return []
 
 
 def _outcome(runtime, inbound_id: int, created: bool) -> Submitted:

@@ -31,6 +31,10 @@ that in its commit (``wal_autocheckpoint=0``, gateway/db.py); ``checkpoint`` doe
 same length of log, after a pipeline batch and on each pass of the scheduler, holding no
 turn: SQLite's checkpoint lets writers go on meanwhile.
 
+A citizen's submission on the API, the web form or the counter is stored, then made into a
+request before the answer: it is arriving for both writes (``arriving``), so no batch begins
+between them; else the citizen waited for batch after batch (up to 2.6 s).
+
 The scheduler's passes over many requests (SLA marks, closing) write in short transactions,
 each a batch's turn (gateway/db.py ``in_short_transactions``): in one transaction, the day
 after a storm, a pass held SQLite's lock for 2 s while every webhook waited behind it.
@@ -99,6 +103,24 @@ class Turns:
             yield IntakeTurn(waiting, writer)
         finally:
             os.close(writer)  # closing releases its lock
+            os.close(waiting)
+
+    @contextmanager
+    def arriving(self):
+        """Around a citizen's submission stored then made into a request before the answer (the
+        API, the web form, the counter): a message is on its way in for the whole block, so no
+        batch begins between the two writes (for at most ``YIELD_SECONDS``, as for webhooks).
+        Each write still takes its own turn (``intake``)."""
+        files = self._open()
+        if files is None:
+            yield
+            return
+        waiting, writer = files
+        try:
+            _take(waiting, fcntl.LOCK_SH, WAIT_SECONDS)
+            yield
+        finally:
+            os.close(writer)
             os.close(waiting)
 
     def checkpoint(self, engine) -> None:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from gateway import batch, pipeline, turns
-from gateway.intake import insert_inbound, store_inbound, write
+from gateway.intake import insert_inbound, store_inbound, submit, write
 from gateway.models import InboundMessage, Request
 from gateway.turns import Turns
 
@@ -139,6 +139,61 @@ def test_a_message_arriving_during_a_batch_is_stored_before_the_next_batch(make_
         states = session.execute(select(InboundMessage.provider_id, InboundMessage.state)).all()
     assert sorted(states) == sorted([(f"first:{i}", "processed") for i in range(2)]
                                     + [(f"second:{i}", "processed") for i in range(2)] + [("SMduring", "received")])
+
+
+def test_a_citizens_submission_is_made_into_a_request_before_the_next_batch(make_app, monkeypatch):
+    """The API, the web form and the counter answer once the request is made. Between storing
+    the submission and making its request (its reads first: rules, duplicates), no batch
+    begins: without the turns, the citizen waited for batch after batch (up to 2.6 s while a
+    worker went through a backlog, docs/benchmarks.md section 1, round 8)."""
+    monkeypatch.setattr(turns, "YIELD_SECONDS", WAIT)
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    first, second = _store(runtime, 2, "first"), _store(runtime, 2, "second")
+    begins = _batch_begins(runtime)
+    in_batch, finish = threading.Event(), threading.Event()
+    real_process, real_process_inbound = pipeline.process, pipeline.process_inbound
+
+    def slow_first_batch(runtime_, session, inbound, ready=None):
+        if inbound.id == first[0]:
+            in_batch.set()
+            assert finish.wait(WAIT)
+        return real_process(runtime_, session, inbound, ready)
+
+    def reads_first(runtime_, inbound_id):  # a busy machine's reads before the first write
+        time.sleep(0.3)
+        try:
+            return real_process_inbound(runtime_, inbound_id)
+        finally:
+            answered["made_at"] = time.monotonic()  # committed
+
+    answered: dict = {}
+    monkeypatch.setattr(pipeline, "process", slow_first_batch)
+    monkeypatch.setattr(pipeline, "process_inbound", reads_first)
+
+    def worker():
+        batch.process_batch(runtime, first, 2)
+        batch.process_batch(runtime, second, 2)
+
+    def citizen():
+        answered["submitted"] = submit(runtime, {
+            "channel": "web", "citizen": {"email": "pendant@example.org"},
+            "description": "Lampadaire éteint devant le 12 rue Principale"})
+
+    pipeline_worker, form = threading.Thread(target=worker), threading.Thread(target=citizen)
+    pipeline_worker.start()
+    assert in_batch.wait(WAIT)
+    form.start()
+    time.sleep(0.3)
+    assert "submitted" not in answered  # stored after the batch under way
+    finish.set()
+    form.join(WAIT)
+    pipeline_worker.join(WAIT)
+
+    assert len(begins) == 2 and begins[0] < answered["made_at"] < begins[1]  # made before the next batch
+    with runtime.db.session() as session:
+        made = session.get(Request, answered["submitted"].request_id)
+        assert made.code == answered["submitted"].code and "Principale" in made.description
+        assert session.scalar(select(func.count()).select_from(Request)) == 5  # the batches went on after
 
 
 def test_messages_arriving_without_a_pause_do_not_stop_the_pipeline(make_app, monkeypatch):
