@@ -15,7 +15,7 @@ from sqlalchemy import select
 from normalizer.text import fold
 
 from .department import notify_department, refresh_slack
-from .models import Request, utcnow
+from .models import LOCK_REQUEST, Request, utcnow
 from .status import change_status
 
 
@@ -48,7 +48,7 @@ def close_resolved(runtime, now: datetime | None = None) -> list[int]:
             .order_by(Request.resolved_at, Request.id).limit(500)))
 
     def close(session, request_id: int) -> list[int]:
-        request = session.get(Request, request_id, with_for_update=True)
+        request = session.get(Request, request_id, with_for_update=LOCK_REQUEST)
         if request is None or request.status != "resolved" or request.resolved_at > now - delay:
             return []  # reopened, or resolved again, meanwhile
         return change_status(session, runtime, request, "closed", "system:scheduler",

@@ -197,6 +197,11 @@ class Request(Base):
         return f"<Request {self.code} {self.status}>"
 
 
+# ``session.get(Request, id, with_for_update=LOCK_REQUEST)``: the request's row locked (PostgreSQL:
+# FOR UPDATE OF requests). Plain FOR UPDATE fails there: its citizen comes in an outer join.
+LOCK_REQUEST = {"of": Request}
+
+
 class DedupSuggestion(Base):
     """A possible duplicate for an agent to confirm or reject (dedup between the two
     thresholds), or an urgent request linked automatically that an agent must check."""

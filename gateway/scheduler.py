@@ -21,7 +21,7 @@ from adapters.sinks.open311 import TOKEN_PREFIX, RemoteStatus
 
 from . import closure, jobs, retention
 from .department import notify_department, report
-from .models import OPEN_STATUSES, Delivery, Event, Request, User, utcnow
+from .models import LOCK_REQUEST, OPEN_STATUSES, Delivery, Event, Request, User, utcnow
 from .notify import render
 from .outbox import add_delivery
 from .status import StatusError
@@ -74,7 +74,7 @@ def check_sla(runtime, now: datetime | None = None) -> list[int]:
 def _mark_sla(session, runtime, request_id: int, now: datetime, ratio: float) -> list[int]:
     """One request's mark, its department told and, past due, the supervisors; nothing if it
     was closed or marked meanwhile."""
-    request = session.get(Request, request_id, with_for_update=True)
+    request = session.get(Request, request_id, with_for_update=LOCK_REQUEST)
     if request is None or request.status not in OPEN_STATUSES or request.sla_due_at is None:
         return []
     state = _sla_state(request, now, ratio)

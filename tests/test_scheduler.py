@@ -160,13 +160,15 @@ def open311():
     server.stop()
 
 
-@pytest.fixture
-def open311_app(make_app, tmp_path, open311):
-    """Public works also delivers to its Open311 work-order server (fan-out with e-mail)."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open311_app(request, make_app, tmp_path, open311):
+    """Public works also delivers to its Open311 work-order server (fan-out with e-mail); on
+    SQLite and on PostgreSQL, where polling locks the requests it changes."""
     folder = works_with_open311(tmp_path / "config", open311.endpoint, "WORKS_OPEN311_KEY", "updates: true, ")
+    database = {} if request.param == "sqlite" else {"DATABASE_URL": request.getfixturevalue("pg_url")}
     # No background scheduler pass here: the tests run the polling themselves.
     return make_app(GATEWAY_CONFIG_DIR=str(folder), WORKS_OPEN311_KEY="works-key", GATEWAY_OPEN311_POLL_SECONDS=0,
-                    GATEWAY_SWEEP_SECONDS=3600, GATEWAY_HTTP_TIMEOUT_SECONDS=1)
+                    GATEWAY_SWEEP_SECONDS=3600, GATEWAY_HTTP_TIMEOUT_SECONDS=1, **database)
 
 
 def delivered_open311(runtime, code) -> Delivery:

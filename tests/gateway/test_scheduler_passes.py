@@ -20,6 +20,13 @@ from .test_turns import WAIT, _store, _webhook
 LATER = timedelta(days=60)  # every request of the sample city is past due by then
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request) -> dict:
+    """The settings for one database: SQLite (the default) or PostgreSQL (production's), where
+    the passes lock each request they write (FOR UPDATE) instead of taking SQLite's lock."""
+    return {} if request.param == "sqlite" else {"DATABASE_URL": request.getfixturevalue("pg_url")}
+
+
 def _requests(runtime, count: int, prefix: str) -> list[int]:
     """``count`` new requests (potholes of the sample city, each with its SLA), by the pipeline."""
     inbound = _store(runtime, count, prefix)
@@ -72,8 +79,8 @@ def test_a_message_arriving_during_a_storms_sla_pass_is_stored_before_the_pass_e
 
 
 @pytest.mark.errors_expected
-def test_a_request_that_cannot_be_marked_does_not_hold_back_the_others(make_app, monkeypatch):
-    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+def test_a_request_that_cannot_be_marked_does_not_hold_back_the_others(make_app, database, monkeypatch):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False, **database).extensions["runtime"]
     ids = _requests(runtime, 5, "due")
     broken = ids[2]
     real_notify = scheduler.notify_department
@@ -95,10 +102,10 @@ def test_a_request_that_cannot_be_marked_does_not_hold_back_the_others(make_app,
     assert len(second) == 1 and not set(second) & set(first)
 
 
-def test_requests_past_due_are_found_behind_a_thousand_open_ones(make_app):
+def test_requests_past_due_are_found_behind_a_thousand_open_ones(make_app, database):
     """A city has thousands of open requests within their SLA; the pass reads at most 1,000 a
     time, the earliest due first, so the ones past due are never left out."""
-    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    runtime = make_app(GATEWAY_INLINE_JOBS=False, **database).extensions["runtime"]
     first = _requests(runtime, 1, "first")[0]
     now = utcnow()
     with runtime.db.session() as session:
@@ -123,8 +130,8 @@ def _latest(runtime) -> int:
 
 
 @pytest.mark.errors_expected
-def test_resolved_requests_are_all_closed_even_when_one_cannot_be(make_app, monkeypatch):
-    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+def test_resolved_requests_are_all_closed_even_when_one_cannot_be(make_app, database, monkeypatch):
+    runtime = make_app(GATEWAY_INLINE_JOBS=False, **database).extensions["runtime"]
     ids = _requests(runtime, 45, "resolved")
     with runtime.db.session() as session:
         session.execute(update(Request).where(Request.id.in_(ids)).values(status="resolved", resolved_at=utcnow()))
