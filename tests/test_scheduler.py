@@ -249,8 +249,15 @@ def test_open311_bad_answers_change_nothing_and_are_shown_in_health(open311_app,
     assert get(runtime, code).status == "resolved"
 
 
-def test_run_once_does_every_step(client, runtime, auth):
-    code = submit(client, auth)
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_run_once_does_every_step(request, make_app, auth, smtp_server, database):
+    app = make_app(**({} if database == "sqlite" else {"DATABASE_URL": request.getfixturevalue("pg_url")}))
+    runtime, client = app.extensions["runtime"], app.test_client()
+    code, open_one = submit(client, auth), submit(client, auth, "request__streetlight_en")
     client.post(f"/api/v1/requests/{code}/status", headers=auth, json={"status": "resolved"})
-    scheduler.run_once(runtime, utcnow() + timedelta(days=5))
+
+    scheduler.run_once(runtime, utcnow() + timedelta(days=60))  # resolved 5 days before, and every SLA over
+
     assert get(runtime, code).status == "closed"
+    late = get(runtime, open_one)
+    assert late.sla_state == "breached" and "sla_breached" in [e.type for e in late.events]
