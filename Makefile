@@ -12,9 +12,11 @@ PORT ?= 8311
 run: install
 	$(BIN)/gateway serve --host $(HOST) --port $(PORT)
 
+# Every test on SQLite (with the PostgreSQL ones), then again on PostgreSQL, production's database.
 test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+	$(BIN)/pytest -q --database postgresql --ignore=tests/faults --ignore=tests/browser
 
 # Figures, not tests: `make bench` (full, ~25 min) or `make bench BENCH_ARGS="--quick --only intake"`.
 BENCH_ARGS ?=

@@ -28,8 +28,32 @@ API_TOKEN = "test-api-token-0123456789"
 WENT_AWAY = (OperationalError, InterfaceError, RedisError, ConnectionError, TimeoutError)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="every test app's database: SQLite (the default) or PostgreSQL, production's; with "
+                          "postgresql, the tests already run on both and those about SQLite itself are left out")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "errors_expected: the test makes background work raise on purpose")
+    config.addinivalue_line("markers", "sqlite_only: the test is about SQLite itself (its lock, its query "
+                                       "plans, its file): left out of a run with --database postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``--database postgresql``: every test whose app takes its database from ``settings``,
+    on PostgreSQL, except those already run there (``pg_url``, a sqlite/postgresql parameter)
+    and those about SQLite itself."""
+    if config.getoption("--database") != "postgresql":
+        return
+    kept, left = [], []
+    for item in items:
+        params = {str(value) for value in getattr(getattr(item, "callspec", None), "params", {}).values()}
+        already = "pg_url" in item.fixturenames or {"sqlite", "postgresql"} & params
+        (left if already or item.get_closest_marker("sqlite_only") else kept).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)
@@ -60,12 +84,17 @@ def smtp_server():
 
 
 @pytest.fixture
-def settings(tmp_path, migrated_sqlite, smtp_server) -> dict:
-    """Test overrides: a fresh database, the test SMTP server, fast retries."""
-    database = tmp_path / "gateway.db"
-    shutil.copy(migrated_sqlite, database)
+def settings(request, tmp_path, migrated_sqlite, smtp_server) -> dict:
+    """Test overrides: a fresh database (SQLite, or PostgreSQL with ``--database postgresql``),
+    the test SMTP server, fast retries."""
+    if request.config.getoption("--database") == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    else:
+        database = tmp_path / "gateway.db"
+        shutil.copy(migrated_sqlite, database)
+        url = f"sqlite:///{database}"
     return {
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": url,
         "GATEWAY_CONFIG_DIR": str(ROOT / "config"),
         "GATEWAY_DATA_DIR": str(tmp_path / "data"),
         "GATEWAY_API_TOKEN": API_TOKEN,
@@ -139,14 +168,22 @@ def postgres_server():
     server.stop()
 
 
-@pytest.fixture
-def pg_url(postgres_server):
-    """A fresh, migrated database on the session's PostgreSQL server."""
-    name = f"gw_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+def _create_database(server_url: str, name: str, template: str | None = None) -> str:
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
+        connection.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")))
     admin.dispose()
-    url = postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    return url
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_server) -> str:
+    """A database migrated once, copied for each test (CREATE DATABASE … TEMPLATE)."""
+    upgrade(_create_database(postgres_server.url, "gw_template"))
+    return "gw_template"
+
+
+@pytest.fixture
+def pg_url(postgres_server, pg_template):
+    """A fresh, migrated database on the session's PostgreSQL server."""
+    return _create_database(postgres_server.url, f"gw_{uuid.uuid4().hex[:10]}", pg_template)

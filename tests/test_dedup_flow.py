@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from gateway.models import DedupSuggestion, Follower, Request
@@ -201,6 +202,7 @@ def test_absurd_or_missing_locations_never_link(client, auth):
         assert a["code"] != b["code"]
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan
 def test_candidate_query_uses_the_blocking_index(runtime):
     from dedup import Report, current_rules
     from dedup.index import candidates
@@ -225,6 +227,7 @@ def test_candidate_query_uses_the_blocking_index(runtime):
     assert DedupSuggestion.__tablename__ == "dedup_suggestions"
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan
 def test_same_citizen_step_reads_only_the_citizens_requests(runtime):
     """Its query goes through the citizen's index: on one of the citizen alone, SQLite
     preferred (category, status, created_at) and read every open request of the category."""

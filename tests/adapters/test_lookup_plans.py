@@ -5,12 +5,16 @@ follows the schema alone, so a small database shows the plan of a large one)."""
 
 from __future__ import annotations
 
+import pytest
+
 from adapters.base import CitizenMessage, Contact
 from normalizer import normalize, resolve_citizen
 from normalizer.conversation import find_conversation
 
 from ..support.plans import plan, statements_of
 from ..support.twilio import load, post
+
+pytestmark = pytest.mark.sqlite_only  # SQLite's query plans
 
 
 def _plans(runtime, statements, table: str) -> list[str]:

@@ -177,6 +177,7 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(make_app, settings)
     assert _counts(runtime) == (8, 16, 16)
 
 
+@pytest.mark.sqlite_only  # SQLite's write lock, seen from its file
 def test_parsing_and_routing_are_done_before_the_batch_takes_the_write_lock(make_app, settings, monkeypatch):
     """On SQLite a batch holds the single write lock: the pure work (parse, normalize with
     language detection, categorise and route) is done before it, once per message; webhooks

@@ -20,6 +20,8 @@ from gateway.intake import insert_inbound, store_inbound, submit, write
 from gateway.models import InboundMessage, Request
 from gateway.turns import Turns
 
+pytestmark = pytest.mark.sqlite_only  # SQLite's single write lock (PostgreSQL takes no turns)
+
 WAIT = 20  # seconds: a bound for threads, never reached when the test passes
 
 

@@ -105,6 +105,7 @@ def test_same_email_or_phone_is_the_same_citizen_across_channels(runtime):
     assert other != first
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan
 def test_the_sender_is_looked_up_by_index_not_by_reading_every_contact_point(runtime):
     """Every message's sender is looked up by the values of its contact points: without an
     index on the value alone, SQLite read all of them (37 ms at 500,000, for each batch)."""
