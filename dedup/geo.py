@@ -42,6 +42,19 @@ def cells_around(lat: float, lon: float, radius_m: float) -> list[str]:
     return [f"{y + dy}:{x + dx}" for dy in range(-ny, ny + 1) for dx in range(-nx, nx + 1)]
 
 
+def cells_in_box(south: float, north: float, west: float, east: float, size: int = 0) -> list[str]:
+    """Exactly the cells a point inside the box can be filed under: ``cell_of`` of every
+    point with south ≤ lat ≤ north and west ≤ lon ≤ east is among them (floor is monotonic),
+    and each of them holds such points. For a radius smaller than a cell, 1 to 4 cells
+    where ``cells_around`` gives 9. ``size``: the list is padded to that length with its
+    first cell repeated, so a statement built on it keeps one text (and stays in the
+    database's statement cache) wherever the box falls on the grid."""
+    rows = range(math.floor(south / CELL_LAT), math.floor(north / CELL_LAT) + 1)
+    columns = range(math.floor(west / CELL_LON), math.floor(east / CELL_LON) + 1)
+    cells = [f"{y}:{x}" for y in rows for x in columns]
+    return cells + cells[:1] * (size - len(cells))
+
+
 def usable_point(lat: float | None, lon: float | None, bounds: tuple | None) -> str | None:
     """None when (lat, lon) can be used; otherwise why not (recorded with the decision)."""
     if lat is None or lon is None:

@@ -8,9 +8,11 @@ cells around it (as far as the category's radius) or on its street, within the w
 a handful of index range scans, never a scan of the backlog, and at most
 ``max_candidates`` rows (the most recent).
 
-A cell is about 155 m wide, so the cells around a point cover several times the circle of
-the radius: the rows found by cell are also kept only inside the radius' bounding box
-before they leave the database. The rows on the new request's street blocks are found
+A cell is about 155 m wide, wider than most radii: the rows found by cell are kept only
+inside the radius' bounding box before they leave the database, and only the cells that box
+overlaps are searched (1 to 4 for a pothole's 40 m, where the 3 × 3 cells around held rows
+the box then rejected; the list is padded to a fixed length per radius, so the statement's
+text, and the database's prepared statement, stay the same). The rows on the new request's street blocks are found
 whatever their coordinates, since scoring compares addresses too. Scoring finds every
 other row too far or too old (dedup/scoring.py ``score``).
 """
@@ -29,6 +31,7 @@ from .geo import (
     EARTH_M,
     cell_of,
     cells_around,
+    cells_in_box,
     parse_address,
     street_key,
     street_keys_around,
@@ -81,9 +84,11 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
     values = {"limit": rules.max_candidates}
     for i, ((reach_m, days), named) in enumerate(groups):
         values.update({f"categories_{i}": named, f"since_{i}": report.created_at - timedelta(days=days)})
-        if located:
-            values.update({f"cells_{i}": cells_around(report.lat, report.lon, reach_m),
-                           **_box(f"{i}_", report.lat, report.lon, reach_m)})
+        if located:  # the rows inside the box, found in the cells that can hold them
+            box = _box(report.lat, report.lon, reach_m)
+            cells = cells_in_box(*box, size=len(cells_around(report.lat, report.lon, reach_m)))
+            values.update({f"cells_{i}": cells, **dict(zip(
+                (f"{i}_south", f"{i}_north", f"{i}_west", f"{i}_east"), box, strict=True))})
         if addressed:
             values[f"streets_{i}"] = street_keys_around(report.address, reach_m)
     found = {}
@@ -115,14 +120,13 @@ def _groups(category: str | None, comparable, rules: DedupRules) -> list[tuple[t
                                       None)]
 
 
-def _box(prefix: str, lat: float, lon: float, radius_m: float) -> dict:
-    """The bounding box of every point within ``radius_m`` of (lat, lon), 1 % wider: a
-    great-circle distance is at least the difference in latitude, and a degree of longitude
-    is narrowest at the box's edge farthest from the equator."""
+def _box(lat: float, lon: float, radius_m: float) -> tuple[float, float, float, float]:
+    """(south, north, west, east): the bounding box of every point within ``radius_m`` of
+    (lat, lon), 1 % wider: a great-circle distance is at least the difference in latitude,
+    and a degree of longitude is narrowest at the box's edge farthest from the equator."""
     dlat = math.degrees(radius_m / EARTH_M) * 1.01
     dlon = dlat / max(0.05, math.cos(math.radians(min(90.0, abs(lat) + dlat))))
-    return {f"{prefix}south": lat - dlat, f"{prefix}north": lat + dlat,
-            f"{prefix}west": lon - dlon, f"{prefix}east": lon + dlon}
+    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
 
 
 @lru_cache(maxsize=64)

@@ -88,3 +88,27 @@ def test_an_uncategorized_report_is_compared_with_each_category_as_far_as_that_o
         decision = cross_citizen(session, RULES, report)
     assert decision.action == "suggest" and [s.code for s in decision.suggestions] == ["R-SNOW"]
     assert decision.compared == 1
+
+
+def test_open_requests_all_around_a_cells_corner_are_found(engine):
+    """A new pothole a metre from the corner of four grid cells: the eight open ones 35 m
+    around it, in each of the four cells, are all compared (the pothole's radius is 40 m);
+    those 45 m away are found too far, and those in cells the radius does not reach are
+    not read at all."""
+    from dedup.geo import CELL_LAT, CELL_LON
+
+    corner = (round(WELLINGTON[0] / CELL_LAT) * CELL_LAT + 0.00001, round(WELLINGTON[1] / CELL_LON) * CELL_LON + 0.00001)
+    metre_lat, metre_lon = 1 / 111_195, 1 / (111_195 * 0.7015)
+    directions = [(1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1)]
+    with Session(engine) as session:
+        for distance in (35, 45, 250):
+            for n, (dy, dx) in enumerate(directions):
+                scale = distance / (dy * dy + dx * dx) ** 0.5
+                where = (corner[0] + dy * scale * metre_lat, corner[1] + dx * scale * metre_lon)
+                store(session, f"R-{distance}-{n}", where, None, hours_ago=1 + n)
+        session.commit()
+        cells = {r.dedup_cell for r in session.query(Request).filter(Request.code.like("R-35-%"))}
+        decision = cross_citizen(session, RULES, new_report(where=corner, address=None))
+    assert len(cells) == 4  # the eight near ones are spread over the four cells of the corner
+    assert decision.compared == 8  # every one within 40 m; none of those 45 m or 250 m away
+    assert decision.suggestions and all(s.code.startswith("R-35-") for s in decision.suggestions)

@@ -228,3 +228,24 @@ def test_edited_dedup_file_is_reloaded_and_a_broken_edit_keeps_the_last_good(tmp
     os.utime(path, ns=(1, 2 * 10**18))
     assert current_rules(tmp_path).thresholds.auto_link == 95
     assert "dedup.yaml" in caplog.text and "last good" in caplog.text
+
+
+@pytest.mark.parametrize("radius", [40, 100, 150, 400])
+def test_the_cells_searched_hold_every_point_of_the_radius_box_and_no_more(radius):
+    """``cells_in_box``: every point inside the radius' box (edges and corners included,
+    on a grid over the box) is filed under one of them, and every one of them is within
+    the cells ``cells_around`` gives; for a radius under half a cell's size, at most 4.
+    Padded to the length ``cells_around`` gives, it names the same cells."""
+    from dedup.geo import cells_in_box
+    from dedup.index import _box
+
+    for lat, lon in (WELLINGTON, (45.4200, -75.7000), (45.5199, -75.5801), (45.4396, -75.7200)):
+        south, north, west, east = _box(lat, lon, radius)
+        cells = cells_in_box(south, north, west, east)
+        steps = [i / 20 for i in range(21)]
+        filed = {cell_of(south + (north - south) * a, west + (east - west) * b) for a in steps for b in steps}
+        assert filed == set(cells)
+        assert set(cells) <= set(cells_around(lat, lon, radius))
+        assert radius >= 75 or len(cells) <= 4
+        padded = cells_in_box(south, north, west, east, size=len(cells_around(lat, lon, radius)))
+        assert set(padded) == set(cells) and len(padded) == len(cells_around(lat, lon, radius))
