@@ -12,9 +12,9 @@ A cell is about 155 m wide, wider than most radii: the rows found by cell are ke
 inside the radius' bounding box before they leave the database, and only the cells that box
 overlaps are searched (1 to 4 for a pothole's 40 m, where the 3 × 3 cells around held rows
 the box then rejected; the list is padded to a fixed length per radius, so the statement's
-text, and the database's prepared statement, stay the same). The rows on the new request's street blocks are found
-whatever their coordinates, since scoring compares addresses too. Scoring finds every
-other row too far or too old (dedup/scoring.py ``score``).
+text, and the database's prepared statement, stay the same). The rows on the new request's
+street blocks are found whatever their coordinates, since scoring compares addresses too.
+Scoring finds every other row too far or too old (dedup/scoring.py ``score``).
 """
 
 from __future__ import annotations

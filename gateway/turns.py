@@ -94,16 +94,8 @@ class Turns:
         ``write()``, called before the first INSERT (the reads before it need no turn), says
         this write is waiting, so the pipeline lets it go first, and waits for the batch
         under way, if any."""
-        files = self._open()
-        if files is None:
-            yield IntakeTurn(None, None)
-            return
-        waiting, writer = files
-        try:
-            yield IntakeTurn(waiting, writer)
-        finally:
-            os.close(writer)  # closing releases its lock
-            os.close(waiting)
+        with self._opened() as files:
+            yield IntakeTurn(*files) if files else IntakeTurn(None, None)
 
     @contextmanager
     def arriving(self):
@@ -111,17 +103,10 @@ class Turns:
         API, the web form, the counter): a message is on its way in for the whole block, so no
         batch begins between the two writes (for at most ``YIELD_SECONDS``, as for webhooks).
         Each write still takes its own turn (``intake``)."""
-        files = self._open()
-        if files is None:
+        with self._opened() as files:
+            if files:
+                _take(files[0], fcntl.LOCK_SH, WAIT_SECONDS)
             yield
-            return
-        waiting, writer = files
-        try:
-            _take(waiting, fcntl.LOCK_SH, WAIT_SECONDS)
-            yield
-        finally:
-            os.close(writer)
-            os.close(waiting)
 
     def checkpoint(self, engine) -> None:
         """The write-ahead log copied into the database once it is CHECKPOINT_BYTES long
@@ -152,12 +137,11 @@ class Turns:
         """Around a background writer's transaction (a pipeline batch; a short transaction of
         the scheduler's), its commit included. Yields a ``BatchTurn`` a pipeline batch tells
         how many messages it took (``batch_size`` learns from it)."""
-        files = self._open()
-        if files is None:
-            yield BatchTurn()
-            return
-        waiting, writer = files
-        try:
+        with self._opened() as files:
+            if files is None:
+                yield BatchTurn()
+                return
+            waiting, writer = files
             gave_way = _batch_turn(waiting, writer)
             turn, started = BatchTurn(), time.monotonic()
             yield turn
@@ -167,9 +151,17 @@ class Turns:
             if gave_way or not _take(waiting, fcntl.LOCK_EX, 0):  # a message waited before or during it
                 self.waited_at = time.monotonic()
             fcntl.flock(waiting, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _opened(self):
+        """(waiting, writer) opened for one turn, or None (no turns); closed after it, which
+        releases whatever lock the turn still holds on them."""
+        files = self._open()
+        try:
+            yield files
         finally:
-            os.close(writer)
-            os.close(waiting)
+            for fd in reversed(files or ()):  # the writer's file first
+                os.close(fd)
 
     def _open(self) -> tuple[int, int] | None:
         """Both files, opened for this turn alone: flock locks belong to an open file, so two
