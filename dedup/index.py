@@ -15,11 +15,16 @@ the box then rejected; the list is padded to a fixed length per radius, so the s
 text, and the database's prepared statement, stay the same). The rows on the new request's
 street blocks are found whatever their coordinates, since scoring compares addresses too.
 Scoring finds every other row too far or too old (dedup/scoring.py ``score``).
+
+On SQLite a pipeline batch makes the search before it takes the write lock, and catches up
+inside it with the requests written meanwhile, tested against the same condition in Python
+(``Search.matches``; dedup/early.py).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 
@@ -75,31 +80,78 @@ def candidates(session: Session, report: Report, rules: DedupRules, open_statuse
     be compared: an uncategorized report is compared with every category, and most are
     neither 400 m wide like snow removal nor 30 days long like potholes. The statement is
     built once per shape (expanding parameters) and reused."""
-    categories = rules.comparable(report.category)
+    session.flush()  # what Session.execute does first; the statement itself is Core, run on the connection
+    found = search(session.connection(), report, rules)
+    return kept(found.rows.values() if found is not None else (), rules, open_statuses)
+
+
+@dataclass
+class Search:
+    """One candidate search: its conditions and the rows it found (by id, open or not).
+    ``matches`` is the statement's condition for one row, in Python (dedup/early.py catches
+    up with it)."""
+
+    groups: list  # per group of categories: (categories, None: the uncategorized; since; cells; box; streets)
+    limit: int  # rows per part of the statement
+    rows: dict = field(default_factory=dict)
+
+    @property
+    def full(self) -> bool:
+        """A part may have left rows out (its LIMIT reached): the rows may not be all those
+        matching."""
+        return len(self.rows) >= self.limit
+
+    def matches(self, row) -> bool:
+        for named, since, cells, box, streets in self.groups:
+            if (row.category is not None) if named is None else (row.category not in named):
+                continue
+            if row.created_at < since:
+                continue
+            if cells is not None and row.dedup_cell in cells and row.lat is not None and row.lon is not None \
+                    and box[0] <= row.lat <= box[1] and box[2] <= row.lon <= box[3]:
+                return True
+            if streets is not None and row.dedup_street in streets:
+                return True
+        return False
+
+
+def search(connection, report: Report, rules: DedupRules) -> Search | None:
+    """The candidate statement run for ``report`` on ``connection`` (None: the report has no
+    usable place, nothing to search)."""
     located = usable_point(report.lat, report.lon, rules.bounds) is None
     addressed = parse_address(report.address) is not None  # has street keys
     if not located and not addressed:
-        return []
-    groups = _groups(report.category, categories, rules)
+        return None
+    groups = _groups(report.category, rules.comparable(report.category), rules)
     values = {"limit": rules.max_candidates}
+    conditions = []
     for i, ((reach_m, days), named) in enumerate(groups):
-        values.update({f"categories_{i}": named, f"since_{i}": report.created_at - timedelta(days=days)})
+        since = report.created_at - timedelta(days=days)
+        values.update({f"categories_{i}": named, f"since_{i}": since})
+        cells = box = streets = None
         if located:  # the rows inside the box, found in the cells that can hold them
             box = _box(report.lat, report.lon, reach_m)
             cells = cells_in_box(*box, size=len(cells_around(report.lat, report.lon, reach_m)))
             values.update({f"cells_{i}": cells, **dict(zip(
                 (f"{i}_south", f"{i}_north", f"{i}_west", f"{i}_east"), box, strict=True))})
         if addressed:
-            values[f"streets_{i}"] = street_keys_around(report.address, reach_m)
-    found = {}
-    session.flush()  # what Session.execute does first; the statement itself is Core, run on the connection
+            streets = values[f"streets_{i}"] = street_keys_around(report.address, reach_m)
+        conditions.append((None if named is None else frozenset(named), since,
+                           None if cells is None else frozenset(cells), box,
+                           None if streets is None else frozenset(streets)))
     shape = tuple(named is None for _, named in groups)
-    for row in session.connection().execute(_statement(shape, located, addressed), values):
-        # The status is checked here, not in SQL: with it there, planners may prefer another
-        # index and read every open request of the category.
-        if row.status in open_statuses:
-            found[row.id] = row
-    rows = sorted(found.values(), key=lambda r: r.created_at, reverse=True)[: rules.max_candidates]
+    found = Search(conditions, rules.max_candidates)
+    for row in connection.execute(_statement(shape, located, addressed), values):
+        found.rows[row.id] = row
+    return found
+
+
+def kept(rows, rules: DedupRules, open_statuses) -> list[Report]:
+    """The open ones of ``rows``, most recent first, at most ``max_candidates``, as Reports."""
+    # The status is checked here, not in SQL: with it there, planners may prefer another
+    # index and read every open request of the category.
+    rows = sorted((r for r in rows if r.status in open_statuses), key=lambda r: r.created_at,
+                  reverse=True)[: rules.max_candidates]
     return [Report(id=r.id, code=r.code, category=r.category, created_at=r.created_at, text=r.description,
                    lat=r.lat, lon=r.lon, address=r.address, language=r.language, priority=r.priority)
             for r in rows]
@@ -137,9 +189,7 @@ def _statement(groups: tuple[bool, ...], by_cell: bool, by_street: bool):
     fix can be far off when the two addresses typed are the same house."""
     from gateway.models import Request
 
-    columns = (Request.id, Request.code, Request.category, Request.created_at, Request.description,
-               Request.lat, Request.lon, Request.address, Request.language, Request.priority,
-               Request.status)
+    columns = searched_columns()
     parts = []
     for i, none in enumerate(groups):
         category = Request.category.is_(None) if none else \
@@ -155,3 +205,13 @@ def _statement(groups: tuple[bool, ...], by_cell: bool, by_street: bool):
         parts += [select(*columns).where(category, place, recent).order_by(Request.created_at.desc())
                   .limit(bindparam("limit")).subquery() for place in places]
     return union_all(*[select(part) for part in parts])
+
+
+def searched_columns() -> tuple:
+    """What the search reads of a request: what scoring compares, its status, and its keys
+    (for ``Search.matches``)."""
+    from gateway.models import Request
+
+    return (Request.id, Request.code, Request.category, Request.created_at, Request.description,
+            Request.lat, Request.lon, Request.address, Request.language, Request.priority,
+            Request.status, Request.dedup_cell, Request.dedup_street)

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
-from dedup import current_rules
+from dedup import current_rules, early
 from normalizer.identity import owners_of
 
 from . import pipeline
@@ -86,6 +86,8 @@ def _all_at_once(runtime, inbound_ids: list[int], size: int, now, prepared: dict
             failed = []
             deliveries += [queued.id for queued in queue_fresh(session, later)]
             _write_outcomes(session, claimed)
+            if (since := _since(prepared)) is not None:
+                since.prune(session.connection())
             pending = _pending_attachments(session, taken)
     except Exception as exc:  # noqa: BLE001 - the batch is done again, one SAVEPOINT per message
         log.info("batch of %s inbound messages rolled back (%s at inbound %s: %s); processing it again with a "
@@ -106,10 +108,10 @@ def _each_in_savepoint(runtime, inbound_ids: list[int], size: int, now, prepared
             outcomes: list[Claimed] = []
             claimed = _claim_batch(session, taken, now, lease)
             check_codes(session, runtime.rules.current.city.code_prefix, claimed)
-            owners, later = Owners(session, prepared, taken, runtime.rules.current), []
+            owners, later, since = Owners(session, prepared, taken, runtime.rules.current), [], _since(prepared)
             for inbound in claimed:
                 deliveries += _process_in_savepoint(runtime, session, inbound, bounces, outcomes, prepared=prepared,
-                                                    owners=owners, later=later)
+                                                    owners=owners, later=later, since=since)
             deliveries += [queued.id for queued in queue_fresh(session, later)]
             _write_outcomes(session, outcomes)
             pending = _pending_attachments(session, taken)
@@ -176,7 +178,32 @@ def _prepare_batch(runtime, wanted: list[int], size: int, now) -> dict[int, pipe
             prepared[row.id].dedup_rules = dedup_rules
         except Exception:  # noqa: BLE001 - met again, and recorded, when processed in the transaction
             continue
+    if prepared and early.logged(runtime.db.engine):
+        _search_early(runtime, prepared, {row.id: row.received_at for row in rows})
     return prepared
+
+
+def _search_early(runtime, prepared: dict[int, pipeline.Prepared], received: dict) -> None:
+    """SQLite: dedup's candidate search for each message that may become a new request, made
+    here, before the write lock, and caught up with inside it (dedup/early.py). A search that
+    fails here is simply made inside."""
+    try:
+        with runtime.db.session() as session:  # reads only
+            connection = session.connection()
+            since = early.before_lock(connection)  # first: the log's last id, then the searches
+            for inbound_id, ready in prepared.items():
+                if ready.decision is not None:
+                    report = pipeline.report_of(ready.message, ready.decision, received[inbound_id])
+                    ready.early = early.search_early(connection, report, ready.dedup_rules, since)
+    except Exception:  # noqa: BLE001 - the searches are made inside the transaction instead
+        log.warning("dedup's searches before the write lock failed; made inside it", exc_info=True)
+        for ready in prepared.values():
+            ready.early = None
+
+
+def _since(prepared: dict[int, pipeline.Prepared]):
+    """The batch's catching up (dedup/early.py ``Since``), if its searches were made early."""
+    return next((ready.early.since for ready in prepared.values() if ready.early is not None), None)
 
 
 @dataclass
@@ -274,7 +301,7 @@ class Owners:
 
 def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, outcomes: list[Claimed],
                           again: bool = True, prepared: dict | None = None, owners: Owners | None = None,
-                          later: list | None = None) -> list[int]:
+                          later: list | None = None, since: early.Since | None = None) -> list[int]:
     """``claimed`` processed inside its own SAVEPOINT. Its claim was made for the whole batch,
     outside the SAVEPOINT, so a message that fails is recorded here as ``process_inbound``
     records it (its claim having been rolled back there): unparseable or unsupported, failed /
@@ -295,9 +322,7 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
             owners.done(inbound.id, False, runtime.rules.current)
         return deliveries
     except (MalformedPayloadError, UnsupportedEventError) as exc:
-        if owners is not None:
-            owners.done(claimed.id, True, None)
-        session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
+        _rolled_back(session, claimed, owners, since)
         state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id)
                         .values(state=state, error=pipeline.error_text(str(exc)), lease_until=None, attempts=claimed.attempts - 1))
@@ -306,15 +331,11 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
             bounces.append((claimed.id, exc.bounce))
         return []
     except NotYet as exc:
-        if owners is not None:
-            owners.done(claimed.id, True, None)
-        session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
+        _rolled_back(session, claimed, owners, since)
         defer(session, claimed.id, claimed.attempts - 1, exc)
         return []
     except Exception as exc:
-        if owners is not None:
-            owners.done(claimed.id, True, None)
-        session.expunge_all()  # rolled back: what the session holds may be rows that no longer exist
+        _rolled_back(session, claimed, owners, since)
         if again and (isinstance(exc, IntegrityError) or getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK):
             # Another worker's transaction created the same row meanwhile (two messages from
             # one new citizen in two batches on PostgreSQL: the contact point). It is committed
@@ -322,13 +343,23 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
             # PostgreSQL broke a deadlock between two batches by failing this statement.
             log.info("inbound %s met a concurrent write (%s); processed again", claimed.id, type(exc.orig).__name__)
             return _process_in_savepoint(runtime, session, replace(claimed, checked_code=None), bounces, outcomes,
-                                         again=False)
+                                         again=False, since=since)
         log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", claimed.id)
         attempts = claimed.attempts  # the claim's + 1 is this failed attempt
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id).values(
             attempts=attempts, error=pipeline.error_text(f"{type(exc).__name__}: {exc}"), lease_until=None,
             state="failed" if attempts >= pipeline.MAX_PROCESSING_ATTEMPTS else "received"))
         return []
+
+
+def _rolled_back(session, claimed: Claimed, owners: Owners | None, since: early.Since | None) -> None:
+    """A message's SAVEPOINT was rolled back: what the batch kept of what it read may be rows
+    that no longer exist."""
+    if owners is not None:
+        owners.done(claimed.id, True, None)
+    if since is not None:
+        since.forget()
+    session.expunge_all()
 
 
 def _pending_attachments(session, inbound_ids: list[int]) -> list[int]:

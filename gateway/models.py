@@ -202,6 +202,18 @@ class Request(Base):
 LOCK_REQUEST = {"of": Request}
 
 
+class RequestChange(Base):
+    """SQLite: a request inserted, deleted or changed in a column dedup's search reads,
+    logged by triggers (migration 0018) in the order of the commits. The pipeline's batches
+    search for candidates before the write lock and catch up inside it (dedup/early.py).
+    Unused, and empty, on PostgreSQL."""
+
+    __tablename__ = "request_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int]
+
+
 class DedupSuggestion(Base):
     """A possible duplicate for an agent to confirm or reject (dedup between the two
     thresholds), or an urgent request linked automatically that an agent must check."""

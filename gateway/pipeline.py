@@ -85,6 +85,7 @@ class Prepared:
     dedup_rules: object | None = None  # dedup.current_rules, read once for the batch
     owners: list | None = None  # the citizens owning its contact points, read for the batch (batch.Owners)
     later: list | None = None  # given by a batch: its new request's fresh deliveries, written with the batch's
+    early: object | None = None  # given by a batch on SQLite: dedup's search, made before the write lock
 
 
 def prepare(runtime, book, channel, body, headers, content_type, received_at, route: bool = True) -> Prepared:
@@ -169,10 +170,8 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
         _add_to_conversation(session, runtime, existing, message, inbound)
         return _tell_joined(session, runtime, existing, citizen, message, parsed, inbound)
 
-    report = Report(created_at=inbound.received_at, text=message.text, category=decision.category,
-                    lat=message.lat, lon=message.lon, address=message.address, language=message.language,
-                    priority=decision.priority)
-    duplicate = cross_citizen(session, rules, report)
+    report = report_of(message, decision, inbound.received_at)
+    duplicate = cross_citizen(session, rules, report, ready.early)
     master = master_for_new(session, duplicate)  # born a duplicate: never sent to the department
     request = _create_request(session, runtime, book, message, inbound, decision, citizen,
                               status="duplicate" if master else "needs_info" if parsed.needs_info else "routed",
@@ -220,6 +219,12 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     log.info("inbound %s became request %s (%s → %s, rule %s)", inbound.id, request.code,
              decision.category, decision.department, decision.rule or decision.matched_by)
     return [d.id for d in deliveries if d.state == "pending"]
+
+
+def report_of(message, decision, received_at) -> Report:
+    """What dedup compares of a new request."""
+    return Report(created_at=received_at, text=message.text, category=decision.category, lat=message.lat,
+                  lon=message.lon, address=message.address, language=message.language, priority=decision.priority)
 
 
 def _tell_joined(session, runtime, request: Request, citizen, message, parsed, inbound) -> list[int]:

@@ -6,7 +6,7 @@ import shutil
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from dedup import Report, cross_citizen, load_dedup_rules, stored_keys
@@ -112,3 +112,38 @@ def test_open_requests_all_around_a_cells_corner_are_found(engine):
     assert len(cells) == 4  # the eight near ones are spread over the four cells of the corner
     assert decision.compared == 8  # every one within 40 m; none of those 45 m or 250 m away
     assert decision.suggestions and all(s.code.startswith("R-35-") for s in decision.suggestions)
+
+
+def test_what_a_search_finds_is_exactly_the_rows_its_condition_in_python_matches(engine):
+    """``Search.matches`` (the search's condition for one row, used to catch up with the
+    requests written after an early search, dedup/early.py) against the statement itself:
+    600 requests of every category, and uncategorized ones, scattered over 400 m around,
+    some on the report's street, up to 40 days old; reports of several categories and none.
+    Every row the statement returns matches, and every row that matches is returned."""
+    import random
+
+    from dedup.index import search, searched_columns
+
+    rules = RULES.model_copy(update={"max_candidates": 5000})  # no LIMIT reached: every matching row
+    chance = random.Random(311)
+    categories = sorted(RULES.categories)
+    with Session(engine) as session:
+        for i in range(600):
+            where = (WELLINGTON[0] + chance.uniform(-0.0018, 0.0018), WELLINGTON[1] + chance.uniform(-0.0025, 0.0025))
+            address = chance.choice([f"{100 + 2 * i} rue Wellington", f"{i} rue Bank", None])
+            located = where if chance.random() < 0.9 else (None, None)
+            cell, street = stored_keys(*located, address, RULES)
+            session.add(Request(code=f"R-{i}", status="routed", channel="api",
+                                category=chance.choice(categories + [None]), description=TEXT,
+                                lat=located[0], lon=located[1], address=address, dedup_cell=cell,
+                                dedup_street=street, created_at=utcnow() - timedelta(hours=chance.uniform(0, 960))))
+        session.commit()
+        everything = session.connection().execute(select(*searched_columns())).all()
+        for category in ["pothole", "snow_removal", "parking", None]:
+            for address in ["145 rue Wellington", None]:
+                report = Report(created_at=utcnow(), text=TEXT, category=category, lat=WELLINGTON[0],
+                                lon=WELLINGTON[1], address=address, language="fr")
+                found = search(session.connection(), report, rules)
+                matching = {row.id for row in everything if found.matches(row)}
+                assert set(found.rows) == matching, (category, address)
+                assert len(matching) >= 3  # the comparison is not between two empty sets
