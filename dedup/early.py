@@ -30,8 +30,8 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import bindparam, func, select, text
 
 from .config import DedupRules
-from .index import Search, kept, search, searched_columns
-from .scoring import Report
+from .index import Search, kept, report_of_row, search, searched_columns
+from .scoring import Report, score
 
 log = logging.getLogger(__name__)
 TRIGGERS = ("requests_logged_insert", "requests_logged_update", "requests_logged_delete")
@@ -93,21 +93,26 @@ class Since:
 
 @dataclass
 class Early:
-    """One report's search, made before the write lock."""
+    """One report's search, made before the write lock, with its rows made into Reports and
+    scored against the report there too."""
 
     report: Report
     rules: DedupRules
     found: Search | None  # None: no usable place, nothing to search
     since: Since = field(repr=False)
+    built: dict = field(default_factory=dict, repr=False)  # request id → its row as a Report
+    scores: dict = field(default_factory=dict, repr=False)  # request id → its Score (None: not comparable)
 
-    def candidates(self, session, report: Report, rules: DedupRules, open_statuses) -> list[Report] | None:
-        """The candidates the search would find now, inside the lock; None when they cannot
-        be told from this search (another report, other rules, a search cut by its LIMIT,
-        a log pruned past it): search again."""
+    def candidates(self, session, report: Report, rules: DedupRules,
+                   open_statuses) -> tuple[list[Report], dict] | None:
+        """The candidates the search would find now, inside the lock, and the scores already
+        worked out for those as they were read; None when they cannot be told from this
+        search (another report, other rules, a search cut by its LIMIT, a log pruned past
+        it): search again."""
         if report != self.report or rules is not self.rules:
             return None
         if self.found is None:
-            return []
+            return [], {}
         if self.found.full:
             return None
         session.flush()  # the session's pending changes reach the log first
@@ -116,7 +121,9 @@ class Early:
         changed = self.since.rows
         rows = {i: row for i, row in self.found.rows.items() if i not in changed}
         rows.update((i, row) for i, row in changed.items() if row is not None and self.found.matches(row))
-        return kept(rows.values(), rules, open_statuses)
+        unchanged = {i: built for i, built in self.built.items() if i not in changed}
+        return kept(rows.values(), rules, open_statuses, unchanged), \
+            {i: score for i, score in self.scores.items() if i not in changed}
 
 
 def before_lock(connection) -> Since:
@@ -124,8 +131,16 @@ def before_lock(connection) -> Since:
     return Since(connection.scalar(_last()) or 0)
 
 
-def search_early(connection, report: Report, rules: DedupRules, since: Since) -> Early:
-    return Early(report, rules, search(connection, report, rules), since)
+def search_early(connection, report: Report, rules: DedupRules, since: Since, open_statuses) -> Early:
+    early = Early(report, rules, search(connection, report, rules), since)
+    if early.found is not None:
+        comparable = set(rules.comparable(report.category))
+        for i, row in early.found.rows.items():
+            if row.status not in open_statuses:  # never a candidate while it stays so (a change is read again)
+                continue
+            early.built[i] = built = report_of_row(row)
+            early.scores[i] = score(report, built, rules, comparable)
+    return early
 
 
 @lru_cache(maxsize=1)

@@ -146,15 +146,20 @@ def search(connection, report: Report, rules: DedupRules) -> Search | None:
     return found
 
 
-def kept(rows, rules: DedupRules, open_statuses) -> list[Report]:
-    """The open ones of ``rows``, most recent first, at most ``max_candidates``, as Reports."""
+def kept(rows, rules: DedupRules, open_statuses, built: dict | None = None) -> list[Report]:
+    """The open ones of ``rows``, most recent first, at most ``max_candidates``, as Reports
+    (``built``: those already made, by id, for these very rows)."""
     # The status is checked here, not in SQL: with it there, planners may prefer another
     # index and read every open request of the category.
     rows = sorted((r for r in rows if r.status in open_statuses), key=lambda r: r.created_at,
                   reverse=True)[: rules.max_candidates]
-    return [Report(id=r.id, code=r.code, category=r.category, created_at=r.created_at, text=r.description,
-                   lat=r.lat, lon=r.lon, address=r.address, language=r.language, priority=r.priority)
-            for r in rows]
+    built = built or {}
+    return [built[r.id] if r.id in built else report_of_row(r) for r in rows]
+
+
+def report_of_row(row) -> Report:
+    return Report(id=row.id, code=row.code, category=row.category, created_at=row.created_at, text=row.description,
+                  lat=row.lat, lon=row.lon, address=row.address, language=row.language, priority=row.priority)
 
 
 def _groups(category: str | None, comparable, rules: DedupRules) -> list[tuple[tuple[float, float], list | None]]:

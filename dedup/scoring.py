@@ -146,7 +146,9 @@ def _place(new: Report, old: Report, rules: DedupRules, radius: float):
     return None, None, notes
 
 
-def decide(new: Report, candidates: list[Report], rules: DedupRules) -> CrossDecision:
+def decide(new: Report, candidates: list[Report], rules: DedupRules, known: dict | None = None) -> CrossDecision:
+    """``known``: scores already worked out for some candidates (by id; None: not comparable),
+    as ``score`` gives them for these very candidates (dedup/early.py, before the write lock)."""
     reasons = []
     if location_problem(new, rules) is not None:
         reasons.append(location_problem(new, rules))
@@ -155,7 +157,9 @@ def decide(new: Report, candidates: list[Report], rules: DedupRules) -> CrossDec
     if not new.words:
         reasons.append("no text: never linked without an agent")
     comparable = set(rules.comparable(new.category))
-    scores = [s for s in (score(new, old, rules, comparable) for old in candidates if old.id != new.id) if s]
+    known = known or {}
+    scores = [s for s in (known[old.id] if old.id in known else score(new, old, rules, comparable)
+                          for old in candidates if old.id != new.id) if s]
     scores.sort(key=lambda s: (-s.total, s.distance_m if s.distance_m is not None else 1e9))
     thresholds = rules.thresholds
     best = scores[0] if scores else None

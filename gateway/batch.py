@@ -27,7 +27,7 @@ from .bounces import record_bounce
 from .db import write_first
 from .deferral import NotYet, defer
 from .fresh import check_codes, queue_fresh
-from .models import Attachment, InboundMessage, Message, utcnow
+from .models import OPEN_STATUSES, Attachment, InboundMessage, Message, utcnow
 
 log = logging.getLogger(__name__)
 DEADLOCK = "40P01"  # PostgreSQL's SQLSTATE for deadlock_detected
@@ -194,7 +194,7 @@ def _search_early(runtime, prepared: dict[int, pipeline.Prepared], received: dic
             for inbound_id, ready in prepared.items():
                 if ready.decision is not None:
                     report = pipeline.report_of(ready.message, ready.decision, received[inbound_id])
-                    ready.early = early.search_early(connection, report, ready.dedup_rules, since)
+                    ready.early = early.search_early(connection, report, ready.dedup_rules, since, OPEN_STATUSES)
     except Exception:  # noqa: BLE001 - the searches are made inside the transaction instead
         log.warning("dedup's searches before the write lock failed; made inside it", exc_info=True)
         for ready in prepared.values():

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text, update
 from dedup import early, stored_keys
 from gateway import batch, pipeline
 from gateway.intake import store_inbound
-from gateway.models import InboundMessage, Request, RequestChange
+from gateway.models import Event, InboundMessage, Request, RequestChange
 
 pytestmark = pytest.mark.sqlite_only  # PostgreSQL searches inside its transactions (no write lock to spare)
 
@@ -71,6 +71,23 @@ def test_a_report_written_after_the_search_is_found_and_the_second_linked_to_it(
     assert len(made) == 1  # searched before the lock, when the first report was not there yet
     master, duplicate = _request_of(runtime, first), _request_of(runtime, second)
     assert duplicate.status == "duplicate" and duplicate.duplicate_of_id == master.id
+
+
+def test_a_request_found_and_scored_before_the_lock_and_unchanged_since_is_linked_to(runtime, monkeypatch):
+    first = _store(runtime, "first")
+    pipeline.process_inbound(runtime, first)
+    second = _store(runtime, "second", "Un gros nid-de-poule devant le 145 Wellington, les autos font un écart !")
+    made = _between(monkeypatch, lambda rt: None)
+
+    batch.process_batch(runtime, [second], 1)
+
+    assert len(made) == 1
+    master, duplicate = _request_of(runtime, first), _request_of(runtime, second)
+    assert duplicate.status == "duplicate" and duplicate.duplicate_of_id == master.id
+    with runtime.db.session() as session:  # the scores recorded are those worked out before the lock
+        recorded = session.scalar(select(Event.data).where(Event.request_id == duplicate.id, Event.type == "dedup"))
+    assert recorded["cross_citizen"]["master"]["code"] == master.code
+    assert recorded["cross_citizen"]["master"]["score"] >= 90 and recorded["cross_citizen"]["compared"] == 1
 
 
 def test_a_request_closed_after_the_search_is_not_linked_to(runtime, monkeypatch):
