@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text, update
 
 from dedup import early, stored_keys
 from gateway import batch, pipeline
+from gateway.db import write_first
 from gateway.intake import store_inbound
 from gateway.models import Event, InboundMessage, Request, RequestChange
 
@@ -187,3 +188,30 @@ def test_the_log_is_pruned_and_a_search_older_than_what_is_kept_is_made_again(ru
         assert stale.read(session.connection()) is False  # it would miss entries: searched again instead
     assert logged_before >= 12 and early.KEEP <= kept <= early.KEEP + 3  # + what the batch's last message wrote
     assert _request_of(runtime, second).duplicate_of_id == _request_of(runtime, first).id
+
+
+def test_after_a_rolled_back_savepoint_the_catching_up_reads_the_request_now_under_that_id(runtime):
+    """What a SAVEPOINT wrote, and its log entries, go with it, and their ids are given again.
+    Having read them, the batch's catching up forgets them (``Since.forget``, as a batch does
+    on every rollback) and reads the new request under that id, not the vanished one."""
+    rules = runtime.rules.current
+
+    def request(code: str, description: str) -> dict:
+        cell, street = stored_keys(SPOT["lat"], SPOT["lon"], SPOT["address"],
+                                   pipeline.current_rules(rules.directory, set(rules.categories)))
+        return dict(code=code, status="routed", channel="api", category="pothole", description=description,
+                    lat=SPOT["lat"], lon=SPOT["lon"], address=SPOT["address"], dedup_cell=cell, dedup_street=street)
+
+    with runtime.db.session() as session:
+        write_first(session)  # BEGIN IMMEDIATE, as a batch: its SAVEPOINTs nest in it
+        connection = session.connection()
+        since = early.before_lock(connection)
+        savepoint = session.begin_nested()
+        connection = session.connection()  # the SAVEPOINT is begun as the session hands it out
+        connection.execute(Request.__table__.insert(), request("R-GONE", "rolled back with its SAVEPOINT"))
+        since.read(connection)
+        savepoint.rollback()
+        since.forget()
+        connection.execute(Request.__table__.insert(), request("R-HERE", "written after"))
+        since.read(connection)
+        assert [row.code for row in since.rows.values()] == ["R-HERE"]
