@@ -22,7 +22,7 @@ from adapters.errors import MalformedPayloadError, UnsupportedEventError
 from dedup import current_rules, early
 from normalizer.identity import owners_of
 
-from . import pipeline
+from . import claims, pipeline
 from .bounces import record_bounce
 from .db import write_first
 from .deferral import NotYet, defer
@@ -144,12 +144,12 @@ def _batch_ids(session, wanted: list[int], size: int, now, lock: bool) -> list[i
     def locked(statement):
         return statement.with_for_update(skip_locked=True) if lock else statement
 
-    ids = list(session.scalars(locked(select(InboundMessage.id).where(InboundMessage.id.in_(wanted), pipeline.processable(now))
+    ids = list(session.scalars(locked(select(InboundMessage.id).where(InboundMessage.id.in_(wanted), claims.processable(now))
                                       .order_by(InboundMessage.id))))
     if size > len(ids):
         ids += session.scalars(locked(
             select(InboundMessage.id)
-            .where(InboundMessage.state == "received", InboundMessage.attempts < pipeline.MAX_PROCESSING_ATTEMPTS,
+            .where(InboundMessage.state == "received", InboundMessage.attempts < claims.MAX_PROCESSING_ATTEMPTS,
                    InboundMessage.id.not_in(wanted))
             .order_by(InboundMessage.state, InboundMessage.id).limit(size - len(ids))
         ))
@@ -233,7 +233,7 @@ _CLAIMED = [InboundMessage.__table__.c[name] for name in Claimed.__dataclass_fie
 
 
 def _claim_batch(session, ids: list[int], now, lease) -> list[Claimed]:
-    """Claim the batch's messages in ONE statement, exactly as ``pipeline.claim`` claims one
+    """Claim the batch's messages in ONE statement, exactly as ``claims.claim`` claims one
     (due and not held: received → processing, lease, attempts + 1), reading them back. The
     rows are already the batch's (SQLite: BEGIN IMMEDIATE; PostgreSQL: locked FOR UPDATE
     SKIP LOCKED), so every one of them is claimed; the claim is part of the batch's
@@ -249,7 +249,7 @@ def _claim_statement():
     """Built once: composing a statement costs more CPU than running it on SQLite."""
     table, when = InboundMessage.__table__, InboundMessage.lease_until.type
     return (update(table)
-            .where(table.c.id.in_(bindparam("ids", expanding=True)), pipeline.processable(bindparam("now", type_=when)))
+            .where(table.c.id.in_(bindparam("ids", expanding=True)), claims.processable(bindparam("now", type_=when)))
             .values(state="processing", lease_until=bindparam("until", type_=when), attempts=table.c.attempts + 1)
             .returning(*_CLAIMED))
 
@@ -325,7 +325,7 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
         _rolled_back(session, claimed, owners, since)
         state = "ignored" if isinstance(exc, UnsupportedEventError) else "failed"
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id)
-                        .values(state=state, error=pipeline.error_text(str(exc)), lease_until=None, attempts=claimed.attempts - 1))
+                        .values(state=state, error=claims.error_text(str(exc)), lease_until=None, attempts=claimed.attempts - 1))
         log.warning("inbound %s %s: %s", claimed.id, state, exc)
         if getattr(exc, "bounce", None) is not None:
             bounces.append((claimed.id, exc.bounce))
@@ -347,8 +347,8 @@ def _process_in_savepoint(runtime, session, claimed: Claimed, bounces: list, out
         log.exception("inbound %s failed; rolled back alone, the rest of its batch goes on", claimed.id)
         attempts = claimed.attempts  # the claim's + 1 is this failed attempt
         session.execute(update(InboundMessage).where(InboundMessage.id == claimed.id).values(
-            attempts=attempts, error=pipeline.error_text(f"{type(exc).__name__}: {exc}"), lease_until=None,
-            state="failed" if attempts >= pipeline.MAX_PROCESSING_ATTEMPTS else "received"))
+            attempts=attempts, error=claims.error_text(f"{type(exc).__name__}: {exc}"), lease_until=None,
+            state="failed" if attempts >= claims.MAX_PROCESSING_ATTEMPTS else "received"))
         return []
 
 

@@ -6,7 +6,7 @@ import gc
 import logging
 from datetime import datetime
 
-from . import attachments, batch, outbox, pipeline
+from . import attachments, batch, claims, outbox
 from .models import utcnow
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _withdraw_deliveries(runtime, done: set[int], started: datetime, scan: int) 
 
 def sweep(runtime, _unused: int = 0) -> None:
     """Re-enqueue whatever is due in the database: the queue may have lost it."""
-    for inbound_id in pipeline.pending_inbound(runtime):
+    for inbound_id in claims.pending_inbound(runtime):
         runtime.jobs.enqueue("process_inbound", inbound_id)
     enqueue_deliveries(runtime, outbox.due_deliveries(runtime))
     for attachment_id in attachments.pending_attachments(runtime):

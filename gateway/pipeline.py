@@ -2,9 +2,10 @@
 
 Runs as a background job (or inline for the gateway's own forms and API, which answer with
 the decision). The whole of it is one database transaction that starts by claiming the
-inbound message: two workers given the same message cannot both process it, and a crash
-half-way leaves nothing behind but the message, which the sweeper hands out again. The job
-runs several messages per transaction with the same claim and ``process`` (gateway/batch.py).
+inbound message (gateway/claims.py): two workers given the same message cannot both process
+it, and a crash half-way leaves nothing behind but the message, which the sweeper hands out
+again. The job runs several messages per transaction with the same claim and ``process``
+(gateway/batch.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import insert, select
 
 from adapters.base import RawInbound
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
@@ -23,7 +24,7 @@ from normalizer import find_conversation, normalize, resolve_citizen
 from normalizer.address import with_registered_place
 from router import Facts, decide
 
-from . import attachments, chat, closure, replies, tracking
+from . import attachments, chat, claims, closure, replies, tracking
 from .bounces import record_bounce
 from .deferral import NotYet, defer, wait_for_reserved
 from .duplicates import apply_decision, born_duplicate, master_for_new
@@ -40,7 +41,6 @@ from .notify import notify
 from .outbox import add_delivery
 
 log = logging.getLogger(__name__)
-MAX_PROCESSING_ATTEMPTS = 5
 SYNC_ACK_CHANNELS = ("api", "web", "walk_in", "phone", "open311")  # the code is in the answer itself
 
 
@@ -52,13 +52,14 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
     attempts = 0  # the claim's count, less the claim itself
     try:
         with runtime.db.session() as session:
-            inbound = claim(session, inbound_id, now, lease)
+            inbound = claims.claim(session, inbound_id, now, lease)
             if inbound is None:
                 return []
             attempts = inbound.attempts - 1
             return process(runtime, session, inbound)
     except (MalformedPayloadError, UnsupportedEventError) as exc:
-        _set_outcome(runtime, inbound_id, "ignored" if isinstance(exc, UnsupportedEventError) else "failed", str(exc))
+        claims.set_outcome(runtime, inbound_id, "ignored" if isinstance(exc, UnsupportedEventError) else "failed",
+                           str(exc))
         if getattr(exc, "bounce", None) is not None:
             record_bounce(runtime, inbound_id, exc.bounce)
         return []
@@ -67,7 +68,7 @@ def process_inbound(runtime, inbound_id: int) -> list[int]:
             defer(session, inbound_id, attempts, exc)
         return []
     except Exception as exc:
-        _record_failure(runtime, inbound_id, exc)
+        claims.record_failure(runtime, inbound_id, exc)
         raise
 
 
@@ -96,33 +97,6 @@ def prepare(runtime, book, channel, body, headers, content_type, received_at, ro
     if route and not (message.command or message.edit_of):  # a chat command or edit is never routed
         decision = decide(book, _facts_of(book, message, received_at))
     return Prepared(book, parsed, message, decision, decision.as_dict() if decision is not None else None)
-
-
-def claim(session, inbound_id: int, now, lease) -> InboundMessage | None:
-    """Take the message if it is due and nobody holds it; read in the same statement."""
-    return session.scalars(
-        _claim_statement(), {"inbound_id": inbound_id, "now": now, "until": now + lease},
-        execution_options={"synchronize_session": False},  # the row read back is the one claimed
-    ).one_or_none()
-
-
-@lru_cache(maxsize=1)
-def _claim_statement():
-    """Built once: composing a statement costs more CPU than running it on SQLite."""
-    when = InboundMessage.lease_until.type
-    return (
-        update(InboundMessage)
-        .where(InboundMessage.id == bindparam("inbound_id"), processable(bindparam("now", type_=when)))
-        .values(state="processing", lease_until=bindparam("until", type_=when), attempts=InboundMessage.attempts + 1)
-        .returning(InboundMessage)
-    )
-
-
-def processable(now):
-    return or_(
-        (InboundMessage.state == "received") & (InboundMessage.attempts < MAX_PROCESSING_ATTEMPTS),
-        (InboundMessage.state == "processing") & (InboundMessage.lease_until < now),
-    )
 
 
 def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = None) -> list[int]:
@@ -378,41 +352,3 @@ def _mark_processed(inbound: InboundMessage, request: Request) -> None:
     inbound.request_id = request.id
     inbound.processed_at = utcnow()
     inbound.lease_until = None
-
-
-def error_text(text: str) -> str:
-    """An error as a row keeps it: 2,000 characters at most, a NUL written as "\\x00" (the
-    error may quote the payload; PostgreSQL's text cannot hold a NUL, and failing to record
-    the error would fail the message again at every retry)."""
-    return text.replace("\x00", "\\x00")[:2000]
-
-
-def _set_outcome(runtime, inbound_id: int, state: str, error: str) -> None:
-    with runtime.db.session() as session:
-        session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
-                        .values(state=state, error=error_text(error), lease_until=None))
-    log.warning("inbound %s %s: %s", inbound_id, state, error)
-
-
-def _record_failure(runtime, inbound_id: int, exc: Exception) -> None:
-    """Count the failed attempt; after MAX_PROCESSING_ATTEMPTS the message waits for an agent."""
-    with runtime.db.session() as session:
-        count_failure(session, inbound_id, exc)
-
-
-def count_failure(session, inbound_id: int, exc: Exception) -> None:
-    inbound = session.get(InboundMessage, inbound_id)
-    if inbound is None:
-        return
-    inbound.attempts += 1
-    inbound.error = error_text(f"{type(exc).__name__}: {exc}")
-    inbound.state = "failed" if inbound.attempts >= MAX_PROCESSING_ATTEMPTS else "received"
-    inbound.lease_until = None
-
-
-def pending_inbound(runtime, limit: int = 500) -> list[int]:
-    now = utcnow()
-    with runtime.db.session() as session:
-        return list(session.scalars(
-            select(InboundMessage.id).where(processable(now)).order_by(InboundMessage.id).limit(limit)
-        ))

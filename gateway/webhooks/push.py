@@ -2,7 +2,7 @@
 
 A webhook answers once its message is durably committed; pushing the processing job to Redis
 is transport only (gateway/queue.py): a lost push is found by the sweeper, which re-enqueues
-every message still ``received`` (``pipeline.pending_inbound``, every GATEWAY_SWEEP_SECONDS).
+every message still ``received`` (``claims.pending_inbound``, every GATEWAY_SWEEP_SECONDS).
 So the request thread hands the job to this per-process pusher and answers; the pusher waits
 ``LINGER`` seconds for the jobs of the requests arriving meanwhile and sends them all in one
 Redis pipeline. Measured (docs/benchmarks.md §1, round 3): a request that waits for its own

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from gateway import batch, deferral, pipeline
+from gateway import batch, claims, deferral, pipeline
 from gateway.models import InboundMessage, Message, Request
 
 from ..support.twilio import load, post, twilio_settings
@@ -64,7 +64,7 @@ def test_a_follow_up_sent_before_the_first_sms_is_processed_joins_its_request(pa
             waiting = session.get(InboundMessage, ids[1])
             assert (waiting.state, waiting.attempts, waiting.request_id) == ("processing", 0, None)
         pipeline.process_inbound(runtime, ids[0])
-        assert pipeline.pending_inbound(runtime) == [ids[1]]  # what the sweeper hands out again
+        assert claims.pending_inbound(runtime) == [ids[1]]  # what the sweeper hands out again
         batch.process_batch(runtime, [ids[1]], 20)
 
     assert _requests(runtime) == {code: 2}

@@ -14,7 +14,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from gateway import batch, jobs, pipeline
+from gateway import batch, claims, jobs, pipeline
 from gateway.intake import store_inbound
 from gateway.models import Citizen, Delivery, Event, InboundMessage, Request
 from gateway.settings import ROOT
@@ -167,9 +167,9 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(make_app, settings)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
     assert all(state == ("received", 0, None) for state in _states(runtime, ids).values())
     assert _counts(runtime) == (0, 0, 0)
-    assert pipeline.pending_inbound(runtime) == ids  # the sweeper finds them all again
+    assert claims.pending_inbound(runtime) == ids  # the sweeper finds them all again
 
-    for inbound_id in pipeline.pending_inbound(runtime):  # what the sweeper's jobs do
+    for inbound_id in claims.pending_inbound(runtime):  # what the sweeper's jobs do
         jobs.process_inbound(runtime, inbound_id)
     states = _states(runtime, ids)
     assert all(state[:2] == ("processed", 1) for state in states.values())

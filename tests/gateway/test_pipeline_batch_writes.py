@@ -10,7 +10,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from gateway import batch, fresh, pipeline
+from gateway import batch, claims, fresh, pipeline
 from gateway.intake import store_inbound
 from gateway.models import Citizen, ContactPoint, Delivery, Event, InboundMessage, Message, Request
 
@@ -122,13 +122,13 @@ def test_an_unparseable_message_keeps_its_attempts_and_a_failing_one_counts_them
     broken, _ = store_inbound(runtime, "web_form", "broken", b"{not json", "application/json")
     with runtime.db.session() as session:  # already tried three times, e.g. before a crash
         session.execute(InboundMessage.__table__.update().where(InboundMessage.id.in_([ids[1], broken]))
-                        .values(attempts=pipeline.MAX_PROCESSING_ATTEMPTS - 1))
+                        .values(attempts=claims.MAX_PROCESSING_ATTEMPTS - 1))
     break_the_router(monkeypatch)
     batch.process_batch(runtime, ids + [broken], 10)
 
     states = _states(runtime, ids + [broken])
-    assert states[broken][:2] == ("failed", pipeline.MAX_PROCESSING_ATTEMPTS - 1)  # not counted: unparseable
-    assert states[ids[1]][:2] == ("failed", pipeline.MAX_PROCESSING_ATTEMPTS)  # its last attempt: waits for an agent
+    assert states[broken][:2] == ("failed", claims.MAX_PROCESSING_ATTEMPTS - 1)  # not counted: unparseable
+    assert states[ids[1]][:2] == ("failed", claims.MAX_PROCESSING_ATTEMPTS)  # its last attempt: waits for an agent
     assert states[ids[0]][:2] == states[ids[2]][:2] == ("processed", 1)
     with runtime.db.session() as session:
         leases = session.scalars(select(InboundMessage.lease_until).where(InboundMessage.id.in_(ids + [broken])))
