@@ -10,7 +10,8 @@ search would have found inside the lock.
 What was written since is known exactly. Triggers (migration 0018) log every request
 inserted, deleted, or changed in a column the search reads, in ``request_changes``. One
 writer at a time, so the log's ids follow the commits. Before the lock the batch reads the
-log's last id (``seen``), then searches. Inside the lock it reads the log's entries after
+log's last id (``seen``), then searches: in the worker's mirror of the requests it can find,
+brought up to ``seen`` from the same log (dedup/mirror.py), or by the statement. Inside the lock it reads the log's entries after
 ``seen``: every request they name is read again and tested against the search's own
 condition (``Search.matches``); every other row found is as it was read. Two cases search
 again inside the lock instead: a search cut by its LIMIT (its rows are not all those
@@ -31,6 +32,7 @@ from sqlalchemy import bindparam, func, select, text
 
 from .config import DedupRules
 from .index import Search, kept, report_of_row, search, searched_columns
+from .mirror import Mirror
 from .scoring import Report, score
 
 log = logging.getLogger(__name__)
@@ -126,19 +128,25 @@ class Early:
             {i: score for i, score in self.scores.items() if i not in changed}
 
 
-def before_lock(connection) -> Since:
-    """Read before the searches: the log's last id."""
+def before_lock(connection, mirror: Mirror | None = None, rules: DedupRules | None = None) -> Since:
+    """Read before the searches: the log's last id (``mirror``: the mirror brought up to it,
+    under its lock)."""
+    if mirror is not None:
+        return Since(mirror.catch_up(connection, rules))
     return Since(connection.scalar(_last()) or 0)
 
 
-def search_early(connection, report: Report, rules: DedupRules, since: Since, open_statuses) -> Early:
-    early = Early(report, rules, search(connection, report, rules), since)
+def search_early(connection, report: Report, rules: DedupRules, since: Since, open_statuses,
+                 mirror: Mirror | None = None) -> Early:
+    """``mirror``: searched in memory (dedup/mirror.py), by the statement when it cannot be."""
+    found = mirror.search(report, rules) if mirror is not None else False
+    early = Early(report, rules, search(connection, report, rules) if found is False else found, since)
     if early.found is not None:
         comparable = set(rules.comparable(report.category))
         for i, row in early.found.rows.items():
             if row.status not in open_statuses:  # never a candidate while it stays so (a change is read again)
                 continue
-            early.built[i] = built = report_of_row(row)
+            early.built[i] = built = mirror.report(row) if mirror is not None else report_of_row(row)
             early.scores[i] = score(report, built, rules, comparable)
     return early
 

@@ -118,6 +118,18 @@ class Search:
 def search(connection, report: Report, rules: DedupRules) -> Search | None:
     """The candidate statement run for ``report`` on ``connection`` (None: the report has no
     usable place, nothing to search)."""
+    planned = plan(report, rules)
+    if planned is None:
+        return None
+    found, values, shape = planned
+    for row in connection.execute(_statement(*shape), values):
+        found.rows[row.id] = row
+    return found
+
+
+def plan(report: Report, rules: DedupRules) -> tuple[Search, dict, tuple] | None:
+    """The search for ``report``, not run yet: (its conditions, with no rows; the statement's
+    parameters; the statement's shape), or None when the report has no usable place."""
     located = usable_point(report.lat, report.lon, rules.bounds) is None
     addressed = parse_address(report.address) is not None  # has street keys
     if not located and not addressed:
@@ -139,19 +151,17 @@ def search(connection, report: Report, rules: DedupRules) -> Search | None:
         conditions.append((None if named is None else frozenset(named), since,
                            None if cells is None else frozenset(cells), box,
                            None if streets is None else frozenset(streets)))
-    shape = tuple(named is None for _, named in groups)
-    found = Search(conditions, rules.max_candidates)
-    for row in connection.execute(_statement(shape, located, addressed), values):
-        found.rows[row.id] = row
-    return found
+    shape = (tuple(named is None for _, named in groups), located, addressed)
+    return Search(conditions, rules.max_candidates), values, shape
 
 
 def kept(rows, rules: DedupRules, open_statuses, built: dict | None = None) -> list[Report]:
-    """The open ones of ``rows``, most recent first, at most ``max_candidates``, as Reports
-    (``built``: those already made, by id, for these very rows)."""
+    """The open ones of ``rows``, most recent first (the last filed first, on equal times:
+    the order does not depend on how the rows were found), at most ``max_candidates``, as
+    Reports (``built``: those already made, by id, for these very rows)."""
     # The status is checked here, not in SQL: with it there, planners may prefer another
     # index and read every open request of the category.
-    rows = sorted((r for r in rows if r.status in open_statuses), key=lambda r: r.created_at,
+    rows = sorted((r for r in rows if r.status in open_statuses), key=lambda r: (r.created_at, r.id),
                   reverse=True)[: rules.max_candidates]
     built = built or {}
     return [built[r.id] if r.id in built else report_of_row(r) for r in rows]

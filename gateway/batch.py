@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.errors import MalformedPayloadError, UnsupportedEventError
 from dedup import current_rules, early
+from dedup.mirror import mirror_of
 from normalizer.identity import owners_of
 
 from . import claims, pipeline
@@ -187,14 +188,16 @@ def _search_early(runtime, prepared: dict[int, pipeline.Prepared], received: dic
     """SQLite: dedup's candidate search for each message that may become a new request, made
     here, before the write lock, and caught up with inside it (dedup/early.py). A search that
     fails here is simply made inside."""
+    mirror = mirror_of(runtime.db.engine)
     try:
-        with runtime.db.session() as session:  # reads only
+        with runtime.db.session() as session, mirror.lock:  # reads only
             connection = session.connection()
-            since = early.before_lock(connection)  # first: the log's last id, then the searches
+            rules = next(iter(prepared.values())).dedup_rules
+            since = early.before_lock(connection, mirror, rules)  # first: the log's last id, then the searches
             for inbound_id, ready in prepared.items():
                 if ready.decision is not None:
                     report = pipeline.report_of(ready.message, ready.decision, received[inbound_id])
-                    ready.early = early.search_early(connection, report, ready.dedup_rules, since, OPEN_STATUSES)
+                    ready.early = early.search_early(connection, report, rules, since, OPEN_STATUSES, mirror)
     except Exception:  # noqa: BLE001 - the searches are made inside the transaction instead
         log.warning("dedup's searches before the write lock failed; made inside it", exc_info=True)
         for ready in prepared.values():

@@ -39,6 +39,22 @@ def store(session, code, where, address, hours_ago, description=TEXT):
                         created_at=utcnow() - timedelta(hours=hours_ago)))
 
 
+def scatter(session, chance, count, first=0, days=40, now=None):
+    """``count`` requests of every category and none, over 400 m around the spot, some on its
+    street, some without coordinates, up to ``days`` old."""
+    categories = sorted(RULES.categories)
+    now = now or utcnow()
+    for i in range(first, first + count):
+        where = (WELLINGTON[0] + chance.uniform(-0.0018, 0.0018), WELLINGTON[1] + chance.uniform(-0.0025, 0.0025))
+        address = chance.choice([f"{100 + 2 * i} rue Wellington", f"{i} rue Bank", None])
+        located = where if chance.random() < 0.9 else (None, None)
+        cell, street = stored_keys(*located, address, RULES)
+        session.add(Request(code=f"R-{i}", status="routed", channel="api",
+                            category=chance.choice(categories + [None]), description=TEXT,
+                            lat=located[0], lon=located[1], address=address, dedup_cell=cell,
+                            dedup_street=street, created_at=now - timedelta(hours=chance.uniform(0, days * 24))))
+
+
 def new_report(where=WELLINGTON, address="145 Wellington") -> Report:
     return Report(created_at=utcnow(), text=TEXT, category="pothole", lat=where[0], lon=where[1],
                   address=address, language="fr")
@@ -126,17 +142,8 @@ def test_what_a_search_finds_is_exactly_the_rows_its_condition_in_python_matches
 
     rules = RULES.model_copy(update={"max_candidates": 5000})  # no LIMIT reached: every matching row
     chance = random.Random(311)
-    categories = sorted(RULES.categories)
     with Session(engine) as session:
-        for i in range(600):
-            where = (WELLINGTON[0] + chance.uniform(-0.0018, 0.0018), WELLINGTON[1] + chance.uniform(-0.0025, 0.0025))
-            address = chance.choice([f"{100 + 2 * i} rue Wellington", f"{i} rue Bank", None])
-            located = where if chance.random() < 0.9 else (None, None)
-            cell, street = stored_keys(*located, address, RULES)
-            session.add(Request(code=f"R-{i}", status="routed", channel="api",
-                                category=chance.choice(categories + [None]), description=TEXT,
-                                lat=located[0], lon=located[1], address=address, dedup_cell=cell,
-                                dedup_street=street, created_at=utcnow() - timedelta(hours=chance.uniform(0, 960))))
+        scatter(session, chance, 600)
         session.commit()
         everything = session.connection().execute(select(*searched_columns())).all()
         for category in ["pothole", "snow_removal", "parking", None]:
