@@ -204,8 +204,9 @@ class Mirror:
 
     def _advance(self) -> None:
         """Once the newest request is a day past the horizon's reach, let the rows older than
-        the searches reach go."""
-        if self.newest is None or self.horizon is None or self.newest - self.span < self.horizon + SLACK:
+        the searches reach go (the first time on a mirror loaded empty, which held every
+        request until then)."""
+        if self.newest is None or (self.horizon is not None and self.newest - self.span < self.horizon + SLACK):
             return
         self.horizon = self.newest - self.span
         for request_id in [i for i, row in self.rows.items() if row.created_at < self.horizon]:
