@@ -202,8 +202,8 @@ class IntakeTurn:
 
     The writes of one process wait for the writer's turn one behind the other, on a lock of
     the process (``writing``), and only the first looks at the writer's file. At saturation,
-    the web worker's four threads all looked at it every 0.5 ms: that looking cost 0.5 ms of
-    CPU per stored webhook, a fifth of the throughput (docs/benchmarks.md, section 1, round 9)."""
+    the web worker's four threads all looked at it every 0.5 ms: that looking cost 0.35 ms of
+    CPU per stored webhook and a tenth of the throughput (docs/benchmarks.md, section 1, round 9)."""
 
     def __init__(self, waiting: int | None, writer: int | None, writing: threading.Lock | None):
         self.waiting, self.writer, self.writing, self.had = waiting, writer, writing, writer is None
