@@ -11,11 +11,12 @@ What was written since is known exactly. Triggers (migration 0018) log every req
 inserted, deleted, or changed in a column the search reads, in ``request_changes``. One
 writer at a time, so the log's ids follow the commits. Before the lock the batch reads the
 log's last id (``seen``), then searches: in the worker's mirror of the requests it can find,
-brought up to ``seen`` from the same log (dedup/mirror.py), or by the statement. Inside the lock it reads the log's entries after
-``seen``: every request they name is read again and tested against the search's own
-condition (``Search.matches``); every other row found is as it was read. Two cases search
-again inside the lock instead: a search cut by its LIMIT (its rows are not all those
-matching, and one that no longer matches may hide another), and a log pruned past ``seen``.
+brought up to ``seen`` from the same log (dedup/mirror.py), or by the statement. Inside the
+lock it reads the log's entries after ``seen``: every request they name is read again and
+tested against the search's own condition (``Search.matches``); every other row found is
+as it was read. Two cases search again inside the lock instead: a search cut by its LIMIT
+(its rows are not all those matching, and one that no longer matches may hide another), and
+a log pruned past ``seen``.
 
 PostgreSQL writes concurrently, and its sequence's ids do not follow the commits: there the
 search stays inside the transaction, where it always was.
