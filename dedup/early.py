@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, func, select, text
 from .config import DedupRules
 from .index import Search, kept, report_of_row, search, searched_columns
 from .mirror import Mirror
-from .scoring import Report, score
+from .scoring import Report, Scorer
 
 log = logging.getLogger(__name__)
 TRIGGERS = ("requests_logged_insert", "requests_logged_update", "requests_logged_delete")
@@ -143,12 +143,12 @@ def search_early(connection, report: Report, rules: DedupRules, since: Since, op
     found = mirror.search(report, rules) if mirror is not None else False
     early = Early(report, rules, search(connection, report, rules) if found is False else found, since)
     if early.found is not None:
-        comparable = set(rules.comparable(report.category))
+        scorer = Scorer(report, rules, set(rules.comparable(report.category)))
         for i, row in early.found.rows.items():
             if row.status not in open_statuses:  # never a candidate while it stays so (a change is read again)
                 continue
             early.built[i] = built = mirror.report(row) if mirror is not None else report_of_row(row)
-            early.scores[i] = score(report, built, rules, comparable)
+            early.scores[i] = scorer(built)
     return early
 
 

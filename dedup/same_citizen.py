@@ -40,10 +40,14 @@ class DedupDecision:
 def same_citizen(
     session: Session, citizen_id: int | None, category: str | None, text: str, now: datetime,
     rules: DedupRules | None = None, lat: float | None = None, lon: float | None = None,
-    address: str | None = None,
+    address: str | None = None, first_time: bool = False,
 ) -> DedupDecision:
+    """``first_time``: the citizen was created for this very message, so no request of theirs
+    exists yet: nothing to read (the decision is the one an empty read gives)."""
     if citizen_id is None:
         return DedupDecision("new", reason="no known citizen")
+    if first_time:
+        return _new_for([])
     rules = rules or DedupRules()
     window = timedelta(days=rules.same_citizen.window_days)
     values = {"citizen_id": citizen_id, "since": now - window}
@@ -63,6 +67,10 @@ def same_citizen(
             best, best_score = candidate, score
     if best is not None and best_score >= rules.same_citizen.similarity:
         return DedupDecision("join", best.id, best_score, "same citizen, same category, similar text")
+    return _new_for(candidates, best_score, elsewhere)
+
+
+def _new_for(candidates: list, best_score: float = 0.0, elsewhere: int = 0) -> DedupDecision:
     reason = f"{len(candidates)} open request(s) of theirs compared"
     if elsewhere:
         reason += f", {elsewhere} elsewhere"

@@ -95,55 +95,76 @@ def score(new: Report, old: Report, rules: DedupRules, comparable=None) -> Score
     (unrelated category, too far, too old, no comparable place). Radius and window are the
     wider of the two categories' (a parking complaint about an abandoned car lasts as long
     as the abandoned car). ``comparable``: ``rules.comparable(new.category)``, when the
-    caller scores many candidates (computed once)."""
-    if old.category not in (comparable if comparable is not None else rules.comparable(new.category)):
-        return None
-    radius = max(rules.reach(new.category).radius_m, rules.reach(old.category).radius_m)
-    window = max(rules.window(new.category), rules.window(old.category)).total_seconds()
-    gap = abs((new.created_at - old.created_at).total_seconds())
-    if gap > window:
-        return None
-    place, distance, notes = _place(new, old, rules, radius)
-    if place is None:
-        return None
-    text = similarity(new.words, old.words)
-    if text is None:
-        notes.append("no text to compare")
-    elif new.language and old.language and new.language != old.language:
-        notes.append("languages differ")
-    time = 1 - gap / window
-    weights = rules.weights
-    if text is None:  # a photo alone: judged on place and time, and never linked (may_link)
-        total = 100 * (weights.place * place + weights.time * time) / (weights.place + weights.time)
-    else:
-        total = 100 * (weights.place * place + weights.text * text + weights.time * time)
-    return Score(old.id, old.code, total, place, text, time, distance, tuple(notes))
+    caller scores many candidates (computed once); ``Scorer`` does more of that."""
+    return Scorer(new, rules, comparable)(old)
 
 
-def _place(new: Report, old: Report, rules: DedupRules, radius: float):
-    """(place 0..1 or None when too far or not comparable, distance in metres, notes).
+class Scorer:
+    """``score(new, old, rules)`` for one new report and many candidates: what depends on the
+    new report alone (the categories it is compared with, its reach and window, whether its
+    point is usable, its street) is worked out once, and the wider reach per candidate
+    category once; each candidate's score is the one ``score`` gives."""
 
-    Coordinates and addresses are both compared when both exist, and the nearer wins: a
-    phone's GPS fix can be 60 m off when the two addresses typed are the same."""
-    notes: list[str] = []
-    found = []
-    if location_problem(new, rules) is None and location_problem(old, rules) is None:
-        found.append((distance_m(new.lat, new.lon, old.lat, old.lon), None))
-    along_street = address_distance_m(new.address, old.address)
-    if along_street is not None:
-        found.append((along_street, "compared by address"))
-    if found:
-        distance, note = min(found, key=lambda f: f[0])
-        if note:
-            notes.append(note)
-        if distance > radius:
-            return None, distance, notes
-        return 1 - distance / radius, distance, notes
-    a, b = parse_address(new.address), parse_address(old.address)
-    if a is not None and b is not None and a[1] == b[1]:
-        notes.append("same street, no house number")
-        return SAME_STREET_PLACE, None, notes
-    return None, None, notes
+    def __init__(self, new: Report, rules: DedupRules, comparable=None):
+        self.new, self.rules = new, rules
+        self.comparable = comparable if comparable is not None else rules.comparable(new.category)
+        self.reach = rules.reach(new.category).radius_m
+        self.window = rules.window(new.category)
+        self.point = location_problem(new, rules) is None
+        self.street = parse_address(new.address)
+        self.wider: dict = {}  # a candidate's category → (radius, window in seconds)
+
+    def __call__(self, old: Report) -> Score | None:
+        if old.category not in self.comparable:
+            return None
+        wider = self.wider.get(old.category)
+        if wider is None:
+            wider = self.wider[old.category] = (max(self.reach, self.rules.reach(old.category).radius_m),
+                                                max(self.window, self.rules.window(old.category)).total_seconds())
+        radius, window = wider
+        new = self.new
+        gap = abs((new.created_at - old.created_at).total_seconds())
+        if gap > window:
+            return None
+        place, distance, notes = self._place(old, radius)
+        if place is None:
+            return None
+        text = similarity(new.words, old.words)
+        if text is None:
+            notes.append("no text to compare")
+        elif new.language and old.language and new.language != old.language:
+            notes.append("languages differ")
+        time = 1 - gap / window
+        weights = self.rules.weights
+        if text is None:  # a photo alone: judged on place and time, and never linked (may_link)
+            total = 100 * (weights.place * place + weights.time * time) / (weights.place + weights.time)
+        else:
+            total = 100 * (weights.place * place + weights.text * text + weights.time * time)
+        return Score(old.id, old.code, total, place, text, time, distance, tuple(notes))
+
+    def _place(self, old: Report, radius: float):
+        """(place 0..1 or None when too far or not comparable, distance in metres, notes).
+
+        Coordinates and addresses are both compared when both exist, and the nearer wins: a
+        phone's GPS fix can be 60 m off when the two addresses typed are the same."""
+        new, notes, found = self.new, [], []
+        if self.point and location_problem(old, self.rules) is None:
+            found.append((distance_m(new.lat, new.lon, old.lat, old.lon), None))
+        along_street = address_distance_m(new.address, old.address)
+        if along_street is not None:
+            found.append((along_street, "compared by address"))
+        if found:
+            distance, note = min(found, key=lambda f: f[0])
+            if note:
+                notes.append(note)
+            if distance > radius:
+                return None, distance, notes
+            return 1 - distance / radius, distance, notes
+        other = parse_address(old.address)
+        if self.street is not None and other is not None and self.street[1] == other[1]:
+            notes.append("same street, no house number")
+            return SAME_STREET_PLACE, None, notes
+        return None, None, notes
 
 
 def decide(new: Report, candidates: list[Report], rules: DedupRules, known: dict | None = None) -> CrossDecision:
@@ -156,9 +177,9 @@ def decide(new: Report, candidates: list[Report], rules: DedupRules, known: dict
             return CrossDecision("new", reasons=tuple(reasons + ["no usable location: not compared"]))
     if not new.words:
         reasons.append("no text: never linked without an agent")
-    comparable = set(rules.comparable(new.category))
+    scorer = Scorer(new, rules, set(rules.comparable(new.category)))
     known = known or {}
-    scores = [s for s in (known[old.id] if old.id in known else score(new, old, rules, comparable)
+    scores = [s for s in (known[old.id] if old.id in known else scorer(old)
                           for old in candidates if old.id != new.id) if s]
     scores.sort(key=lambda s: (-s.total, s.distance_m if s.distance_m is not None else 1e9))
     thresholds = rules.thresholds

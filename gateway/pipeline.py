@@ -137,7 +137,8 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
         decided = decision.as_dict()
     rules = ready.dedup_rules if ready.dedup_rules is not None else current_rules(book.directory, set(book.categories))
     dedup = same_citizen(session, citizen.id if citizen else None, decision.category, message.text,
-                         inbound.received_at, rules, message.lat, message.lon, message.address)
+                         inbound.received_at, rules, message.lat, message.lon, message.address,
+                         first_time=ready.owners == [])  # the batch read none: created just now
     if dedup.action == "join":
         existing = session.get(Request, dedup.request_id)
         session.add(Event(request_id=existing.id, actor="system:dedup", type="dedup_joined", data=dedup.as_dict()))

@@ -119,11 +119,11 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_every_message_waiting(make_app,
     ids = _store(runtime, 5)
     real_same_citizen, calls = pipeline.same_citizen, []
 
-    def same_citizen(*args):  # a step inside the write transaction (parsing and routing come before it)
+    def same_citizen(*args, **kwargs):  # a step inside the write transaction (parsing and routing come before it)
         calls.append(1)
         if len(calls) == 3:
             raise Killed()
-        return real_same_citizen(*args)
+        return real_same_citizen(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "same_citizen", same_citizen)
     try:
@@ -148,11 +148,11 @@ from gateway import batch, create_app, pipeline
 runtime = create_app({"DATABASE_URL": sys.argv[1], "GATEWAY_INLINE_JOBS": False, "GATEWAY_SECRET_KEY": "t",
                       "GATEWAY_LOG_LEVEL": "WARNING"}).extensions["runtime"]
 real, seen = pipeline.same_citizen, []
-def same_citizen(*args):  # inside the write transaction, after three messages were processed in it
+def same_citizen(*args, **kwargs):  # inside the write transaction, after three messages were processed in it
     seen.append(1)
     if len(seen) == 4:
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(*args)
+    return real(*args, **kwargs)
 pipeline.same_citizen = same_citizen
 batch.process_batch(runtime, [int(sys.argv[2])], 20)
 """
@@ -215,6 +215,26 @@ def test_parsing_and_routing_are_done_before_the_batch_takes_the_write_lock(make
     assert sorted(free) == [("decide", True)] * 4 + [("normalize", True)] * 4  # once each, none under the lock
     assert all(state[:2] == ("processed", 1) for state in _states(runtime, ids).values())
     assert _counts(runtime) == (4, 8, 8) and len(deliveries) == 8
+
+
+def test_a_citizen_writing_twice_joins_their_request_whether_new_to_the_batch_or_known_before(make_app):
+    """A citizen the batch finds nowhere is created with their first message, and dedup reads
+    none of their requests then (there are none); their second message, in the same batch or
+    a later one, joins the first's request."""
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    lamp = "Le lampadaire devant le 40 chemin des Outardes est éteint depuis trois soirs"
+    ids = _store(runtime, 3, texts={0: lamp, 2: lamp + " encore"}, senders=2)  # senders 0, 1, 0
+    batch.process_batch(runtime, ids, 3)
+    document = {"channel": "web", "description": lamp + ", toujours", "citizen": {"email": "m0@example.org"}}
+    later, _ = store_inbound(runtime, "web_form", "m:later", json.dumps(document).encode(), "application/json")
+    batch.process_batch(runtime, [later], 1)
+
+    states = _states(runtime, ids + [later])
+    assert states[ids[2]][2] == states[ids[0]][2] == states[later][2] != states[ids[1]][2]
+    assert _counts(runtime)[0] == 2
+    with runtime.db.session() as session:
+        joined = session.scalars(select(Event.data).where(Event.type == "dedup_joined")).all()
+    assert len(joined) == 2 and all(data["action"] == "join" for data in joined)
 
 
 def test_the_job_for_one_message_takes_the_oldest_waiting_ones_with_it(make_app):
