@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from normalizer.codes import new_code
 from router import Facts, decide
@@ -64,8 +64,21 @@ def master_for_new(session, decision) -> Request | None:
     open (then it stands on its own)."""
     if decision.action != "link" or decision.flagged:
         return None
-    master = master_of(session.get(Request, decision.master.candidate_id))
-    return master if master.status in LINKABLE + ("needs_info",) else None
+    session.flush()  # as a query through the session would: its changes are read
+    master = session.connection().execute(_master_statement(), {"id": decision.master.candidate_id}).one_or_none()
+    if master is not None and master.duplicate_of_id is not None:  # a duplicate since: its master, through the ORM
+        master = master_of(session.get(Request, master.id))
+    return master if master is not None and master.status in LINKABLE + ("needs_info",) else None
+
+
+@lru_cache(maxsize=1)
+def _master_statement():
+    """What a request born a duplicate reads of its master (``born_duplicate``): a row, not an
+    ORM object with its citizen and their contact points (two statements and the objects
+    made, for four columns)."""
+    table = Request.__table__
+    return select(table.c.id, table.c.code, table.c.status, table.c.citizen_id, table.c.duplicate_of_id) \
+        .where(table.c.id == bindparam("id"))
 
 
 def born_duplicate(session, runtime, request, citizen, master: Request, decision, thread: list, into: list) -> list[dict]:
@@ -147,9 +160,14 @@ def _follow(session, master: Request, citizen_id: int | None) -> None:
         return
     exists = session.scalar(select(Follower.id).where(Follower.request_id == master.id,
                                                       Follower.citizen_id == citizen_id))
-    if exists is None:
-        session.add(Follower(request_id=master.id, citizen_id=citizen_id))
-        session.flush()
+    if exists is None:  # written at once, no ORM object: the next look-up finds it
+        session.connection().execute(_follower_insert(), {"request_id": master.id, "citizen_id": citizen_id,
+                                                          "created_at": utcnow()})
+
+
+@lru_cache(maxsize=1)
+def _follower_insert():
+    return insert(Follower.__table__)
 
 
 def _tell_reporter(session, runtime, request: Request, master: Request) -> list:

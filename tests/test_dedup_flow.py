@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from dedup.scoring import CrossDecision, Score
+from gateway.duplicates import master_for_new
 from gateway.models import DedupSuggestion, Follower, Request
 
 from .support.plans import plan, statements_of
@@ -327,3 +329,30 @@ def test_merging_a_master_moves_its_duplicates_and_followers(client, auth, runti
         followers = session.scalars(select(Follower.citizen_id).where(Follower.request_id == master.id)).all()
         requesters = {session.scalar(select(Request.citizen_id).where(Request.code == c)) for c in (a["code"], a_dup["code"])}
     assert set(followers) == requesters
+
+
+def test_a_request_born_a_duplicate_gets_the_master_of_its_match_and_none_when_that_closed(client, auth, runtime):
+    """The pipeline reads the master a new request is born a duplicate of inside its
+    transaction: the request dedup matched, or its master when an agent merged it meanwhile,
+    or none when it is resolved (the new request then stands on its own)."""
+    a = submit(client, auth, "Graffitis sur le mur de la bibliothèque", email="marie.tremblay@example.org")
+    b = submit(client, auth, "Un arbre est tombé sur la clôture du parc", email="paul.roy@example.org",
+               location={"lat": 45.4301, "lon": -75.7451})
+    c = submit(client, auth, "Lampadaire éteint au coin de la rue", email="lea.gagnon@example.org",
+               location={"lat": 45.4501, "lon": -75.7051})
+    assert client.post(f"/api/v1/requests/{b['code']}/duplicate-of", json={"master": a["code"]},
+                       headers=auth).status_code == 200
+    assert client.post(f"/api/v1/requests/{c['code']}/status", json={"status": "resolved"},
+                       headers=auth).status_code == 200
+
+    def master(code, flagged=False):
+        with runtime.db.session() as session:
+            found = session.scalar(select(Request.id).where(Request.code == code))
+            decision = CrossDecision("link", Score(found, code, 95.0, 1.0, 1.0, 1.0, 0.0), flagged=flagged)
+            chosen = master_for_new(session, decision)
+            return None if chosen is None else (chosen.code, chosen.status)
+
+    assert master(a["code"]) == (a["code"], "routed")
+    assert master(b["code"]) == (a["code"], "routed")  # merged meanwhile: its master
+    assert master(c["code"]) is None  # resolved: the new request stands on its own
+    assert master(a["code"], flagged=True) is None  # urgent: routed first, linked afterwards
