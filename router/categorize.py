@@ -154,30 +154,56 @@ def _weight(phrase: str) -> float:
     return 1.0 + 0.25 * (min(max(words, 1), 4) - 1)
 
 
+RULE = "#rule:"  # owners of the rules' keyword phrases in ``Categorizer.both`` (no category code has "#")
+
+
 class Categorizer:
-    def __init__(self, keywords: dict[str, list[str]]):
+    """The categories' keyword phrases; with ``rule_keywords`` (the rules' own phrases, by rule),
+    ``read`` finds both in one pass over the text: each phrase length's windows are scored
+    against the phrases of both in one ``cdist``, where two indexes took two. ``categorize``
+    (the SMS webhook's quick look) reads the categories' phrases alone."""
+
+    def __init__(self, keywords: dict[str, list[str]], rule_keywords: dict[str, list[str]] | None = None):
         self.index = PhraseIndex(keywords)
+        rules = {RULE + owner: phrases for owner, phrases in (rule_keywords or {}).items() if phrases}
+        self.both = PhraseIndex({**keywords, **rules}) if rules else self.index
 
     def categorize(self, text: str) -> Categorization:
-        by_category: dict[str, list[Match]] = defaultdict(list)
-        for match in self.index.matches(text):
-            by_category[match.category].append(match)
-        scored = sorted(
-            ((_category_score(m), code, m) for code, m in by_category.items()),
-            key=lambda row: (-round(row[0], 6), min(m.start for m in row[2]), row[1]),
-        )
-        if not scored or scored[0][0] < MIN_SCORE:
-            best = scored[0] if scored else None
-            return Categorization(None, 0.0, best[1] if best else None, best[0] if best else 0.0)
-        top_score, top, top_matches = scored[0]
-        runner = scored[1] if len(scored) > 1 else (0.0, None, [])
-        return Categorization(
-            top,
-            top_score,
-            runner[1],
-            runner[0],
-            sorted({m.phrase for m in top_matches}),
-        )
+        return _categorization(self.index.matches(text))
+
+    def read(self, text: str) -> tuple[Categorization, set[str]]:
+        """``categorize(text)``, and the rules (their keys in ``rule_keywords``) one of whose
+        keyword phrases ``text`` holds: what each index finds for its own phrases is what it
+        finds beside the other's (a phrase's matches are worked out for that phrase alone)."""
+        categories, rules = [], set()
+        for match in self.both.matches(text):
+            if match.category.startswith(RULE):
+                rules.add(match.category[len(RULE):])
+            else:
+                categories.append(match)
+        return _categorization(categories), rules
+
+
+def _categorization(matches: list[Match]) -> Categorization:
+    by_category: dict[str, list[Match]] = defaultdict(list)
+    for match in matches:
+        by_category[match.category].append(match)
+    scored = sorted(
+        ((_category_score(m), code, m) for code, m in by_category.items()),
+        key=lambda row: (-round(row[0], 6), min(m.start for m in row[2]), row[1]),
+    )
+    if not scored or scored[0][0] < MIN_SCORE:
+        best = scored[0] if scored else None
+        return Categorization(None, 0.0, best[1] if best else None, best[0] if best else 0.0)
+    top_score, top, top_matches = scored[0]
+    runner = scored[1] if len(scored) > 1 else (0.0, None, [])
+    return Categorization(
+        top,
+        top_score,
+        runner[1],
+        runner[0],
+        sorted({m.phrase for m in top_matches}),
+    )
 
 
 def _category_score(matches: list[Match]) -> float:

@@ -87,11 +87,13 @@ def decide(book: RuleBook, facts: Facts) -> Decision:
     if facts.category:
         book.categories[facts.category]  # noqa: B018 - validates the explicit category
         found = Categorization(facts.category, 1.0, matched=["(explicit)"])
+        keyword_hits = {m.category for m in book.rule_keywords.matches(facts.text)}
     else:
-        found = book.categorizer.categorize(facts.text)
+        found, keyword_hits = book.categorizer.read(facts.text)  # one pass for the categories and the rules
     district = book.areas.locate(facts.lat, facts.lon)
     after_hours = _after_hours(book, facts.received_at)
-    rule = _first_rule(book, facts, found.category, district.code if district else None, after_hours)
+    rule = _first_rule(book, facts, found.category, district.code if district else None, after_hours,
+                       {int(hit) for hit in keyword_hits})
     category = (rule.then.category if rule and rule.then.category else None) or found.category
     base = book.categories.get(category) if category else None
     then = rule.then if rule else None
@@ -115,8 +117,8 @@ def decide(book: RuleBook, facts: Facts) -> Decision:
     )
 
 
-def _first_rule(book, facts: Facts, category, district, after_hours) -> Rule | None:
-    keyword_hits = {int(m.category) for m in book.rule_keywords.matches(facts.text)}
+def _first_rule(book, facts: Facts, category, district, after_hours, keyword_hits: set[int]) -> Rule | None:
+    """``keyword_hits``: the rules (by position) one of whose keyword phrases the text holds."""
     default_priority = book.categories[category].priority if category in book.categories else "routine"
     for i, rule in enumerate(book.rules):
         when = rule.when

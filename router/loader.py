@@ -149,8 +149,9 @@ def _assemble(directory: Path, models: dict, areas: Areas) -> RuleBook:
         rules=rules,
         templates=models["templates.yaml"].templates,
         areas=areas,
-        categorizer=Categorizer({code: c.keywords.all() for code, c in categories.items()}),
-        rule_keywords=PhraseIndex({str(i): r.when.keywords for i, r in enumerate(rules)}),
+        categorizer=Categorizer({code: c.keywords.all() for code, c in categories.items()},
+                                {str(i): r.when.keywords for i, r in enumerate(rules)}),
+        rule_keywords=PhraseIndex({str(i): r.when.keywords for i, r in enumerate(rules)}),  # category given: no categorizing
         timezone=timezone,
         closed_days=ClosedDays(city.business_hours.holidays, city.business_hours.closed),
     )

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from adapters import registry
 from router import Facts, decide, load_rulebook
+from router.categorize import Categorizer, PhraseIndex
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(ROOT / "config")
@@ -181,3 +182,27 @@ def test_case_and_accent_variants_give_same_category(variants, lang, expected):
 def test_gas_wires_or_water_main_break_trigger_urgent_rule(text, lang, rule, category):
     found = route_text(text, lang)
     assert (found["rule"], found["category"], found["priority"]) == (rule, category, "urgent")
+
+
+def test_one_pass_finds_what_the_categories_and_the_rules_find_apart():
+    """The pipeline reads a text's categories and its rules' keywords in one pass over both
+    sets of phrases; each finds there exactly what it finds alone, a phrase that is both a
+    category's keyword and a rule's included."""
+    categories = {"gas": ["fuite de gaz", "odeur"], "pothole": ["nid de poule", "trou dans la chaussee"]}
+    rules = {"0": ["fuite de gaz", "gas smell"], "1": ["rue inondee"], "2": []}
+    categorizer = Categorizer(categories, rules)
+    texts = ["Fuite de gaz et un nid de poule devant le 12", "gas smell near the school", "nid de poul",
+             "la rue inondée après le trou dans la chaussée", "rien à signaler", ""]
+    for text in texts:
+        found, hits = categorizer.read(text)
+        assert found == categorizer.categorize(text) == Categorizer(categories).categorize(text)
+        assert hits == {match.category for match in PhraseIndex(rules).matches(text)}
+    assert categorizer.read(texts[0])[1] == {"0"} and categorizer.read(texts[3])[1] == {"1"}
+
+
+def test_a_keyword_rule_applies_to_a_message_whose_category_was_given(book):
+    """A form's chosen category is not categorized again, but the rules' keywords are read."""
+    facts = Facts(text="Ça sent le gaz près du nid de poule", language="fr", channel="web",
+                  received_at=datetime(2026, 11, 24, 15, tzinfo=UTC), category="pothole")
+    decision = decide(book, facts)
+    assert (decision.rule, decision.category, decision.priority) == ("danger-gaz-fils", "danger_public", "urgent")
