@@ -57,8 +57,9 @@ def apply_decision(session, runtime, request: Request, decision) -> list:
                 flagged=decision.flagged)
 
 
-def master_for_new(session, decision) -> Request | None:
-    """The master a request the pipeline is about to create is to be born a duplicate of, or
+def master_for_new(session, decision):
+    """The master a request the pipeline is about to create is to be born a duplicate of (its
+    id, code, status and citizen: a row, or the Request when followed through a merge), or
     None: dedup did not link it, or linked it as urgent (then the department is told first
     and the request is linked once routed, ``apply_decision``), or the master is no longer
     open (then it stands on its own)."""

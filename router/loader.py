@@ -137,6 +137,7 @@ def _assemble(directory: Path, models: dict, areas: Areas) -> RuleBook:
     city = models["city.yaml"].city
     categories = {c.code: c for c in models["catalogue.yaml"].categories}
     rules = models["rules.yaml"].rules
+    rule_phrases = {str(i): r.when.keywords for i, r in enumerate(rules)}  # by position, as decide reads them
     try:
         timezone = ZoneInfo(city.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -149,9 +150,8 @@ def _assemble(directory: Path, models: dict, areas: Areas) -> RuleBook:
         rules=rules,
         templates=models["templates.yaml"].templates,
         areas=areas,
-        categorizer=Categorizer({code: c.keywords.all() for code, c in categories.items()},
-                                {str(i): r.when.keywords for i, r in enumerate(rules)}),
-        rule_keywords=PhraseIndex({str(i): r.when.keywords for i, r in enumerate(rules)}),  # category given: no categorizing
+        categorizer=Categorizer({code: c.keywords.all() for code, c in categories.items()}, rule_phrases),
+        rule_keywords=PhraseIndex(rule_phrases),  # for a message whose category was given: no categorizing
         timezone=timezone,
         closed_days=ClosedDays(city.business_hours.holidays, city.business_hours.closed),
     )
