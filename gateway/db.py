@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .direct import DirectConnection, DirectConnections
 from .settings import ROOT
 from .turns import HOLD_WHILE_ARRIVING, Turns
 
@@ -71,6 +72,7 @@ class Database:
         self.sessions: sessionmaker[Session] | None = None
         self.url: str | None = None
         self._intake: Engine | None = None
+        self._direct: DirectConnections | None = None
         self._intake_lock = threading.Lock()
         self.turns = Turns(None)
 
@@ -98,8 +100,23 @@ class Database:
                 self._intake = make_engine(self.url, pre_ping=False, autocommit=True)
             return self._intake
 
+    def direct(self) -> DirectConnection:
+        """This thread's connection for the webhooks' writes (gateway/direct.py), to the intake
+        engine's database."""
+        connections = self._direct
+        if connections is None:
+            engine = self.intake_engine
+            with self._intake_lock:
+                if self._direct is None:
+                    self._direct = DirectConnections(engine)
+                connections = self._direct
+        return connections.get()
+
     def _dispose_intake(self, _engine) -> None:
         with self._intake_lock:
+            if self._direct is not None:
+                self._direct.close_all()
+                self._direct = None
             if self._intake is not None:
                 self._intake.dispose()
                 self._intake = None

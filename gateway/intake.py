@@ -88,7 +88,10 @@ def insert_inbound(connection, channel: str, provider_id: str, body: bytes, cont
 
 
 def write(runtime, work, single: bool = True):
-    """``work(connection)`` on the intake engine, committed (durably) when this returns.
+    """``work(connection)`` on this thread's intake connection, committed (durably) when this
+    returns. ``connection`` runs SQLAlchemy Core statements on the driver's own connection
+    (gateway/direct.py ``DirectConnection``): the webhooks' statements without the pool's
+    check-out and SQLAlchemy's execution path around each.
 
     ``single``: ``work`` writes with ONE statement (a webhook's INSERT; reads may come before
     it). On PostgreSQL it then runs in autocommit: that INSERT is its own transaction, durable
@@ -98,30 +101,32 @@ def write(runtime, work, single: bool = True):
     transaction: one commit, all or nothing. SQLite: always one transaction, and the webhook
     writes before the pipeline's next batch (gateway/turns.py).
 
-    The intake engine has no pre-ping (``Database.intake_engine``): a pooled connection the
-    server dropped (a restart) fails its first statement, SQLAlchemy invalidates it and the
-    pool's older ones, and ``work`` runs once more on a new connection. Running it again is
-    harmless: the INSERT is ON CONFLICT DO NOTHING on (channel, provider id), so a write the
-    first try committed before its reply was lost is found, not doubled (its job is then left
-    to the sweeper, as for a lost push). If the server is still down the error goes up: a 5xx,
-    and the provider retries later."""
-    engine = runtime.db.intake_engine
+    No pre-ping: a connection the server dropped (a restart) fails its statement, is closed,
+    and ``work`` runs once more on a new connection. Running it again is harmless: the INSERT
+    is ON CONFLICT DO NOTHING on (channel, provider id), so a write the first try committed
+    before its reply was lost is found, not doubled (its job is then left to the sweeper, as
+    for a lost push). If the server is still down the error goes up: a 5xx, and the provider
+    retries later."""
     for attempt in (1, 2):
+        connection = runtime.db.direct()
         try:
-            with runtime.db.turns.intake() as turn, engine.connect() as connection:  # PostgreSQL: autocommit
-                if not single and engine.dialect.name == "postgresql":
-                    connection.execution_options(isolation_level="READ COMMITTED")  # PostgreSQL's default
+            with runtime.db.turns.intake() as turn:
                 token = _TURN.set(turn)  # insert_inbound takes it (SQLite: before the pipeline's next batch)
                 try:
+                    if not single:
+                        connection.begin()
                     result = work(connection)
                     connection.commit()
+                except BaseException:
+                    connection.rollback()
+                    raise
                 finally:
                     _TURN.reset(token)
                 return result
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
-            log.warning("intake: the database dropped a pooled connection (%s); writing on a new one",
+            log.warning("intake: the database dropped a connection (%s); writing on a new one",
                         type(exc.orig).__name__)
 
 

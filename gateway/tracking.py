@@ -29,8 +29,14 @@ def joined(session, code: str) -> Request | None:
 
 def joined_codes(connection, codes) -> dict[str, str]:
     """{code given: code of the request its message joined} for those of ``codes`` that lead
-    to another request; Core, for the webhooks' connections."""
-    return dict(connection.execute(_JOINED_CODES, {"codes": sorted(codes)}).all()) if codes else {}
+    to another request; Core, for the webhooks' connections (gateway/direct.py compiles each
+    statement once, so one look-up per code, not an IN list: an SMS quotes one code, or two)."""
+    found = {}
+    for code in sorted(codes):
+        joined_code = connection.execute(_JOINED_CODE, {"code": code}).scalar()
+        if joined_code is not None:
+            found[code] = joined_code
+    return found
 
 
 def given(session, inbound, request) -> None:
@@ -41,5 +47,5 @@ def given(session, inbound, request) -> None:
         session.add(GivenCode(code=code, request_id=request.id))
 
 
-_JOINED_CODES = (select(GivenCode.code, Request.code).join(Request, Request.id == GivenCode.request_id)
-                 .where(GivenCode.code.in_(bindparam("codes", expanding=True))))
+_JOINED_CODE = (select(Request.code).join(GivenCode, GivenCode.request_id == Request.id)
+                .where(GivenCode.code == bindparam("code")))
