@@ -117,6 +117,7 @@ class Database:
             if self._direct is not None:
                 self._direct.close_all()
                 self._direct = None
+            self.turns.close()
             if self._intake is not None:
                 self._intake.dispose()
                 self._intake = None

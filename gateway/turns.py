@@ -79,6 +79,11 @@ class Turns:
         self.waited_at = -ARRIVING_SECONDS  # when a message last waited for one of this process's batches
         self.per_message = 0.0  # seconds of write lock per message in this process's batches (moving average)
         self.writing = threading.Lock()  # this process's intake writes wait here, one looks at the writer's file
+        # The intake writes' files, opened once per process (``_intake_files``), and how many of
+        # its writes are on their way (``waiters``): the first takes the shared lock, the last lets it go.
+        self._intake: tuple[int, int, int] | None = None  # (pid, waiting, writer)
+        self._waiters = 0
+        self._waiters_lock = threading.Lock()
 
     @classmethod
     def for_url(cls, url: str) -> Turns:
@@ -98,14 +103,20 @@ class Turns:
         ``write()``, called before the first INSERT (the reads before it need no turn), says
         this write is waiting, so the pipeline lets it go first, and waits for the batch
         under way, if any."""
-        turn = None
+        turn = IntakeTurn(self if self.paths is not None else None)
         try:
-            with self._opened() as files:
-                turn = IntakeTurn(*files, self.writing) if files else IntakeTurn(None, None, None)
-                yield turn
-        finally:  # after the files are closed: the writer's turn is given back first
-            if turn is not None and turn.queued:
-                self.writing.release()
+            yield turn
+        finally:
+            turn.end()
+
+    def close(self) -> None:
+        """The intake writes' files closed (the database's engine disposed of); opened again
+        by the next write."""
+        with self._waiters_lock:
+            if self._intake is not None and self._intake[0] == os.getpid() and not self._waiters:
+                for fd in self._intake[:0:-1]:
+                    os.close(fd)
+            self._intake = None
 
     @contextmanager
     def arriving(self):
@@ -162,6 +173,29 @@ class Turns:
                 self.waited_at = time.monotonic()
             fcntl.flock(waiting, fcntl.LOCK_UN)
 
+    def waiting(self) -> tuple[int, int] | None:
+        """One more intake write of this process on its way: the first takes the shared lock
+        on the waiting file (a batch only looks at it: exclusive, let go at once). The
+        process's (waiting, writer) files, or None when they cannot be opened."""
+        with self._waiters_lock:
+            if self._intake is None or self._intake[0] != os.getpid():  # first use, or a new process (a fork)
+                files = self._open()
+                if files is None:
+                    return None
+                self._intake, self._waiters = (os.getpid(), *files), 0
+            files = self._intake[1], self._intake[2]
+            if self._waiters == 0:
+                _take(files[0], fcntl.LOCK_SH, WAIT_SECONDS)
+            self._waiters += 1
+            return files
+
+    def done_waiting(self, files: tuple[int, int]) -> None:
+        """That write is committed (or failed): the last one lets the shared lock go."""
+        with self._waiters_lock:
+            self._waiters -= 1
+            if self._waiters == 0:
+                fcntl.flock(files[0], fcntl.LOCK_UN)
+
     @contextmanager
     def _opened(self):
         """(waiting, writer) opened for one turn, or None (no turns); closed after it, which
@@ -174,8 +208,9 @@ class Turns:
                 os.close(fd)
 
     def _open(self) -> tuple[int, int] | None:
-        """Both files, opened for this turn alone: flock locks belong to an open file, so two
-        threads of one process (the web server's, the in-process jobs') take turns too."""
+        """Both files, opened for this batch's turn alone, or once for the process's intake
+        writes: flock locks belong to an open file, so a batch of the in-process jobs and the
+        web server's threads of the same process take turns too."""
         if self.paths is None:
             return None
         opened: list[int] = []
@@ -198,23 +233,37 @@ class BatchTurn:
 
 class IntakeTurn:
     """An intake write's turn: ``write()`` before its first statement that writes; once had,
-    kept until the write is committed.
+    kept until the write is committed (``end``).
 
     The writes of one process wait for the writer's turn one behind the other, on a lock of
     the process (``writing``), and only the first looks at the writer's file. At saturation,
     the web worker's four threads all looked at it every 0.5 ms: that looking cost 0.35 ms of
-    CPU per stored webhook and a tenth of the throughput (docs/benchmarks.md, section 1, round 9)."""
+    CPU per stored webhook and a tenth of the throughput (docs/benchmarks.md, section 1, round 9).
+    The two files are the process's, opened once: opening and closing them for each write cost
+    four system calls per webhook (section 1, round 10)."""
 
-    def __init__(self, waiting: int | None, writer: int | None, writing: threading.Lock | None):
-        self.waiting, self.writer, self.writing, self.had = waiting, writer, writing, writer is None
+    def __init__(self, turns: Turns | None):
+        self.turns, self.had = turns, turns is None
+        self.files: tuple[int, int] | None = None  # (waiting, writer): set while this write waits or writes
         self.queued = False  # holds ``writing``: given back when the turn ends
 
     def write(self) -> None:
-        if not self.had:
-            _take(self.waiting, fcntl.LOCK_SH, WAIT_SECONDS)  # a batch only looks at it (exclusive, let go at once)
-            self.queued = self.writing.acquire(timeout=WAIT_SECONDS)  # not had: SQLite's lock alone, as below
-            _writer_turn(self.writer)
-            self.had = True
+        if self.had:
+            return
+        self.files = self.turns.waiting()
+        if self.files is not None:  # None: the files could not be opened, SQLite's lock alone
+            self.queued = self.turns.writing.acquire(timeout=WAIT_SECONDS)  # not had: SQLite's lock alone, as below
+            _writer_turn(self.files[1])
+        self.had = True
+
+    def end(self) -> None:
+        if self.files is None:
+            return
+        fcntl.flock(self.files[1], fcntl.LOCK_UN)  # the writer's turn given back first
+        self.turns.done_waiting(self.files)
+        self.files = None
+        if self.queued:
+            self.turns.writing.release()
 
 
 def _batch_turn(waiting: int, writer: int) -> bool:

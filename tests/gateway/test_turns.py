@@ -288,3 +288,68 @@ def test_the_write_ahead_log_is_copied_outside_the_writers_turn_and_stays_short(
         batch.process_batch(runtime, ids, len(ids))  # copies the log once it is long, after its turn
         longest = max(longest, os.stat(log_file).st_size)
     assert longest < 4 * turns.CHECKPOINT_BYTES  # without the copies it only grows
+
+
+def test_a_process_opens_the_turns_files_once_for_all_its_intake_writes(tmp_path, monkeypatch):
+    """Opening and closing both files for each write cost four system calls per webhook."""
+    web = Turns(str(tmp_path / "gateway.db"))
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
+
+    for _ in range(20):
+        with web.intake() as turn:
+            turn.write()
+    assert sorted(opened) == sorted(web.paths)
+
+    web.close()
+    with web.intake() as turn:
+        turn.write()
+    assert len(opened) == 4  # opened again after the database was disposed of
+
+
+def test_a_batch_sees_a_write_waiting_until_the_last_write_of_the_process_is_done(tmp_path):
+    path = str(tmp_path / "gateway.db")
+    web, worker = Turns(path), Turns(path)
+    waiting_file = os.open(worker.paths[0], os.O_RDWR | os.O_CREAT)
+
+    def a_write_waits() -> bool:  # what a batch asks: can it take the waiting file for itself?
+        if turns._take(waiting_file, fcntl.LOCK_EX, 0):
+            fcntl.flock(waiting_file, fcntl.LOCK_UN)
+            return False
+        return True
+
+    first_writing, second_started, first_may_end = threading.Event(), threading.Event(), threading.Event()
+    second_writing, second_may_end = threading.Event(), threading.Event()
+
+    def first():
+        with web.intake() as turn:
+            turn.write()
+            first_writing.set()
+            first_may_end.wait(WAIT)
+
+    def second():
+        with web.intake() as turn:
+            second_started.set()
+            turn.write()  # waits for the first to end
+            second_writing.set()
+            second_may_end.wait(WAIT)
+
+    try:
+        assert not a_write_waits()
+        one = threading.Thread(target=first, daemon=True)
+        one.start()
+        first_writing.wait(WAIT)
+        two = threading.Thread(target=second, daemon=True)
+        two.start()
+        second_started.wait(WAIT)
+        time.sleep(0.05)
+        assert a_write_waits()
+        first_may_end.set()
+        one.join(WAIT)
+        assert second_writing.wait(WAIT) and a_write_waits()  # the first is done, the second still on its way
+        second_may_end.set()
+        two.join(WAIT)
+        assert not a_write_waits()
+    finally:
+        os.close(waiting_file)
