@@ -1,8 +1,8 @@
 """Webhook intake on a real PostgreSQL: what the server receives per SMS, and a server that
 restarts, drops the gateway's sessions or is down while webhooks arrive.
 
-The intake writes on its own pool without the pre-ping, a single INSERT in autocommit
-(gateway/intake.py ``write``): these tests check, on the server's own statement log, that an
+The intake writes on a connection of each thread's, without a pre-ping, a single INSERT in
+autocommit (gateway/intake.py ``write``, gateway/direct.py): these tests check, on the server's own statement log, that an
 SMS costs the look-up and the INSERT and nothing else, that the row is committed when the
 answer is given, and that a dropped connection costs no webhook (it is replaced once) while a
 server that is down gives a 5xx and stores nothing (the provider retries)."""
@@ -58,7 +58,8 @@ def pg_app(make_app, pg_url):
 
 
 def _intake_backends(app) -> set[int]:
-    """The server process ids of the intake pool's connections, as they are checked out."""
+    """The server process ids of the intake's connections, as they are opened (checked out of
+    the intake engine's pool once, then kept by their thread)."""
     pids: set[int] = set()
     event.listen(app.extensions["database"].intake_engine, "checkout",
                  lambda dbapi_connection, record, proxy: pids.add(dbapi_connection.info.backend_pid))
