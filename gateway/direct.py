@@ -170,18 +170,15 @@ class _Compiled:
     def values(self, parameters: dict):
         """The parameters in the driver's form: given ones by key, the statement's own
         literals (a LIMIT, a constant compared with) from the statement."""
+        get = parameters.get
         if self.positional:
-            return tuple([_value(parameters, name, own, process) for name, own, process in self.plan])
-        return {name: _value(parameters, name, own, process) for name, own, process in self.plan}
+            return tuple([get(name, own) if process is None else process(get(name, own))
+                          for name, own, process in self.plan])
+        return {name: get(name, own) if process is None else process(get(name, own)) for name, own, process in self.plan}
 
     def row(self, raw):
         return self.Row(*(value if process is None else process(value)
                           for value, process in zip(raw, self.processors, strict=False)))
-
-
-def _value(parameters: dict, name: str, own, process):
-    value = parameters.get(name, own)
-    return value if process is None else process(value)
 
 
 _COMPILED: dict[tuple, _Compiled] = {}
