@@ -79,10 +79,7 @@ class Turns:
         self.waited_at = -ARRIVING_SECONDS  # when a message last waited for one of this process's batches
         self.per_message = 0.0  # seconds of write lock per message in this process's batches (moving average)
         self.writing = threading.Lock()  # this process's intake writes wait here, one looks at the writer's file
-        # The intake writes' files, opened once per process (``_intake_files``), and how many of
-        # its writes are on their way (``waiters``): the first takes the shared lock, the last lets it go.
-        self._intake: tuple[int, int, int] | None = None  # (pid, waiting, writer)
-        self._waiters = 0
+        self._intake: IntakeFiles | None = None  # this process's intake writes' files (``waiting``)
         self._waiters_lock = threading.Lock()
 
     @classmethod
@@ -110,13 +107,14 @@ class Turns:
             turn.end()
 
     def close(self) -> None:
-        """The intake writes' files closed (the database's engine disposed of); opened again
-        by the next write."""
+        """The intake writes' files closed (the database's engine disposed of), by the last of
+        the writes on their way if any; the next write opens them again."""
         with self._waiters_lock:
-            if self._intake is not None and self._intake[0] == os.getpid() and not self._waiters:
-                for fd in self._intake[:0:-1]:
-                    os.close(fd)
-            self._intake = None
+            files, self._intake = self._intake, None
+            if files is not None and files.pid == os.getpid():
+                files.retired = True
+                if not files.waiters:
+                    files.close()
 
     @contextmanager
     def arriving(self):
@@ -173,28 +171,30 @@ class Turns:
                 self.waited_at = time.monotonic()
             fcntl.flock(waiting, fcntl.LOCK_UN)
 
-    def waiting(self) -> tuple[int, int] | None:
+    def waiting(self) -> IntakeFiles | None:
         """One more intake write of this process on its way: the first takes the shared lock
         on the waiting file (a batch only looks at it: exclusive, let go at once). The
-        process's (waiting, writer) files, or None when they cannot be opened."""
+        process's files, or None when they cannot be opened."""
         with self._waiters_lock:
-            if self._intake is None or self._intake[0] != os.getpid():  # first use, or a new process (a fork)
-                files = self._open()
-                if files is None:
+            if self._intake is None or self._intake.pid != os.getpid():  # first use, or a new process (a fork)
+                opened = self._open()
+                if opened is None:
                     return None
-                self._intake, self._waiters = (os.getpid(), *files), 0
-            files = self._intake[1], self._intake[2]
-            if self._waiters == 0:
-                _take(files[0], fcntl.LOCK_SH, WAIT_SECONDS)
-            self._waiters += 1
+                self._intake = IntakeFiles(*opened)
+            files = self._intake
+            if files.waiters == 0:
+                _take(files.waiting, fcntl.LOCK_SH, WAIT_SECONDS)
+            files.waiters += 1
             return files
 
-    def done_waiting(self, files: tuple[int, int]) -> None:
+    def done_waiting(self, files: IntakeFiles) -> None:
         """That write is committed (or failed): the last one lets the shared lock go."""
         with self._waiters_lock:
-            self._waiters -= 1
-            if self._waiters == 0:
-                fcntl.flock(files[0], fcntl.LOCK_UN)
+            files.waiters -= 1
+            if files.waiters == 0:
+                fcntl.flock(files.waiting, fcntl.LOCK_UN)
+                if files.retired:
+                    files.close()
 
     @contextmanager
     def _opened(self):
@@ -227,6 +227,20 @@ class Turns:
         return opened[0], opened[1]
 
 
+class IntakeFiles:
+    """The waiting and writer files of one process's intake writes, and how many of them are on
+    their way: the first takes the shared lock on the waiting file, the last lets it go."""
+
+    def __init__(self, waiting: int, writer: int):
+        self.pid, self.waiting, self.writer = os.getpid(), waiting, writer
+        self.waiters = 0
+        self.retired = False  # closed once its last write is done (``Turns.close``)
+
+    def close(self) -> None:
+        os.close(self.writer)
+        os.close(self.waiting)
+
+
 class BatchTurn:
     messages = 0  # taken by the batch: set by it once known
 
@@ -244,7 +258,7 @@ class IntakeTurn:
 
     def __init__(self, turns: Turns | None):
         self.turns, self.had = turns, turns is None
-        self.files: tuple[int, int] | None = None  # (waiting, writer): set while this write waits or writes
+        self.files: IntakeFiles | None = None  # the process's files, while this write waits or writes
         self.queued = False  # holds ``writing``: given back when the turn ends
 
     def write(self) -> None:
@@ -253,13 +267,13 @@ class IntakeTurn:
         self.files = self.turns.waiting()
         if self.files is not None:  # None: the files could not be opened, SQLite's lock alone
             self.queued = self.turns.writing.acquire(timeout=WAIT_SECONDS)  # not had: SQLite's lock alone, as below
-            _writer_turn(self.files[1])
+            _writer_turn(self.files.writer)
         self.had = True
 
     def end(self) -> None:
         if self.files is None:
             return
-        fcntl.flock(self.files[1], fcntl.LOCK_UN)  # the writer's turn given back first
+        fcntl.flock(self.files.writer, fcntl.LOCK_UN)  # the writer's turn given back first
         self.turns.done_waiting(self.files)
         self.files = None
         if self.queued:

@@ -353,3 +353,17 @@ def test_a_batch_sees_a_write_waiting_until_the_last_write_of_the_process_is_don
         assert not a_write_waits()
     finally:
         os.close(waiting_file)
+
+
+def test_files_closed_while_a_write_is_on_its_way_are_closed_by_that_write(tmp_path):
+    web = Turns(str(tmp_path / "gateway.db"))
+    with web.intake() as turn:
+        turn.write()
+        files = turn.files
+        web.close()  # the engine disposed of meanwhile (a shutdown)
+        os.fstat(files.waiting)  # still open: the write holds its turn
+    with pytest.raises(OSError):
+        os.fstat(files.waiting)  # closed by the write, its lock with it
+    with web.intake() as turn:
+        turn.write()
+        assert turn.files is not files
