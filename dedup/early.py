@@ -31,6 +31,8 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import bindparam, func, select, text
 
+from gateway.direct import InTransaction
+
 from .config import DedupRules
 from .index import Search, kept, report_of_row, search, searched_columns
 from .mirror import Mirror
@@ -72,12 +74,13 @@ class Since:
         self.whole = True  # False: the log was pruned past ``seen``
 
     def read(self, connection) -> bool:
-        """Catch up; False when the log no longer holds every entry after ``seen``."""
+        """Catch up; False when the log no longer holds every entry after ``seen``.
+        ``connection``: SQLAlchemy's, or the batch's ``gateway.direct.InTransaction``."""
         if self.last == self.seen:  # the first read in this transaction
-            first = connection.scalar(_first())
+            first = connection.execute(_first()).scalar()
             self.whole = first is None or first <= self.seen + 1
         if self.whole:
-            for row in connection.execute(_after(), {"after": self.last}):
+            for row in connection.execute(_after(), {"after": self.last}).all():
                 self.rows[row.request_id] = row if row.id is not None else None
                 self.last = row.change_id
         return self.whole
@@ -119,7 +122,7 @@ class Early:
         if self.found.full:
             return None
         session.flush()  # the session's pending changes reach the log first
-        if not self.since.read(session.connection()):
+        if not self.since.read(InTransaction(session)):
             return None
         changed = self.since.rows
         rows = {i: row for i, row in self.found.rows.items() if i not in changed}

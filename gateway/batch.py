@@ -27,6 +27,7 @@ from . import claims, pipeline
 from .bounces import record_bounce
 from .db import write_first
 from .deferral import NotYet, defer
+from .direct import InTransaction
 from .fresh import check_codes, queue_fresh
 from .models import OPEN_STATUSES, Attachment, InboundMessage, Message, utcnow
 
@@ -260,7 +261,7 @@ def _claim_statement():
 def _write_outcomes(session, outcomes: list[Claimed]) -> None:
     """The processed messages' outcomes, one UPDATE for all (executemany)."""
     if outcomes:
-        session.connection().execute(_outcome_statement(), [
+        InTransaction(session).executemany(_outcome_statement(), [
             {"b_id": o.id, "b_state": o.state, "b_request_id": o.request_id, "b_processed_at": o.processed_at,
              "b_lease_until": o.lease_until} for o in outcomes])
 

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, insert, select
 from normalizer.codes import new_code
 from router import Facts, decide
 
+from .direct import InTransaction
 from .labels import status_in_sentence
 from .models import DedupSuggestion, Delivery, Event, Follower, Request, utcnow
 from .notify import notify
@@ -44,7 +45,7 @@ def apply_decision(session, runtime, request: Request, decision) -> list:
     deliveries queued (the reporter's notice when linked)."""
     if decision.action == "suggest":  # one INSERT, no ORM objects: nothing reads them in this transaction
         now = utcnow()
-        session.connection().execute(_suggestion_insert(), [
+        InTransaction(session).executemany(_suggestion_insert(), [
             dict(request_id=request.id, candidate_id=found.candidate_id, kind="suggestion", score=round(found.total, 1),
                  scores=found.as_dict(), state="pending", created_at=now) for found in decision.suggestions])
         return []
@@ -66,7 +67,7 @@ def master_for_new(session, decision):
     if decision.action != "link" or decision.flagged:
         return None
     session.flush()  # as a query through the session would: its changes are read
-    master = session.connection().execute(_master_statement(), {"id": decision.master.candidate_id}).one_or_none()
+    master = InTransaction(session).execute(_master_statement(), {"id": decision.master.candidate_id}).one_or_none()
     if master is not None and master.duplicate_of_id is not None:  # a duplicate since: its master, through the ORM
         master = master_of(session.get(Request, master.id))
     return master if master is not None and master.status in LINKABLE + ("needs_info",) else None
@@ -159,11 +160,16 @@ def link(session, runtime, request: Request, master: Request, actor: str, scores
 def _follow(session, master: Request, citizen_id: int | None) -> None:
     if citizen_id is None or citizen_id == master.citizen_id:
         return
-    exists = session.scalar(select(Follower.id).where(Follower.request_id == master.id,
-                                                      Follower.citizen_id == citizen_id))
-    if exists is None:  # written at once, no ORM object: the next look-up finds it
-        session.connection().execute(_follower_insert(), {"request_id": master.id, "citizen_id": citizen_id,
-                                                          "created_at": utcnow()})
+    run = InTransaction(session)  # no ORM object: followers are written by Core alone, nothing to flush first
+    if run.execute(_follower_statement(), {"request_id": master.id, "citizen_id": citizen_id}).scalar() is None:
+        run.execute(_follower_insert(), {"request_id": master.id, "citizen_id": citizen_id, "created_at": utcnow()})
+
+
+@lru_cache(maxsize=1)
+def _follower_statement():
+    table = Follower.__table__
+    return select(table.c.id).where(table.c.request_id == bindparam("request_id"),
+                                    table.c.citizen_id == bindparam("citizen_id"))
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,10 @@ from sqlalchemy import bindparam, insert, select
 
 from normalizer.codes import new_code
 
+from .direct import InTransaction
 from .models import Delivery, Request, utcnow
+
+_GIVEN = ("request_id", "purpose", "target", "settings", "idempotency_key")
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,11 @@ def queue_fresh(session, rows: list[dict]) -> list[Queued]:
     if not rows:
         return []
     now = utcnow()
-    values = [{"state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now, **row} for row in rows]
-    # Matched by their unique keys, not by order: with RETURNING in the order of the rows
-    # given, SQLAlchemy sends SQLite one INSERT per row.
-    ids = dict(session.connection().execute(_insert(), values).all())
+    values = [{"state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+               **{key: row[key] for key in _GIVEN}} for row in rows]  # every row the same keys
+    # Matched by their unique keys: a multi-row INSERT's RETURNING follows no order.
+    ids = dict(InTransaction(session).insert_many(Delivery.__table__, values, ("idempotency_key", "id")))
     return [Queued(ids[row["idempotency_key"]]) for row in values]
-
-
-@lru_cache(maxsize=1)
-def _insert():
-    table = Delivery.__table__
-    return insert(table).returning(table.c.idempotency_key, table.c.id)
 
 
 class Fresh(SimpleNamespace):
@@ -61,7 +58,7 @@ def insert_request(session, book, inbound, values: dict) -> Fresh:
         if values.get(key, 0) is None:
             values[key] = default.arg(None) if default.is_callable else default.arg
     session.flush()  # what the ORM still holds (the citizen) is written first: the request refers to it
-    return Fresh(id=session.connection().scalar(_request_insert(), values), **values)
+    return Fresh(id=InTransaction(session).execute(_request_insert(), values).scalar(), **values)
 
 
 # Every column of a new request that the pipeline does not set, at its default: the Fresh

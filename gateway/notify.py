@@ -85,27 +85,28 @@ def _compiled(source: str):
 
 def notify(session, runtime, request: Request, citizen: Citizen | None, kind: str, template: str,
            key: str, extra: dict | None = None, fresh: bool = False, thread: list[tuple] | None = None,
-           into: list[dict] | None = None, prefer: str | None = None):
+           into: list[dict] | None = None, prefer: str | None = None, events: list[dict] | None = None):
     """Queue one message to the citizen; records why when it cannot be sent. ``fresh``: the
     request was created in this transaction, so no delivery can hold ``key`` (it carries the
     new code) and the row is inserted without a look-up (gateway/fresh.py); with ``into``, it
     is appended there instead, for the caller to insert with its other fresh rows in one
     statement (None is returned). ``thread``: the request's e-mail messages when the caller
     knows them (mail_thread.thread_fields). ``prefer``: the channel to answer on first (the
-    message answered came on it)."""
+    message answered came on it). ``events``: why it could not be sent is appended there as
+    an event's row, for the caller to write with its others (pipeline._insert_events), instead
+    of an ORM object."""
     target = choose_channel(runtime, request, citizen, prefer)
     first = prefer or request.channel
     closed = _window_closed(citizen, first)
     if closed:
-        session.add(Event(request_id=request.id, actor="system:notify", type="not_deliverable_on_channel",
-                          data={"kind": kind, "channel": first, "reason": "messaging window closed",
-                                "instead": target[0] if target else None}))
+        _record(session, events, request.id, "not_deliverable_on_channel",
+                {"kind": kind, "channel": first, "reason": "messaging window closed",
+                 "instead": target[0] if target else None})
     if target is None:
         reason = "no reachable contact point" if citizen is not None else "no contact given"
         if closed:
             reason = f"{first} messaging window closed and no other contact point"
-        session.add(Event(request_id=request.id, actor="system:notify", type="notification_skipped",
-                          data={"kind": kind, "reason": reason}))
+        _record(session, events, request.id, "notification_skipped", {"kind": kind, "reason": reason})
         return None
     channel, address = target
     short = f"{template}_{channel}"  # e.g. status_update_sms: a text message is not an e-mail
@@ -123,3 +124,11 @@ def notify(session, runtime, request: Request, citizen: Citizen | None, kind: st
             return None
         return queue_fresh(session, [row])[0]
     return add_delivery(session, request, "notify", channel, settings, key)
+
+
+def _record(session, events: list[dict] | None, request_id: int, kind: str, data: dict) -> None:
+    row = dict(request_id=request_id, actor="system:notify", type=kind, data=data)
+    if events is not None:
+        events.append(row)
+    else:
+        session.add(Event(**row))

@@ -27,6 +27,7 @@ from router import Facts, decide
 from . import attachments, chat, claims, closure, replies, tracking
 from .bounces import record_bounce
 from .deferral import NotYet, defer, wait_for_reserved
+from .direct import InTransaction
 from .duplicates import apply_decision, born_duplicate, master_for_new
 from .fresh import Fresh, insert_request, queue_fresh
 from .models import (
@@ -152,7 +153,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
                               status="duplicate" if master else "needs_info" if parsed.needs_info else "routed",
                               related_to_id=related.id if related is not None else None,
                               keys=stored_keys(message.lat, message.lon, message.address, rules), decided=decided,
-                              duplicate_of_id=master.id if master else None)
+                              duplicate_of_id=master.id if master else None, acknowledged=parsed.acknowledged)
     events = [] if related is None else [
         dict(request_id=related.id, actor="system:pipeline", type="reported_again", data={"request": request.code}),
     ]
@@ -175,17 +176,17 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     # (urgent: the department hears of it anyway)
     if master is not None:
         events += born_duplicate(session, runtime, request, citizen, master, duplicate, _thread_of(message), fresh)
-    _insert_events(session, events)
-    if (master is None and duplicate.action == "link") or parsed.acknowledged:  # changed below through the ORM
-        request = session.get(Request, request.id)
-    deliveries = [] if master is not None else apply_decision(session, runtime, request, duplicate)
-    if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML)
-        request.acknowledged_at = inbound.received_at
-        session.add(Event(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
-                          public=True, data={"via": "reply"}))
+    if parsed.acknowledged:  # the channel's own answer carried the tracking code (SMS TwiML): written so
+        events.append(dict(request_id=request.id, actor=f"channel:{message.channel}", type="acknowledged",
+                           public=True, data={"via": "reply"}))
     elif duplicate.action != "link":  # a linked reporter was told the master's code instead
         notify(session, runtime, request, citizen, "acknowledgement", decision.template,
-               f"{request.code}:notify:acknowledgement", fresh=True, thread=_thread_of(message), into=fresh)
+               f"{request.code}:notify:acknowledgement", fresh=True, thread=_thread_of(message), into=fresh,
+               events=events)  # why it could not be: written with the others (nothing below writes one then)
+    _insert_events(session, events)
+    if master is None and duplicate.action == "link":  # changed below through the ORM
+        request = session.get(Request, request.id)
+    deliveries = [] if master is not None else apply_decision(session, runtime, request, duplicate)
     if ready.later is not None:  # keys carrying the new code: nothing in the batch looks for them
         ready.later.extend(fresh)  # the batch writes them with its other messages' (one INSERT)
     else:
@@ -231,8 +232,9 @@ def _facts_of(book, message, received_at) -> Facts:
 
 def _create_request(session, runtime, book, message, inbound, decision, citizen, status: str = "routed",
                     related_to_id: int | None = None, keys: tuple = (None, None), decided: dict | None = None,
-                    duplicate_of_id: int | None = None) -> Fresh:
-    """The request row and its first message (gateway/fresh.py: no ORM object)."""
+                    duplicate_of_id: int | None = None, acknowledged: bool = False) -> Fresh:
+    """The request row and its first message (gateway/fresh.py: no ORM object). ``acknowledged``:
+    the channel's own answer carried its code."""
     now = utcnow()
     values = dict(
         status=status,
@@ -255,7 +257,7 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
         sla_due_at=inbound.received_at + timedelta(hours=decision.sla_hours),
         created_at=inbound.received_at,
         updated_at=now,
-        acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS else None,
+        acknowledged_at=inbound.received_at if message.channel in SYNC_ACK_CHANNELS or acknowledged else None,
         routed_at=now,
         related_to_id=related_to_id,
         duplicate_of_id=duplicate_of_id,
@@ -268,10 +270,12 @@ def _create_request(session, runtime, book, message, inbound, decision, citizen,
 
 
 def _insert_events(session, rows: list[dict]) -> None:
-    """Events are written, never read back here: one INSERT for all of them, no ORM objects
-    (every row with the same columns, or the rows would be split into several statements)."""
+    """Events are written, never read back here: one INSERT for all of them (executemany), no
+    ORM objects, every row given every column."""
     now = utcnow()
-    session.connection().execute(_table_insert(Event), [{"at": now, "public": False, **row} for row in rows])
+    InTransaction(session).executemany(_table_insert(Event), [
+        {"request_id": row["request_id"], "at": row.get("at", now), "actor": row["actor"], "type": row["type"],
+         "public": row.get("public", False), "data": row.get("data", {})} for row in rows])
 
 
 @lru_cache(maxsize=4)
@@ -293,7 +297,7 @@ def _add_message(session, runtime, request: Request, message, inbound: InboundMe
                   subject=message.subject, inbound_id=inbound.id, external_id=message.external_id,
                   created_at=inbound.received_at)
     if not message.attachments:  # nothing refers to the row here: written without an ORM object
-        session.connection().execute(_table_insert(Message), values)
+        InTransaction(session).execute(_table_insert(Message), values)
         return
     row = Message(**values)
     session.add(row)

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session, joinedload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gateway.direct import InTransaction
 from gateway.models import Citizen, ContactPoint, utcnow
 
 from .canonical import Normalized
@@ -61,12 +62,13 @@ def _new_citizen(session: Session, message: Normalized, points: list[tuple[str, 
     now = utcnow()
     values = dict(name=message.name or None, language=message.language, preferred_channel=message.preferred_channel
                   or None, consent=message.consent, created_at=now)
-    connection = session.connection()
-    citizen = Citizen(id=connection.scalar(_insert(Citizen), values), **values)
+    run = InTransaction(session)  # gateway/direct.py: on the session's driver connection, in its transaction
+    citizen = Citizen(id=run.execute(_insert(Citizen), values).scalar(), **values)
     rows = [dict(citizen_id=citizen.id, kind=kind, value=value, undeliverable=False, opted_out=False,
                  created_at=now, last_inbound_at=None) for kind, value in points]
-    contacts = [ContactPoint(id=point_id, **row) for point_id, row in zip(connection.scalars(_insert(ContactPoint), rows),
-                                                                          rows, strict=True)]
+    ids = {(point.kind, point.value): point.id
+           for point in run.insert_many(ContactPoint.__table__, rows, ("id", "kind", "value"))}
+    contacts = [ContactPoint(id=ids[row["kind"], row["value"]], **row) for row in rows]
     for row in [citizen, *contacts]:
         make_transient_to_detached(row)  # its state is the row just written, not a change to write
         session.add(row)
@@ -79,7 +81,7 @@ def _new_citizen(session: Session, message: Normalized, points: list[tuple[str, 
 @lru_cache(maxsize=2)
 def _insert(model):
     table = model.__table__
-    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return insert(table).returning(table.c.id)
 
 
 def owners_of(session: Session, values: list[str]) -> list[Citizen]:
