@@ -96,10 +96,10 @@ class PhraseIndex:
             if not windows:
                 continue
             queries = list(windows)
-            # float32 and a cutoff a hair lower: a filter only, never drops a pair at the cutoff
+            # whole numbers and a cutoff a hair lower: a filter only, never drops a pair at the cutoff
             scores = process.cdist(queries, choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF - 0.01,
-                                   dtype=numpy.float32)
-            rows, columns = numpy.nonzero(scores)
+                                   dtype=numpy.uint8)
+            rows, columns = scores.nonzero()
             hits_by_row: dict[int, list[int]] = defaultdict(list)
             for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
                 hits_by_row[row].append(column)
