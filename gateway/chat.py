@@ -20,6 +20,7 @@ from adapters.errors import UnsupportedEventError
 from dedup import current_rules, stored_keys
 from normalizer import resolve_citizen
 from normalizer.canonical import Normalized
+from normalizer.identity import NewCitizen
 
 from . import tracking
 from .labels import status_in_sentence
@@ -40,12 +41,13 @@ MAX_LISTED = 3
 
 
 def heard_from(session, citizen: Citizen | None, message: Normalized, at: datetime) -> None:
-    """Stamp the contact point the citizen just wrote from (opens Messenger's 24-hour window)."""
-    value = {"messenger": message.messenger_psid, "telegram": message.telegram_chat_id}.get(message.channel)
-    if citizen is None or value is None:
+    """Stamp the contact point the citizen just wrote from (opens Messenger's 24-hour window).
+    A citizen this message created (``NewCitizen``) had it written stamped."""
+    came_from = message.written_from()
+    if citizen is None or came_from is None or isinstance(citizen, NewCitizen):
         return
-    point = session.scalar(select(ContactPoint).where(ContactPoint.kind == message.channel,
-                                                      ContactPoint.value == value))
+    point = session.scalar(select(ContactPoint).where(ContactPoint.kind == came_from[0],
+                                                      ContactPoint.value == came_from[1]))
     if point is not None and (point.last_inbound_at is None or point.last_inbound_at < at):
         point.last_inbound_at = at
 

@@ -113,7 +113,7 @@ def process(runtime, session, inbound: InboundMessage, ready: Prepared | None = 
     if answered is not None:  # a department answering the routed e-mail, not a citizen
         _mark_processed(inbound, answered[0])
         return answered[1]
-    citizen, identity_notes = resolve_citizen(session, message, ready.owners)
+    citizen, identity_notes = resolve_citizen(session, message, ready.owners, heard_at=inbound.received_at)
     chat.heard_from(session, citizen, message, inbound.received_at)
     if parsed.opt_out is not None:
         _record_opt_out(session, citizen, message, inbound, parsed.opt_out)

@@ -54,6 +54,12 @@ class Normalized:
     def contact_points(self) -> list[tuple[str, str]]:
         return [(kind, value) for kind, value in self._points() if value]
 
+    def written_from(self) -> tuple[str, str] | None:
+        """The chat contact point this message came from (a Messenger PSID, a Telegram chat
+        id), whose last message opens the channel's window; None on other channels."""
+        value = {"messenger": self.messenger_psid, "telegram": self.telegram_chat_id}.get(self.channel)
+        return (self.channel, value) if value else None
+
     def _points(self) -> list[tuple[str, str | None]]:
         return [("email", self.email), ("phone", self.phone), ("messenger", self.messenger_psid),
                 ("telegram", self.telegram_chat_id)]

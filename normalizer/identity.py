@@ -7,7 +7,9 @@ people on its own: it keeps the first match and records the conflict for an agen
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
+from types import SimpleNamespace
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session, joinedload, make_transient_to_detached
@@ -19,14 +21,17 @@ from gateway.models import Citizen, ContactPoint, utcnow
 from .canonical import Normalized
 
 
-def resolve_citizen(session: Session, message: Normalized,
-                    owners: list[Citizen] | None = None) -> tuple[Citizen | None, list[str]]:
+def resolve_citizen(session: Session, message: Normalized, owners: list[Citizen] | None = None,
+                    heard_at: datetime | None = None) -> tuple[Citizen | NewCitizen | None, list[str]]:
     """The citizen behind ``message`` (created if new) and notes about conflicts.
 
     ``owners``: the citizens owning any of the message's contact points (with their contact
     points loaded), when the caller read them already, in this transaction (``owners_of``).
-    Returns (None, []) when the message carries no contact point at all (an anonymous
-    counter or web request)."""
+    ``heard_at``: given by a caller that only reads a citizen this message creates (the
+    pipeline): that citizen comes back as a ``NewCitizen``, and the contact point the
+    message came from is written stamped with it (what ``gateway.chat.heard_from`` does to
+    a known citizen's). Returns (None, []) when the message carries no contact point at all
+    (an anonymous counter or web request)."""
     points = message.contact_points()
     if not points:
         return None, []
@@ -38,7 +43,7 @@ def resolve_citizen(session: Session, message: Normalized,
         if len(owners) > 1:
             notes.append("contact points belong to several citizens; not merged automatically")
     else:
-        return _new_citizen(session, message, points), notes
+        return _new_citizen(session, message, points, heard_at), notes
     # New points go through the relationship: the citizen's contacts are then complete in
     # memory, written in the same flush, and need no re-read.
     citizen.contacts.extend(ContactPoint(kind=kind, value=value) for kind, value in points if (kind, value) not in known)
@@ -54,20 +59,39 @@ def resolve_citizen(session: Session, message: Normalized,
     return citizen, notes
 
 
-def _new_citizen(session: Session, message: Normalized, points: list[tuple[str, str]]) -> Citizen:
+class NewCitizen(SimpleNamespace):
+    """A citizen created in this transaction for a caller that only reads it: its row's
+    values, and its contact points' as ``contacts`` (each a namespace of its columns). No ORM
+    object: building and attaching the citizen and its points cost the pipeline more than
+    writing them. A look-up through the session (``request.citizen``, ``session.get``) loads
+    the ORM one from the database."""
+
+    def contact(self, kind: str) -> SimpleNamespace | None:
+        return Citizen.contact(self, kind)  # the same rule
+
+
+def _new_citizen(session: Session, message: Normalized, points: list[tuple[str, str]],
+                 heard_at: datetime | None = None) -> Citizen | NewCitizen:
     """A citizen none of whose points is known: the citizen and its points written with one
-    Core INSERT each (the ORM's unit of work cost several times more), then attached to the
-    session as the persistent objects they are, the points as the citizen's loaded contacts.
-    The unique key on (kind, value) still refuses a point another transaction wrote."""
+    Core INSERT each (the ORM's unit of work cost several times more). ``heard_at`` given: a
+    ``NewCitizen``; otherwise attached to the session as the persistent objects they are,
+    the points as the citizen's loaded contacts. The unique key on (kind, value) still
+    refuses a point another transaction wrote."""
     now = utcnow()
     values = dict(name=message.name or None, language=message.language, preferred_channel=message.preferred_channel
                   or None, consent=message.consent, created_at=now)
     run = InTransaction(session)  # gateway/direct.py: on the session's driver connection, in its transaction
-    citizen = Citizen(id=run.execute(_insert(Citizen), values).scalar(), **values)
-    rows = [dict(citizen_id=citizen.id, kind=kind, value=value, undeliverable=False, opted_out=False,
-                 created_at=now, last_inbound_at=None) for kind, value in points]
+    citizen_id = run.execute(_insert(Citizen), values).scalar()
+    came_from = message.written_from() if heard_at is not None else None
+    rows = [dict(citizen_id=citizen_id, kind=kind, value=value, undeliverable=False, opted_out=False,
+                 created_at=now, last_inbound_at=heard_at if (kind, value) == came_from else None)
+            for kind, value in points]
     ids = {(point.kind, point.value): point.id
            for point in run.insert_many(ContactPoint.__table__, rows, ("id", "kind", "value"))}
+    if heard_at is not None:
+        return NewCitizen(id=citizen_id, forgotten_at=None, **values,
+                          contacts=[SimpleNamespace(id=ids[row["kind"], row["value"]], **row) for row in rows])
+    citizen = Citizen(id=citizen_id, **values)
     contacts = [ContactPoint(id=ids[row["kind"], row["value"]], **row) for row in rows]
     for row in [citizen, *contacts]:
         make_transient_to_detached(row)  # its state is the row just written, not a change to write

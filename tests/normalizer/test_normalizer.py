@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from adapters.base import CitizenMessage, Contact
+from gateway.models import Citizen
 from normalizer import normalize, resolve_citizen
 from normalizer.codes import find_codes, is_valid, new_code, spoken
 from normalizer.language import detect
@@ -119,6 +122,28 @@ def test_the_sender_is_looked_up_by_index_not_by_reading_every_contact_point(run
                      if "FROM contact_points" in sql)
     assert "SEARCH contact_points USING INDEX ix_contact_points_value (value=?)" in steps, steps
     assert "SCAN contact_points" not in steps, steps
+
+
+def test_a_citizen_the_pipeline_creates_is_what_the_orm_reads_back(runtime):
+    """The pipeline's new citizen (``heard_at``: no ORM object) holds what the database
+    holds, and the contact point a Messenger message came from is stamped with its time,
+    opening the channel's window for the acknowledgement."""
+    at = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
+    message = normalize(CitizenMessage(channel="messenger", text="Lampadaire brûlé", contact=Contact(
+        email="Marie@Example.org", messenger_psid="2718281828", name="Marie Tremblay")), "fr", "CA", "R")
+    with runtime.db.session() as session:
+        new, notes = resolve_citizen(session, message, heard_at=at)
+        assert notes == [] and session.get(Citizen, new.id) is not None  # loaded from the database
+    with runtime.db.session() as session:
+        stored = session.get(Citizen, new.id)
+        assert (new.name, new.language, new.consent, new.created_at) == (
+            stored.name, stored.language, stored.consent, stored.created_at)
+        assert sorted((p.id, p.kind, p.value, p.last_inbound_at) for p in new.contacts) == sorted(
+            (p.id, p.kind, p.value, p.last_inbound_at) for p in stored.contacts)
+        assert new.contact("messenger").last_inbound_at == at and new.contact("email").last_inbound_at is None
+        assert new.contact("email").value == stored.contact("email").value == "marie@example.org"
+        again, _ = resolve_citizen(session, message, heard_at=at)  # known now: the ORM's own
+        assert again.id == new.id and isinstance(again, Citizen)
 
 
 def test_anonymous_message_has_no_citizen(runtime):
