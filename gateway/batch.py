@@ -90,7 +90,7 @@ def _all_at_once(runtime, inbound_ids: list[int], size: int, now, prepared: dict
             _write_outcomes(session, claimed)
             if (since := _since(prepared)) is not None:
                 since.prune(session.connection())
-            pending = _pending_attachments(session, taken)
+            pending = _pending_attachments(session, taken) if _may_have_attachments(prepared, taken) else []
     except Exception as exc:  # noqa: BLE001 - the batch is done again, one SAVEPOINT per message
         log.info("batch of %s inbound messages rolled back (%s at inbound %s: %s); processing it again with a "
                  "SAVEPOINT per message", len(inbound_ids), type(exc).__name__, failed[0] if failed else "-", exc)
@@ -372,6 +372,13 @@ def _pending_attachments(session, inbound_ids: list[int]) -> list[int]:
     return list(session.scalars(
         select(Attachment.id).join(Message, Attachment.message_id == Message.id)
         .where(Message.inbound_id.in_(inbound_ids), Attachment.fetch_state == "pending")))
+
+
+def _may_have_attachments(prepared: dict, taken: list[int]) -> bool:
+    """Whether a message of the batch may have stored attachments to fetch: a message was
+    not prepared (parsed only inside), or its parsed message carries some. Attachments are
+    written only with the message that carries them."""
+    return any(i not in prepared or prepared[i].message.attachments for i in taken)
 
 
 def _attachments_of(runtime, inbound_ids: list[int]) -> list[int]:

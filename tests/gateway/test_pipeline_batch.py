@@ -283,3 +283,26 @@ def test_concurrent_batches_on_postgresql_skip_each_others_messages(make_app, pg
     assert deliveries == keys == 2 * requests
     with runtime.db.session() as session:  # a concurrent new citizen is found again, not doubled
         assert session.scalar(select(func.count()).select_from(Citizen)) == 44
+
+
+def test_a_batch_hands_out_the_photos_of_its_messages_to_fetch(make_app):
+    """The photos an MMS carries are fetched once its batch is committed: the batch returns
+    them (the sweeper would only find them later); a batch without any returns none."""
+    from urllib.parse import urlencode
+
+    from gateway.models import Attachment
+    from tests.support.twilio import load
+
+    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
+    plain = _store(runtime, 3, "sans-photo")
+    _, none = batch.process_batch(runtime, plain, 10)
+    fixture = load("twilio_sms", "mms__two_photos")
+    mms, _ = store_inbound(runtime, "twilio_sms", fixture["params"]["MessageSid"],
+                           urlencode(fixture["params"]).encode(), "application/x-www-form-urlencoded")
+    more = _store(runtime, 2, "aussi-sans-photo")  # in the same batch as the MMS
+    _, photos = batch.process_batch(runtime, [mms] + more, 10)
+
+    with runtime.db.session() as session:
+        pending = sorted(session.scalars(select(Attachment.id).where(Attachment.fetch_state == "pending")))
+    assert none == [] and len(pending) == 2 and sorted(photos) == pending
+    assert all(state == "processed" for state, _, _ in _states(runtime, plain + [mms] + more).values())
