@@ -25,10 +25,10 @@ starved: after ``YIELD_SECONDS`` of messages arriving without a pause it takes i
 anyway (those messages are then stored right after that batch).
 
 A commit that makes the write-ahead log long also copies it into the database (SQLite's
-automatic checkpoint, 1,000 pages), which on a busy disk took up to 3 s, all of it inside
-the writer's turn of whoever committed: everyone waited. With turns, no connection does
-that in its commit (``wal_autocheckpoint=0``, gateway/db.py); ``checkpoint`` does it at the
-same length of log, after a pipeline batch and on each pass of the scheduler, holding no
+automatic checkpoint, at 1,000 pages not yet copied), which on a busy disk took up to 3 s,
+all of it inside the writer's turn of whoever committed: everyone waited. With turns, no connection does
+that in its commit (``wal_autocheckpoint=0``, gateway/db.py); ``checkpoint`` does it (at
+``CHECKPOINT_FRAMES``) after a pipeline batch and on each pass of the scheduler, holding no
 turn: SQLite's checkpoint lets writers go on meanwhile.
 
 A citizen's submission on the API, the web form or the counter is stored, then made into a
@@ -51,6 +51,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -63,11 +64,38 @@ log = logging.getLogger(__name__)
 YIELD_SECONDS = 0.1  # the longest a batch waits for the messages arriving to be stored
 HOLD_WHILE_ARRIVING = 0.025  # seconds: about how long a batch holds the write lock while messages arrive
 ARRIVING_SECONDS = 1.0  # messages are arriving when one waited for a batch this recently
-CHECKPOINT_BYTES = 1000 * 4096  # the log's length at which SQLite's automatic checkpoint would run
+# Pages of log not yet copied at which it is copied (SQLite's automatic checkpoint: 1,000). A
+# page written again before the copy is copied once: a pipeline batch of 20 writes ~250 pages
+# of log, and copying every 10,000 took a third of the CPU that copying every 1,000 did
+# (docs/benchmarks.md, section 2, round 13). The log file is then ~40 MB.
+CHECKPOINT_FRAMES = 10_000
 WAIT_SECONDS = 5.0  # the longest anyone waits for a turn before writing under SQLite's lock alone
 # Between two looks at a lock held by another: one thread per process looks (IntakeTurn), so
 # the pauses can be short, and a turn given back is taken again within 0.2 ms.
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.0001, 0.0002
+
+
+_WAL_INDEX_VERSION = 3007000
+
+
+def _frames_not_copied(index_path: str) -> int | None:
+    """How many of the log's pages are not yet copied into the database, from the header of
+    SQLite's wal-index (the ``-shm`` file; https://www.sqlite.org/walformat.html: its version
+    at byte 0, ``mxFrame`` at 16, ``nBackfill`` at 96, in the machine's byte order).
+
+    The log file's length cannot say it: SQLite writes the log again from its start once it
+    is copied, and never shortens the file, so once it had been long it looked long after
+    every batch, and each batch paid for a checkpoint. Read without SQLite's locks, a value
+    may be a moment old: it only says when to copy, and a later batch looks again."""
+    try:
+        with open(index_path, "rb") as index:
+            header = index.read(100)
+    except OSError:
+        return None
+    if len(header) < 100 or struct.unpack_from("=I", header, 0)[0] != _WAL_INDEX_VERSION:
+        return None
+    last_frame, copied = struct.unpack_from("=I", header, 16)[0], struct.unpack_from("=I", header, 96)[0]
+    return max(0, last_frame - copied)
 
 
 class Turns:
@@ -76,6 +104,7 @@ class Turns:
     def __init__(self, database_path: str | None):
         self.paths = (f"{database_path}-intake.lock", f"{database_path}-writer.lock") if database_path else None
         self.log_path = f"{database_path}-wal" if database_path else None
+        self.index_path = f"{database_path}-shm" if database_path else None
         self.waited_at = -ARRIVING_SECONDS  # when a message last waited for one of this process's batches
         self.per_message = 0.0  # seconds of write lock per message in this process's batches (moving average)
         self.writing = threading.Lock()  # this process's intake writes wait here, one looks at the writer's file
@@ -128,14 +157,15 @@ class Turns:
             yield
 
     def checkpoint(self, engine) -> None:
-        """The write-ahead log copied into the database once it is CHECKPOINT_BYTES long
-        (PASSIVE: no lock is waited for, writers go on meanwhile); called holding no turn."""
-        if self.log_path is None:
+        """The write-ahead log copied into the database once CHECKPOINT_FRAMES of its pages
+        are not yet (PASSIVE: no lock is waited for, writers go on meanwhile); called holding
+        no turn."""
+        if self.index_path is None:
             return
-        try:
-            if os.stat(self.log_path).st_size < CHECKPOINT_BYTES:
-                return
-        except FileNotFoundError:
+        waiting = _frames_not_copied(self.index_path)
+        if waiting is None:  # no log (yet), or an index this SQLite does not write
+            return
+        if waiting < CHECKPOINT_FRAMES:
             return
         try:
             with engine.connect() as connection:
