@@ -74,7 +74,7 @@ class InboundMessage(Base):
     content_type: Mapped[str] = mapped_column(String(100), default="application/json")
     headers: Mapped[dict] = mapped_column(default=dict)
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    state: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    state: Mapped[str] = mapped_column(String(16), default="received")  # ix_inbound_messages_state_id
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -155,7 +155,7 @@ class Request(Base):
     kind: Mapped[str] = mapped_column(String(24), default="service_request")
     priority: Mapped[str] = mapped_column(String(12), default="routine")
     category: Mapped[str | None] = mapped_column(String(64))
-    department: Mapped[str | None] = mapped_column(String(64), index=True)
+    department: Mapped[str | None] = mapped_column(String(64))  # ix_requests_department_created
     channel: Mapped[str] = mapped_column(String(16))
     language: Mapped[str] = mapped_column(String(2), default="fr")
     citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"))  # ix_requests_citizen

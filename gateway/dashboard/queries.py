@@ -45,7 +45,7 @@ class Filters:
 
     def narrowing(self) -> list:
         """District and department conditions. coalesce() keeps SQLite on the period's covering
-        index: on a bare ``department = ?`` it picks ix_requests_department and reads every
+        index: on a bare ``department = ?`` it picked a department's index and read every
         request the department ever had."""
         conditions = []
         if self.district:
