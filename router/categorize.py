@@ -1,9 +1,9 @@
 """Categorization of citizen text against the service catalogue's FR/EN keywords.
 
 Both the text and the keywords are folded (case, accents, hyphens, apostrophes), so
-"Nid-de-poule", "nid de poule" and "NIDS DE POULE" meet. Each keyword phrase of k words is
-compared with every k-word window of the text with rapidfuzz's ratio, which forgives typos
-("lampadère", "pothol"). The window must then match the phrase word by word: words under 5
+"Nid-de-poule", "nid de poule" and "NIDS DE POULE" meet. A keyword phrase of k words is
+found in a k-word window of the text whose rapidfuzz ratio with it is high enough to forgive
+typos ("lampadère", "pothol"), and which matches the phrase word by word: words under 5
 letters exactly (give or take a plural s/x: "bac"/"bacs", "feu"/"feux"), longer ones with the
 typo tolerance and one letter more or less at most (a lone word under 8 letters may only
 lose its last one). So "car in the street" is not "hole in the street", "the sidewalk" is
@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import numpy
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 
 from normalizer.text import fold
 
@@ -37,6 +36,8 @@ FILLER_WORDS = frozenset(
 # Below this, no category: the request goes to triage. Every match that passes the word checks
 # scores at least FUZZY_CUTOFF / 100, so one typo-tolerant word (lampadere) is enough.
 MIN_SCORE = FUZZY_CUTOFF / 100
+_NONE: frozenset[str] = frozenset()
+WORDS_KEPT = 20_000  # words of text whose possible phrase words are kept (PhraseIndex), per generation
 
 
 @dataclass(frozen=True)
@@ -77,45 +78,72 @@ class PhraseIndex:
                 if folded:
                     by_length[len(folded.split())][folded].add(owner)
         self.by_length = {k: {p: sorted(o) for p, o in v.items()} for k, v in by_length.items()}
-        self._choices = {k: list(v) for k, v in self.by_length.items()}
+        # Each phrase under its first word: (its length's rank, its rank among that length's
+        # phrases, its words, its weight), the order the matches are listed in.
+        self._by_first: dict[str, list[tuple[int, int, tuple[str, ...], float]]] = defaultdict(list)
+        words: set[str] = set()
+        for rank, length_phrases in enumerate(self.by_length.values()):
+            for column, phrase in enumerate(length_phrases):
+                self._by_first[phrase.split()[0]].append((rank, column, tuple(phrase.split()), _weight(phrase)))
+                words.update(phrase.split())
+        self._short = defaultdict(list)  # a phrase's short word, under its singular
+        self._long = defaultdict(list)  # a phrase's longer word, under its length
+        for word in words:
+            if len(word) < EXACT_ONLY_BELOW:
+                self._short[_singular(word)].append(word)
+            else:
+                self._long[len(word)].append(word)
+        # The phrases' words each word of text may stand for, in two generations: a word
+        # found in the older one moves to the newer, and once the newer holds WORDS_KEPT the
+        # older is let go.
+        self._recent: dict[str, frozenset[str]] = {}
+        self._older: dict[str, frozenset[str]] = {}
 
     def matches(self, text: str) -> list[Match]:
         """Every (owner, phrase) found in ``text`` with its weighted quality and first place.
 
-        For each phrase length, all the text's windows are scored against all the phrases in
-        one call (rapidfuzz cdist, in C); the few pairs that pass are scored again one by one
-        with the exact ratio and checked word by word, in the order of a window-by-window
-        search (windows in text order, best ratio first)."""
+        A phrase of k words is compared with a k-word window of the text only when each word
+        of the window may stand for the phrase's word there (``_words_for``: the conditions
+        ``_same_words`` puts on each word, which every match meets); the window must then
+        score FUZZY_CUTOFF with rapidfuzz's ratio and match the phrase word by word. Found in
+        the order of a search length by length, window by window in text order, best ratio
+        first."""
         words = fold(text).split()
-        found: dict[tuple[str, str], tuple[float, int, int]] = {}
-        for length, phrases in self.by_length.items():
-            choices = self._choices[length]
-            windows: dict[str, int] = {}
-            for i in range(len(words) - length + 1):
-                windows.setdefault(" ".join(words[i : i + length]), i)
-            if not windows:
-                continue
-            queries = list(windows)
-            # whole numbers and a cutoff a hair lower: a filter only, never drops a pair at the cutoff
-            scores = process.cdist(queries, choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF - 0.01,
-                                   dtype=numpy.uint8)
-            rows, columns = scores.nonzero()
-            hits_by_row: dict[int, list[int]] = defaultdict(list)
-            for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
-                hits_by_row[row].append(column)
-            for row in sorted(hits_by_row):
-                window, start = queries[row], windows[queries[row]]
-                hits = [(fuzz.ratio(window, choices[c]), c) for c in hits_by_row[row]]
-                for ratio, column in sorted(hits, key=lambda hit: (-hit[0], hit[1])):
-                    phrase = choices[column]
-                    if ratio < FUZZY_CUTOFF or not _same_words(phrase, window):
+        stands_for = [self._words_for(word) for word in words]
+        passed = []
+        for start, possible in enumerate(stands_for):
+            for first in possible:
+                for rank, column, phrase_words, weight in self._by_first.get(first, ()):
+                    length = len(phrase_words)
+                    if start + length > len(words) or not all(
+                            phrase_words[j] in stands_for[start + j] for j in range(1, length)):
                         continue
-                    quality = ratio / 100.0 * _weight(phrase)
-                    for owner in phrases[phrase]:
-                        key = (owner, phrase)
-                        if key not in found or quality > found[key][0]:
-                            found[key] = (quality, start, start + length)
+                    phrase, window = " ".join(phrase_words), " ".join(words[start:start + length])
+                    ratio = fuzz.ratio(window, phrase)
+                    if ratio >= FUZZY_CUTOFF and _same_words(phrase, window):
+                        passed.append((rank, start, -ratio, column, phrase, ratio / 100.0 * weight, length))
+        found: dict[tuple[str, str], tuple[float, int, int]] = {}
+        for _, start, _, _, phrase, quality, length in sorted(passed, key=lambda hit: hit[:4]):
+            for owner in self.by_length[length][phrase]:
+                key = (owner, phrase)
+                if key not in found or quality > found[key][0]:
+                    found[key] = (quality, start, start + length)
         return [Match(o, q, p, a, b) for (o, p), (q, a, b) in found.items()]
+
+    def _words_for(self, got: str) -> frozenset[str]:
+        """The phrases' words ``got`` may stand for: a short one with the same singular, a
+        longer one one letter longer or shorter at most and within its typo tolerance."""
+        known = self._recent.get(got)
+        if known is None:
+            known = self._older.get(got)
+            if known is None:
+                known = frozenset(self._short.get(_singular(got), ())).union(
+                    want for size in (len(got) - 1, len(got), len(got) + 1) for want in self._long.get(size, ())
+                    if fuzz.ratio(want, got, score_cutoff=_cutoff(want))) or _NONE
+            if len(self._recent) >= WORDS_KEPT:
+                self._recent, self._older = {}, self._recent
+            self._recent[got] = known
+        return known
 
 
 def _same_words(phrase: str, window: str) -> bool:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rapidfuzz import fuzz
 
 from adapters import registry
-from router import Facts, decide, load_rulebook
+from normalizer.text import fold
+from router import Facts, categorize, decide, load_rulebook
 from router.categorize import Categorizer, PhraseIndex
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,6 +201,61 @@ def test_one_pass_finds_what_the_categories_and_the_rules_find_apart():
         assert found == categorizer.categorize(text) == Categorizer(categories).categorize(text)
         assert hits == {match.category for match in PhraseIndex(rules).matches(text)}
     assert categorizer.read(texts[0])[1] == {"0"} and categorizer.read(texts[3])[1] == {"1"}
+
+
+def _every_window_with_every_phrase(index: PhraseIndex, text: str) -> list:
+    """What the index must find: each phrase length's windows, in text order, each compared
+    with every phrase of that length, best ratio first (no filter before the comparison)."""
+    words = fold(text).split()
+    found: dict = {}
+    for length, phrases in index.by_length.items():
+        choices = list(phrases)
+        windows: dict[str, int] = {}
+        for i in range(len(words) - length + 1):
+            windows.setdefault(" ".join(words[i:i + length]), i)
+        for window, start in windows.items():
+            hits = sorted(((fuzz.ratio(window, phrase), column) for column, phrase in enumerate(choices)),
+                          key=lambda hit: (-hit[0], hit[1]))
+            for ratio, column in hits:
+                phrase = choices[column]
+                if ratio < categorize.FUZZY_CUTOFF or not categorize._same_words(phrase, window):
+                    continue
+                quality = ratio / 100.0 * categorize._weight(phrase)
+                for owner in phrases[phrase]:
+                    if (owner, phrase) not in found or quality > found[(owner, phrase)][0]:
+                        found[(owner, phrase)] = (quality, start, start + length)
+    return [categorize.Match(o, q, p, a, b) for (o, p), (q, a, b) in found.items()]
+
+
+def _typo(phrase: str, rng: random.Random) -> str:
+    """The phrase with one letter dropped, doubled, swapped for another or moved."""
+    i = rng.randrange(len(phrase))
+    letter = rng.choice("abcdefghijklmnopqrstuvwxyzéè")
+    return rng.choice([phrase[:i] + phrase[i + 1:], phrase[:i] + phrase[i] + phrase[i:],
+                       phrase[:i] + letter + phrase[i + 1:], phrase[:i] + letter + phrase[i:],
+                       phrase[:i] + phrase[i + 1:i + 2] + phrase[i:i + 1] + phrase[i + 2:]])
+
+
+def test_the_index_finds_what_comparing_every_window_with_every_phrase_finds(book):
+    """Only the windows whose every word may stand for the phrase's word there are compared
+    with it; nothing that passes the comparison is missed, in the same order. Over the table's
+    messages, the sample of Boston's descriptions, and each catalogue phrase with a typo
+    inside a sentence, in both indexes the pipeline and the SMS webhook use."""
+    rng = random.Random(311)
+    boston = json.loads((ROOT / "tests" / "fixtures" / "bench" / "boston_sample.json").read_text(encoding="utf-8"))
+    texts = [row["text"] for row in sentences()] + [r.get("description") or "" for r in boston]
+    phrases = [p for length in book.categorizer.both.by_length.values() for p in length]
+    texts += [f"Bonjour, il y a {_typo(p, rng)} devant chez nous, {_typo(rng.choice(phrases), rng)} aussi"
+              for p in phrases]
+    fuzzy = 0
+    for i, text in enumerate(texts):
+        expected = _every_window_with_every_phrase(book.categorizer.both, text)
+        assert book.categorizer.both.matches(text) == expected, text
+        if i % 4 == 0:
+            categories = book.categorizer.index
+            assert categories.matches(text) == _every_window_with_every_phrase(categories, text), text
+        fuzzy += any(m.score < categorize._weight(m.phrase) for m in expected)
+    assert fuzzy > 100  # the typos were found by the tolerance, not only exact words
 
 
 def test_a_keyword_rule_applies_to_a_message_whose_category_was_given(book):
