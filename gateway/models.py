@@ -31,6 +31,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_SQLITE_DATETIME = "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+
+
+def _sqlite_utc(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # less its "+00:00"
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware datetimes on every backend (SQLite stores them naive)."""
 
@@ -41,6 +52,16 @@ class UTCDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime")
         return value.astimezone(UTC) if value is not None else None
+
+    def bind_processor(self, dialect):
+        """On SQLite, the text SQLAlchemy's DATETIME writes (``YYYY-MM-DD HH:MM:SS.ffffff``,
+        naive UTC) made in one call: its own fills a format from a dict of seven fields, and
+        a pipeline batch writes some 15 times per request. Any other storage format, or
+        backend, goes through SQLAlchemy as usual."""
+        if dialect.name == "sqlite" and getattr(self.impl_instance.dialect_impl(dialect), "_storage_format",
+                                                None) == _SQLITE_DATETIME:
+            return _sqlite_utc
+        return super().bind_processor(dialect)
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
