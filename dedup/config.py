@@ -9,7 +9,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from router.yamlfile import ConfigError, Problem, load
 
@@ -71,16 +71,38 @@ class DedupRules(_Model):
     def window(self, category: str | None) -> timedelta:
         return timedelta(days=self.reach(category).window_days)
 
-    def comparable(self, category: str | None) -> list[str | None]:
+    # What depends on a category alone, worked out once per category (the settings never
+    # change: a new file makes new DedupRules): each request asks several times.
+    _once: dict = PrivateAttr(default_factory=dict)
+
+    def model_copy(self, *, update=None, deep: bool = False):
+        copied = super().model_copy(update=update, deep=deep)
+        copied._once = {}  # worked out again from the copy's own settings
+        return copied
+
+    def once(self, what: str, category: str | None, work):
+        key = (what, category)
+        found = self._once.get(key)
+        if found is None:
+            found = self._once[key] = work()
+        return found
+
+    def comparable(self, category: str | None) -> tuple[str | None, ...]:
         """The category itself, its related ones, and None: an uncategorized request (in
         triage) may be any problem, so it is compared with every category listed here."""
+        return self.once("comparable", category, lambda: self._comparable(category))
+
+    def comparable_set(self, category: str | None) -> frozenset[str | None]:
+        return self.once("comparable_set", category, lambda: frozenset(self.comparable(category)))
+
+    def _comparable(self, category: str | None) -> tuple[str | None, ...]:
         found = {category, None}
         if category is None:
             found.update(self.categories)
         for group in self.related:
             if category in group:
                 found.update(group)
-        return sorted(found, key=lambda c: (c is None, c or ""))
+        return tuple(sorted(found, key=lambda c: (c is None, c or "")))
 
     def widest_radius(self, categories) -> float:
         return max(self.reach(c).radius_m for c in categories)

@@ -146,7 +146,7 @@ def search_early(connection, report: Report, rules: DedupRules, since: Since, op
     found = mirror.search(report, rules) if mirror is not None else False
     early = Early(report, rules, search(connection, report, rules) if found is False else found, since)
     if early.found is not None:
-        scorer = Scorer(report, rules, set(rules.comparable(report.category)))
+        scorer = Scorer(report, rules, rules.comparable_set(report.category))
         for i, row in early.found.rows.items():
             if row.status not in open_statuses:  # never a candidate while it stays so (a change is read again)
                 continue

@@ -134,7 +134,8 @@ def plan(report: Report, rules: DedupRules) -> tuple[Search, dict, tuple] | None
     addressed = parse_address(report.address) is not None  # has street keys
     if not located and not addressed:
         return None
-    groups = _groups(report.category, rules.comparable(report.category), rules)
+    groups = rules.once("groups", report.category,
+                        lambda: _groups(report.category, rules.comparable(report.category), rules))
     values = {"limit": rules.max_candidates}
     conditions = []
     for i, ((reach_m, days), named) in enumerate(groups):

@@ -107,7 +107,7 @@ class Scorer:
 
     def __init__(self, new: Report, rules: DedupRules, comparable=None):
         self.new, self.rules = new, rules
-        self.comparable = comparable if comparable is not None else rules.comparable(new.category)
+        self.comparable = comparable if comparable is not None else rules.comparable_set(new.category)
         self.reach = rules.reach(new.category).radius_m
         self.window = rules.window(new.category)
         self.point = location_problem(new, rules) is None
@@ -177,7 +177,7 @@ def decide(new: Report, candidates: list[Report], rules: DedupRules, known: dict
             return CrossDecision("new", reasons=tuple(reasons + ["no usable location: not compared"]))
     if not new.words:
         reasons.append("no text: never linked without an agent")
-    scorer = Scorer(new, rules, set(rules.comparable(new.category)))
+    scorer = Scorer(new, rules, rules.comparable_set(new.category))
     known = known or {}
     scores = [s for s in (known[old.id] if old.id in known else scorer(old)
                           for old in candidates if old.id != new.id) if s]

@@ -249,3 +249,14 @@ def test_the_cells_searched_hold_every_point_of_the_radius_box_and_no_more(radiu
         assert radius >= 75 or len(cells) <= 4
         padded = cells_in_box(south, north, west, east, size=len(cells_around(lat, lon, radius)))
         assert set(padded) == set(cells) and len(padded) == len(cells_around(lat, lon, radius))
+
+
+def test_what_a_category_compares_with_follows_the_settings_of_a_copy():
+    """Worked out once per category, and again for settings copied with a change: a city
+    that relates two categories sees them compared from its next request."""
+    assert RULES.comparable("pothole") == RULES.comparable("pothole")
+    assert "snow_removal" not in RULES.comparable("pothole")
+    related = RULES.model_copy(update={"related": [*RULES.related, ["pothole", "snow_removal"]]})
+    assert "snow_removal" in related.comparable("pothole")
+    assert "snow_removal" in related.comparable_set("pothole")
+    assert "snow_removal" not in RULES.comparable_set("pothole")
