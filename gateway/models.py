@@ -56,7 +56,7 @@ class UTCDateTime(TypeDecorator):
     def bind_processor(self, dialect):
         """On SQLite, the text SQLAlchemy's DATETIME writes (``YYYY-MM-DD HH:MM:SS.ffffff``,
         naive UTC) made in one call: its own fills a format from a dict of seven fields, and
-        a pipeline batch writes some 15 times per request. Any other storage format, or
+        a pipeline batch writes some 20 times per request. Any other storage format, or
         backend, goes through SQLAlchemy as usual."""
         if dialect.name == "sqlite" and getattr(self.impl_instance.dialect_impl(dialect), "_storage_format",
                                                 None) == _SQLITE_DATETIME:
