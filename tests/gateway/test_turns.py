@@ -16,23 +16,14 @@ import pytest
 from sqlalchemy import event, func, select
 
 from gateway import batch, pipeline, turns
-from gateway.intake import insert_inbound, store_inbound, submit, write
+from gateway.intake import insert_inbound, submit, write
 from gateway.models import InboundMessage, Request
 from gateway.turns import Turns
+from tests.support.backlog import store_web_forms as _store
 
 pytestmark = pytest.mark.sqlite_only  # SQLite's single write lock (PostgreSQL takes no turns)
 
 WAIT = 20  # seconds: a bound for threads, never reached when the test passes
-
-
-def _store(runtime, count: int, prefix: str) -> list[int]:
-    ids = []
-    for i in range(count):
-        document = {"channel": "web", "description": f"Nid de poule profond devant le {10 + 2 * i} chemin des Outardes",
-                    "citizen": {"email": f"{prefix}{i}@example.org"}}
-        ids.append(store_inbound(runtime, "web_form", f"{prefix}:{i}", json.dumps(document).encode(),
-                                 "application/json")[0])
-    return ids
 
 
 def _batch_begins(runtime) -> list[float]:
@@ -274,70 +265,6 @@ def test_batches_are_short_while_messages_arrive_and_long_again_after(make_app, 
     monkeypatch.setattr(turns, "ARRIVING_SECONDS", 0)  # …and once none has waited for that long
     batch.process_batch(runtime, backlog[6:7], 4)  # a whole batch again
     assert processed() == 10
-
-
-def _checkpoints(runtime) -> list[str]:
-    seen: list[str] = []
-
-    @event.listens_for(runtime.db.engine, "before_cursor_execute")
-    def look(connection, cursor, statement, parameters, context, executemany):
-        if "wal_checkpoint" in statement:
-            seen.append(statement)
-
-    return seen
-
-
-def test_the_write_ahead_log_is_copied_outside_the_writers_turn_and_stays_short(make_app, monkeypatch):
-    monkeypatch.setattr(turns, "CHECKPOINT_FRAMES", 64)
-    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
-    log_file = runtime.db.turns.log_path
-    with runtime.db.engine.connect() as connection:  # no connection copies it in its commit, holding the turn
-        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-        page = connection.exec_driver_sql("PRAGMA page_size").scalar()
-    copies = _checkpoints(runtime)
-    longest = 0
-    for round_ in range(8):
-        ids = _store(runtime, 15, f"round{round_}")
-        batch.process_batch(runtime, ids, len(ids))  # copies the log once it is long, after its turn
-        longest = max(longest, os.stat(log_file).st_size)
-    assert copies, "the log was never copied"
-    assert longest < 4 * 64 * (page + 24)  # without the copies it only grows (a page and its frame's header)
-
-
-def test_a_batch_after_a_copy_does_not_copy_the_log_again_until_it_is_long_again(make_app, monkeypatch):
-    """SQLite writes the log again from its start once it is copied, but never shortens the
-    file: a log file that had once been long said nothing, and every batch after it copied."""
-    monkeypatch.setattr(turns, "CHECKPOINT_FRAMES", 64)
-    runtime = make_app(GATEWAY_INLINE_JOBS=False).extensions["runtime"]
-    copies = _checkpoints(runtime)
-    round_ = 0
-    while not copies and round_ < 20:
-        ids = _store(runtime, 15, f"round{round_}")
-        batch.process_batch(runtime, ids, len(ids))
-        round_ += 1
-    assert len(copies) == 1
-    assert os.stat(runtime.db.turns.log_path).st_size >= 64 * 4096  # the file stays as long as it was
-    assert turns._frames_not_copied(runtime.db.turns.index_path) == 0
-
-    small = _store(runtime, 1, "small")  # a few pages of log
-    batch.process_batch(runtime, small, 1)
-    assert 0 < turns._frames_not_copied(runtime.db.turns.index_path) < 64
-    assert len(copies) == 1
-
-    round_ = 0
-    while len(copies) == 1 and round_ < 20:  # …and once 64 pages wait, it is copied again
-        ids = _store(runtime, 15, f"again{round_}")
-        batch.process_batch(runtime, ids, len(ids))
-        round_ += 1
-    assert len(copies) == 2
-    assert turns._frames_not_copied(runtime.db.turns.index_path) == 0
-
-
-def test_no_log_index_no_copy(tmp_path):
-    """A database with no log yet (or an index written by another SQLite) is not copied."""
-    assert turns._frames_not_copied(str(tmp_path / "absent-shm")) is None
-    (tmp_path / "odd-shm").write_bytes(b"\x00" * 200)
-    assert turns._frames_not_copied(str(tmp_path / "odd-shm")) is None
 
 
 def test_a_process_opens_the_turns_files_once_for_all_its_intake_writes(tmp_path, monkeypatch):
