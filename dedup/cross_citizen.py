@@ -18,8 +18,7 @@ from .scoring import CrossDecision, Report, decide
 
 def cross_citizen(session: Session, rules: DedupRules, report: Report, early=None) -> CrossDecision:
     """``early``: the search made before the write lock (dedup/early.py), caught up here."""
-    caught_up = early.candidates(session, report, rules, OPEN_STATUSES) if early is not None else None
-    if caught_up is None:
+    decided = early.decision(session, report, rules, OPEN_STATUSES) if early is not None else None
+    if decided is None:
         return decide(report, candidates(session, report, rules, OPEN_STATUSES), rules)
-    found, known = caught_up
-    return decide(report, found, rules, known)
+    return decided

@@ -36,7 +36,7 @@ from gateway.direct import InTransaction
 from .config import DedupRules
 from .index import Search, kept, report_of_row, search, searched_columns
 from .mirror import Mirror
-from .scoring import Report, Scorer
+from .scoring import CrossDecision, Report, Scorer, decide
 
 log = logging.getLogger(__name__)
 TRIGGERS = ("requests_logged_insert", "requests_logged_update", "requests_logged_delete")
@@ -108,28 +108,32 @@ class Early:
     since: Since = field(repr=False)
     built: dict = field(default_factory=dict, repr=False)  # request id → its row as a Report
     scores: dict = field(default_factory=dict, repr=False)  # request id → its Score (None: not comparable)
+    decided: CrossDecision | None = field(default=None, repr=False)  # made on the rows as they were read
 
-    def candidates(self, session, report: Report, rules: DedupRules,
-                   open_statuses) -> tuple[list[Report], dict] | None:
-        """The candidates the search would find now, inside the lock, and the scores already
-        worked out for those as they were read; None when they cannot be told from this
-        search (another report, other rules, a search cut by its LIMIT, a log pruned past
-        it): search again."""
-        if report != self.report or rules is not self.rules:
+    def decision(self, session, report: Report, rules: DedupRules, open_statuses) -> CrossDecision | None:
+        """The decision the search leads to now, inside the lock, as if made there; None when
+        it cannot be told from this search (another report, other rules, a search cut by its
+        LIMIT, a log pruned past it): search again.
+
+        When no request changed since is one it found, or one it would find now, the rows are
+        those it read, and the decision is the one made on them before the lock. Otherwise
+        the changed rows replace those read, and the scores worked out before the lock serve
+        for the rows that did not change."""
+        if report != self.report or rules is not self.rules or (self.found is not None and self.found.full):
             return None
         if self.found is None:
-            return [], {}
-        if self.found.full:
-            return None
+            return self.decided
         session.flush()  # the session's pending changes reach the log first
         if not self.since.read(InTransaction(session)):
             return None
-        changed = self.since.rows
-        rows = {i: row for i, row in self.found.rows.items() if i not in changed}
-        rows.update((i, row) for i, row in changed.items() if row is not None and self.found.matches(row))
+        changed, found = self.since.rows, self.found
+        if not any(i in found.rows or (row is not None and found.matches(row)) for i, row in changed.items()):
+            return self.decided
+        rows = {i: row for i, row in found.rows.items() if i not in changed}
+        rows.update((i, row) for i, row in changed.items() if row is not None and found.matches(row))
         unchanged = {i: built for i, built in self.built.items() if i not in changed}
-        return kept(rows.values(), rules, open_statuses, unchanged), \
-            {i: score for i, score in self.scores.items() if i not in changed}
+        return decide(report, kept(rows.values(), rules, open_statuses, unchanged), rules,
+                      {i: score for i, score in self.scores.items() if i not in changed})
 
 
 def before_lock(connection, mirror: Mirror | None = None, rules: DedupRules | None = None) -> Since:
@@ -145,13 +149,17 @@ def search_early(connection, report: Report, rules: DedupRules, since: Since, op
     """``mirror``: searched in memory (dedup/mirror.py), by the statement when it cannot be."""
     found = mirror.search(report, rules) if mirror is not None else False
     early = Early(report, rules, search(connection, report, rules) if found is False else found, since)
-    if early.found is not None:
+    if early.found is None:
+        early.decided = decide(report, [], rules)
+    elif not early.found.full:  # what a full search found is not used
         scorer = Scorer(report, rules, rules.comparable_set(report.category))
         for i, row in early.found.rows.items():
             if row.status not in open_statuses:  # never a candidate while it stays so (a change is read again)
                 continue
             early.built[i] = built = mirror.report(row) if mirror is not None else report_of_row(row)
             early.scores[i] = scorer(built)
+        early.decided = decide(report, kept(early.found.rows.values(), rules, open_statuses, early.built), rules,
+                               early.scores)
     return early
 
 

@@ -5,11 +5,10 @@ cannot be caught up it is loaded again rather than wrong."""
 from __future__ import annotations
 
 import random
-import shutil
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from dedup import Report, stored_keys
@@ -22,14 +21,6 @@ from .test_candidates import RULES, TEXT, WELLINGTON, scatter
 
 REPORTS = [(category, address) for category in ["pothole", "snow_removal", "parking", None]
            for address in ["145 rue Wellington", None]]
-
-
-@pytest.fixture
-def engine(tmp_path, migrated_sqlite):
-    shutil.copy(migrated_sqlite, tmp_path / "gateway.db")
-    engine = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
-    yield engine
-    engine.dispose()
 
 
 def loaded(engine, seed: int, count: int) -> tuple[random.Random, Mirror]:
