@@ -37,6 +37,19 @@ def test_sqlite_text_is_the_one_sqlalchemys_datetime_writes():
     assert fast(TIMES[1]) == "2026-11-24 13:05:33.000000"
 
 
+def test_a_time_written_again_or_one_python_finds_equal_gets_its_own_text():
+    """The last times' text is kept: a time written again is the same text, and the hour that
+    repeats in autumn (equal to Python in one zone, an hour apart) is not taken for the other."""
+    dialect = sqlite.dialect()
+    column_type = UTCDateTime().dialect_impl(dialect)
+    fast = column_type.bind_processor(dialect)
+    first, second = (datetime(2026, 11, 1, 1, 30, fold=fold, tzinfo=MONTREAL) for fold in (0, 1))
+    in_utc = [value.astimezone(UTC) for value in (first, second)]
+    for value in [*in_utc, first, second, *in_utc, second, first, *TIMES, *reversed(TIMES)]:
+        assert fast(value) == TypeDecorator.bind_processor(column_type, dialect)(value), value
+    assert [fast(v) for v in (first, second)] == ["2026-11-01 05:30:00.000000", "2026-11-01 06:30:00.000000"]
+
+
 def test_a_naive_time_is_refused_on_every_path():
     naive = datetime(2026, 11, 24, 13, 5)
     column_type = UTCDateTime().dialect_impl(sqlite.dialect())
