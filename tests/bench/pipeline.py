@@ -211,7 +211,7 @@ def _check(results, label: str, engine) -> None:
 
 
 def cpu_in_process(count: int, profile: bool = False, postgres: bool = False, year: int | None = None,
-                   warm: int = 0, statements: bool = False) -> None:
+                   warm: int = 0, statements: bool = False, variants: str | None = None) -> None:
     """`python -m tests.bench.pipeline --cpu N`: N replayed messages stored in a fresh SQLite
     database (``--postgres``: a fresh durable PostgreSQL), then ``process_batch`` over them in
     batches of GATEWAY_PIPELINE_BATCH, in this process: its CPU per request (this process's
@@ -222,21 +222,29 @@ def cpu_in_process(count: int, profile: bool = False, postgres: bool = False, ye
     are processed before the measure (the open requests dedup then compares with, as in the
     full benchmark after its first seconds). With ``--postgres``, the server's CPU per request
     (every PostgreSQL process of this machine, from /proc) is printed too; ``--statements``
-    adds pg_stat_statements' ten costliest statements of the measured part."""
+    adds pg_stat_statements' ten costliest statements of the measured part.
+
+    ``--variants MODULE``: two variants of the code compared in this one process, so that the
+    machine's changing speed falls on both alike. MODULE (importable, e.g. from a scratch
+    folder on PYTHONPATH) defines ``toggle(variant)``, which puts variant "A" or "B" in place
+    (by replacing functions); it is imported before the gateway starts. The batches alternate
+    A B B A A B …, and each variant's CPU per request and CPU under the write lock are printed."""
     from tests.support.servers import PostgresServer
 
     extension = {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track_planning": "on"}
     server = PostgresServer(durable=True, settings=extension if statements else None).start() if postgres else None
     try:
         url = server.url if server else f"sqlite:///{fresh_dir('pipeline-cpu') / 'gateway.db'}"
-        _cpu_in_process(url, count, profile, year, warm, statements)
+        _cpu_in_process(url, count, profile, year, warm, statements, variants)
     finally:
         if server is not None:
             server.stop()
 
 
-def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm: int, top: bool) -> None:
+def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm: int, top: bool,
+                    variants: str | None) -> None:
     import cProfile
+    import importlib
     import pstats
 
     from sqlalchemy import event
@@ -248,6 +256,7 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
 
     from .replay import insert_inbound
 
+    toggle = importlib.import_module(variants).toggle if variants else None
     upgrade(url)
     engine = create_engine(url)
     if top:
@@ -285,8 +294,14 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    for start in range(1, len(ids), size):
+    by_variant: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}  # (CPU, CPU under the lock) per batch
+    for n, start in enumerate(range(1, len(ids), size)):
+        variant = "ABBA"[n % 4]
+        if toggle:
+            toggle(variant)
+        before, spent = len(locked_cpu), time.process_time()
         batch.process_batch(runtime, ids[start:start + size], size)
+        by_variant[variant].append((time.process_time() - spent, sum(locked_cpu[before:])))
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -297,6 +312,10 @@ def _cpu_in_process(url: str, count: int, profile: bool, year: int | None, warm:
           f"(wall {wall / count * 1000:.2f} ms); "
           f"{lock}{statements[0] / count:.1f} SQL statements per request"
           + (f"; PostgreSQL's CPU {server / count * 1000:.2f} ms per request" if server is not None else ""))
+    for variant, spent in by_variant.items() if toggle else ():
+        print(f"  variant {variant}: {len(spent)} batches, CPU {sum(c for c, _ in spent) / len(spent) / size * 1000:.3f} "
+              f"ms per request; CPU under the write lock per batch: mean {sum(h for _, h in spent) / len(spent) * 1000:.2f}"
+              f" ms, median {median([h for _, h in spent]) * 1000:.2f} ms")
     if top:
         _print_statements(engine, count)
     engine.dispose()
@@ -347,6 +366,7 @@ if __name__ == "__main__":
     parser.add_argument("--year", type=int, help="the messages are the first of a year of this many (default: N)")
     parser.add_argument("--warm", type=int, default=0, help="messages processed before the measure")
     parser.add_argument("--statements", action="store_true", help="with --postgres: pg_stat_statements' top 10")
+    parser.add_argument("--variants", metavar="MODULE", help="two variants compared batch by batch: MODULE.toggle")
     arguments = parser.parse_args()
     cpu_in_process(arguments.cpu, arguments.profile, arguments.postgres, arguments.year, arguments.warm,
-                   arguments.statements)
+                   arguments.statements, arguments.variants)
