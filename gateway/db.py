@@ -53,6 +53,13 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # A statement journal in memory, not in a temporary file. A statement on a table with
+    # triggers (requests: the log dedup catches up from) keeps the pages it changes, to undo
+    # it alone if it fails; SQLite writes that journal to a file once it passes 64 KiB, and a
+    # request's INSERT touches a page of each of its indexes: every INSERT wrote and read a
+    # file, 60 µs of its 100 (docs/benchmarks.md §2, round 14). Sorts and groupings too big for
+    # the page cache stay in memory as well; nothing here needs them on disk to survive.
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
