@@ -33,6 +33,7 @@ def make_engine(url: str, pre_ping: bool = True, autocommit: bool = False) -> En
         _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkin", _temporary_storage_back)
         if Turns.for_url(url).log_path is not None:  # its log is copied outside the commits: gateway/turns.py
             event.listen(engine, "connect", _no_checkpoint_in_commits)
         return engine
@@ -53,14 +54,17 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
-    # A statement journal in memory, not in a temporary file. A statement on a table with
-    # triggers (requests: the log dedup catches up from) keeps the pages it changes, to undo
-    # it alone if it fails; SQLite writes that journal to a file once it passes 64 KiB, and a
-    # request's INSERT touches a page of each of its indexes: every INSERT wrote and read a
-    # file, 60 µs of its 100 (docs/benchmarks.md §2, round 14). Sorts and groupings too big for
-    # the page cache stay in memory as well; nothing here needs them on disk to survive.
-    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
+
+
+def _temporary_storage_back(connection, record) -> None:
+    """A connection whose transaction kept its temporary storage in memory (``write_first``)
+    goes back to the pool with SQLite's default."""
+    if record is not None and record.info.pop(_IN_MEMORY, False):
+        connection.execute("PRAGMA temp_store=DEFAULT")
+
+
+_IN_MEMORY = "temp_store_memory"
 
 
 def _no_checkpoint_in_commits(connection, _record) -> None:
@@ -195,9 +199,19 @@ class Database:
 def write_first(session: Session) -> None:
     """SQLite: the session's transaction takes the write lock at once (BEGIN IMMEDIATE), so that
     nothing it reads can be made stale by another writer before its first write (a deferred
-    transaction would then fail at that write). PostgreSQL: nothing (rows are locked as read)."""
+    transaction would then fail at that write). PostgreSQL: nothing (rows are locked as read).
+
+    On SQLite the transaction's temporary storage is in memory, until its connection is back
+    in the pool. A statement on a table with triggers (requests: the log dedup catches up
+    from) keeps a journal of the pages it changes, to undo it alone; past 64 KiB SQLite writes
+    that journal to a temporary file, and a request's INSERT changes a page of each of its 16
+    indexes: each wrote and read a file, 60 µs of its 100 (docs/benchmarks.md §2, round 14).
+    Only here: a dashboard's large groupings would then stay in memory too (the year view's
+    first build of its roll-up took 110 MB more)."""
     connection = session.connection()
     if connection.dialect.name == "sqlite":
+        connection.info[_IN_MEMORY] = True
+        connection.exec_driver_sql("PRAGMA temp_store=MEMORY")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
