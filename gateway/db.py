@@ -59,8 +59,9 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 def _temporary_storage_back(connection, record) -> None:
     """A connection whose transaction kept its temporary storage in memory (``write_first``)
-    goes back to the pool with SQLite's default."""
-    if record is not None and record.info.pop(_IN_MEMORY, False):
+    goes back to the pool with SQLite's default. (An invalidated one comes back as None, and
+    is not handed out again.)"""
+    if connection is not None and record is not None and record.info.pop(_IN_MEMORY, False):
         connection.execute("PRAGMA temp_store=DEFAULT")
 
 
