@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.types import TypeDecorator
 
-from gateway.models import UTCDateTime
+from gateway.utc import UTCDateTime
 
 MONTREAL = ZoneInfo("America/Montreal")
 TIMES = [
