@@ -21,11 +21,8 @@ class NulCharacter(BadRequest):
     description = WHY
 
 
-def init_app(app) -> None:
-    app.before_request(refuse_nul)  # first of the app's hooks: before anything reads the input
-
-
 def refuse_nul() -> None:
+    """Called first for every request (gateway/app.py ``_checks``)."""
     if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in request.query_string:
         raise NulCharacter()
     if any("\x00" in value for key, value in request.environ.items()  # the headers, without their dict's cost

@@ -41,9 +41,9 @@ def runtime():
     return current_app.extensions["runtime"]
 
 
-@bp.before_app_request
-def remember_language():
-    """A signed-in user's choice of language is kept with their account."""
+def remember_language() -> None:
+    """A signed-in user's choice of language is kept with their account (for every page but the
+    webhooks: gateway/app.py ``_checks``)."""
     user_id = session.get("user_id")
     if user_id is None:  # visitors and provider webhooks: their query string is not parsed for this
         return
