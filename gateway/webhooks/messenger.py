@@ -8,6 +8,7 @@ adapters/channels/messenger/ for the provider's rules.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 
 from flask import current_app, jsonify, request
@@ -23,6 +24,9 @@ from adapters.errors import (
 from . import accept_all, bp, refuse
 
 log = logging.getLogger(__name__)
+# The answers to one event, stored or already stored (the usual POST), written once, as Telegram's.
+_ONE_EVENT = {stored: json.dumps({"stored": stored, "duplicates": 1 - stored, "ignored": {}, "rejected": []}).encode()
+              for stored in (0, 1)}
 
 
 @bp.get("/messenger")
@@ -58,6 +62,8 @@ def messenger_events():
     plain = stored == len(batch.items) and not batch.ignored and not batch.rejected
     log.log(logging.DEBUG if plain else logging.INFO, "messenger webhook: %s stored, %s already stored, ignored %s, "
             "%s rejected", stored, len(batch.items) - stored, batch.ignored or "nothing", len(batch.rejected))
+    if len(batch.items) == 1 and not batch.ignored and not batch.rejected:
+        return current_app.response_class(_ONE_EVENT[stored], status=200, mimetype="application/json")
     return jsonify(stored=stored, duplicates=len(batch.items) - stored, ignored=batch.ignored,
                    rejected=batch.rejected), 200
 

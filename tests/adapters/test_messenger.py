@@ -224,6 +224,17 @@ def test_batch_is_stored_once_per_message_and_a_redelivery_doubles_nothing(clien
     wait_until(lambda: count(runtime, Request) == 2)
 
 
+def test_an_event_sent_alone_is_stored_byte_for_byte_as_meta_sent_it(client, runtime):
+    body = raw("message__text")
+
+    first, again = post(client, body), post(client, body)
+
+    assert (first.status_code, first.get_json()) == (200, {"stored": 1, "duplicates": 0, "ignored": {}, "rejected": []})
+    assert (again.status_code, again.get_json()) == (200, {"stored": 0, "duplicates": 1, "ignored": {}, "rejected": []})
+    with runtime.db.session() as session:
+        assert session.scalars(select(InboundMessage.body)).all() == [body]
+
+
 def test_a_message_repeated_inside_one_batch_is_stored_once(client, runtime):
     batch = doc("message__pothole_fr")
     batch["entry"].append(json.loads(json.dumps(batch["entry"][0])))  # Meta sent the same event twice

@@ -70,6 +70,10 @@ def split_batch(body: bytes) -> Batch:
             continue
         for j, event in enumerate(events):
             _split_event(batch, entry, event, f"entry.{i}.messaging.{j}")
+    if len(entries) == len(batch.items) == 1 and len(entries[0]["messaging"]) == 1:
+        # One event sent alone, the usual POST: it is already a one-event envelope, stored as
+        # Meta sent it rather than written again.
+        batch.items[0] = BatchItem(batch.items[0].provider_id, body)
     return batch
 
 
