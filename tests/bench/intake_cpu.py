@@ -5,6 +5,7 @@ database part alone on PostgreSQL (``database_part``). The steady figures on a s
     python -m tests.bench.intake --cpu 2000 [--db postgres] [--channel telegram] [--gap 5] [--profile out.prof]
     python -m tests.bench.intake --served 3 [--rate 200] [--base var/base]
     python -m tests.bench.intake --database-part 20
+    python -m tests.bench.intake --cpu 400 --channel telegram --variants MODULE [MODULE …] [--rounds 12]
 
 (``python -m tests.bench.intake_cpu`` takes the same options.)
 """
@@ -242,8 +243,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--base", type=Path, help="with --served: another checkout to serve alternately")
     parser.add_argument("--database-part", type=int, metavar="ROUNDS", help=database_part.__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", metavar="MODULE",
+                        help="with --cpu N: variants compared run by run in one process (intake_variants.py)")
+    parser.add_argument("--rounds", type=int, default=12, help="with --variants")
     options = parser.parse_args()
-    if options.database_part:
+    if options.variants:
+        from .intake_variants import compare
+
+        print(json.dumps(compare(options.channel, options.cpu, options.rounds, options.variants)))
+    elif options.database_part:
         print(json.dumps(database_part(options.database_part)))
     elif options.served:
         print(json.dumps(served_fixed_rate(options.rate, rounds=options.served, base=options.base)))
