@@ -172,10 +172,9 @@ def gateway_env(database_url: str, redis_url: str, port: int, data: Path) -> dic
 def start_gateway(database_url: str, redis_url: str, port: int, folder: Path, workers: int = 2,
                   code: Path | None = None, extra: dict | None = None) -> Served:
     """``code``: another checkout of the gateway to serve instead (a base to compare with);
-    ``extra``: more settings."""
-    env = {**gateway_env(database_url, redis_url, port, folder), **(extra or {})}
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
+    ``extra``: more settings. The code served is always named on PYTHONPATH: the venv's own
+    editable install may point at another checkout (one ``make install`` ran from)."""
+    env = {**gateway_env(database_url, redis_url, port, folder), **(extra or {}), "PYTHONPATH": str(code or ROOT)}
     return Served([str(BIN / "gateway"), "serve", "--port", str(port), "--workers", str(workers)],
                   env, port, folder / f"gateway-{port}.log")
 

@@ -51,9 +51,8 @@ def run_busy(rate: float = 200, seconds: int = 15, rounds: int = 2, workers: tup
             redis_url = f"{redis.url.rsplit('/', 1)[0]}/{index}"  # each its own queue
             served = start_gateway(url, redis_url, free_port(), folder / label, code=code.resolve() if code else None,
                                    extra={"GATEWAY_API_TOKEN": API_TOKEN})
-            env = {**os.environ, **gateway_env(url, redis_url, served.port, folder / label), "GATEWAY_LOG_LEVEL": "WARNING"}
-            if code is not None:
-                env["PYTHONPATH"] = str(code.resolve())
+            env = {**os.environ, **gateway_env(url, redis_url, served.port, folder / label), "GATEWAY_LOG_LEVEL": "WARNING",
+                   "PYTHONPATH": str(code.resolve() if code else ROOT)}  # this checkout's code (start_gateway)
             targets.append((label, served, url, env))
         for round_ in range(rounds):
             for count in workers:
