@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -20,6 +21,10 @@ from .support.servers import LiveServer, PostgresServer, RedisServer, SmtpServer
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 API_TOKEN = "test-api-token-0123456789"
+# Every process the tests start (`gateway serve`, `gateway worker`, the poller…) runs this
+# checkout's code: the venv's editable install may point at another checkout, one that ran
+# ``make install`` with this venv.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 # A database or Redis that went away is what the fault tests do; any other exception a
