@@ -13,7 +13,8 @@ matches).
 Quirks:
 - One POST batches several ``entry`` items, each with several ``messaging`` events: the
   webhook splits them and stores one inbound message per event, keyed by the message id
-  ``mid`` (postbacks without a mid get ``postback:<psid>:<timestamp>``).
+  ``mid`` (postbacks without a mid get ``postback:<psid>:<timestamp>``). An event sent
+  alone, the usual POST, is stored as Meta sent it.
 - Deliveries, reads, echoes of the page's own messages, opt-ins and referrals are never
   requests: :func:`split_batch` drops them (counted).
 - Location attachments were removed from the platform in 2019; old payloads still parse.
