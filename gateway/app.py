@@ -62,10 +62,10 @@ def create_app(overrides=None) -> Flask:
 
 
 def _checks() -> None:
-    """Every request's checks, in one hook (each hook Flask runs is ~1 % of a webhook's CPU):
-    no NUL anywhere (guard.py); then, but for the provider webhooks (signed, cookie-less
-    machines), a form's CSRF token (exempt: the API, Open311) and a signed-in user's choice
-    of language."""
+    """Every request's checks, in one hook: no NUL anywhere (guard.py); then, but for the
+    provider webhooks (signed, cookie-less machines, which skip the two checks that never
+    apply to them), a form's CSRF token (exempt: the API, Open311) and a signed-in user's
+    choice of language."""
     guard.refuse_nul()
     if request.path.startswith("/webhooks/"):
         return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import statistics
 import sys
 import time
@@ -58,14 +59,14 @@ def compare(channel: str, count: int, rounds: int, names: list[str]) -> dict:
         upgrade(url)
         env = gateway_env(url, redis.url, 8311, folder / "data")
         app = create_app({k: v for k, v in env.items() if k != "WEB_CONCURRENCY"})
-        variants = [None] + [importlib.import_module(name) for name in names]
+        variants = [("as is", None)] + [(name, importlib.import_module(name)) for name in names]
         kind = CHANNELS[channel]
         lines = iter(kind.signed("http://127.0.0.1:8311", 200 + count * rounds * len(variants), "variants"))
         bare_target = f"sqlite-full:{folder / 'bare.db'}"
         bare_app.create_schema(bare_target)
         bare = bare_app.create_bare_app(bare_target)
         statuses: list[str] = []
-        hits = iter(range(10**9))
+        hits = itertools.count()
 
         def gateway_run(n: int) -> float:
             start = time.process_time()
@@ -84,12 +85,11 @@ def compare(channel: str, count: int, rounds: int, names: list[str]) -> dict:
         bare_run(200)
         cpu: dict[str, list[float]] = {name: [] for name in ["as is", *names, "bare"]}
         for round_ in range(rounds):
-            order = list(enumerate(variants)) if round_ % 2 == 0 else list(reversed(list(enumerate(variants))))
-            for i, variant in order:
+            for label, variant in variants if round_ % 2 == 0 else variants[::-1]:
                 if variant is not None:
                     variant.apply(app)
                 try:
-                    cpu[(["as is", *names])[i]].append(gateway_run(count))
+                    cpu[label].append(gateway_run(count))
                 finally:
                     if variant is not None:
                         variant.undo(app)
