@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .direct import DirectConnection, DirectConnections
+from .grouped import IntakeGroup
 from .settings import ROOT
 from .turns import HOLD_WHILE_ARRIVING, Turns
 
@@ -93,6 +94,8 @@ class Database:
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.turns = Turns.for_url(self.url)  # SQLite: webhooks' writes before the pipeline's next batch
+        if self.turns.active:
+            self.turns.group = IntakeGroup(self.turns)
         event.listen(self.engine, "engine_disposed", self._dispose_intake)
         app.extensions["database"] = self
 

@@ -69,17 +69,23 @@ def insert_inbound(connection, channel: str, provider_id: str, body: bytes, cont
     answering. ``code``: the tracking code reserved for the request to come, if any;
     ``sender``: who sent it, where the webhook needs to find the sender's waiting messages.
     Inside ``write``, on SQLite, it first waits for its turn (gateway/turns.py): the batch
-    under way, if any, then this message, then the pipeline's next batch."""
+    under way, if any, then this message, then the pipeline's next batch; a write of one row
+    is committed with the rows of the process's other writes waiting for the same turn
+    (gateway/grouped.py), before this returns."""
     if len(provider_id) > MAX_PROVIDER_ID:  # no provider's id is that long: refused, not a database error
         raise MalformedPayloadError(f"message id longer than {MAX_PROVIDER_ID} characters", field="id")
     headers = headers or {}
-    turn = _TURN.get()
-    if turn is not None:
-        turn.write()
-    new_id = connection.execute(_insert(connection.dialect.name), {
+    statement, params = _insert(connection.dialect.name), {
         "channel": channel, "provider_id": provider_id, "body": body, "content_type": content_type,
         "headers": headers, "received_at": utcnow(), "reserved_code": code, "state": "received",
-        "attempts": 0, "sender": sender}).scalar()
+        "attempts": 0, "sender": sender}
+    turn = _TURN.get()
+    if turn is not None and turn.group is not None:  # SQLite, one row: committed with the process's others
+        new_id = turn.group.insert(connection, statement, params)
+    else:
+        if turn is not None:
+            turn.write()
+        new_id = connection.execute(statement, params).scalar()
     if new_id is not None:
         return Stored(new_id, True, headers, code)
     row = connection.execute(_EXISTING, {"channel": channel, "provider_id": provider_id}).one()
@@ -99,7 +105,9 @@ def write(runtime, work, single: bool = True):
     statements alone, not BEGIN and COMMIT around them (under READ COMMITTED a transaction gave
     the look-up before it no firmer snapshot). Several writes (a Messenger batch) stay in one
     transaction: one commit, all or nothing. SQLite: always one transaction, and the webhook
-    writes before the pipeline's next batch (gateway/turns.py).
+    writes before the pipeline's next batch (gateway/turns.py); a single write's row is
+    committed in one transaction with those of the process's other single writes waiting for
+    the writer's turn at the same time (gateway/grouped.py), by whichever of them has it first.
 
     No pre-ping: a connection the server dropped (a restart) fails its statement, is closed,
     and ``work`` runs once more on a new connection. Running it again is harmless: the INSERT
@@ -111,6 +119,7 @@ def write(runtime, work, single: bool = True):
         connection = runtime.db.direct()
         try:
             with runtime.db.turns.intake() as turn:
+                turn.group = runtime.db.turns.group if single else None
                 token = _TURN.set(turn)  # insert_inbound takes it (SQLite: before the pipeline's next batch)
                 try:
                     if not single:

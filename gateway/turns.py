@@ -109,6 +109,7 @@ class Turns:
         self.per_message = 0.0  # seconds of write lock per message in this process's batches (moving average)
         self.writing = threading.Lock()  # this process's intake writes wait here, one looks at the writer's file
         self._intake: IntakeFiles | None = None  # this process's intake writes' files (``waiting``)
+        self.group = None  # SQLite: this process's single writes, committed together (gateway/grouped.py)
         self._waiters_lock = threading.Lock()
 
     @classmethod
@@ -284,12 +285,15 @@ class IntakeTurn:
     the web worker's four threads all looked at it every 0.5 ms: that looking cost 0.35 ms of
     CPU per stored webhook and a tenth of the throughput (docs/benchmarks.md, section 1, round 9).
     The two files are the process's, opened once: opening and closing them for each write cost
-    four system calls per webhook (section 1, round 10)."""
+    four system calls per webhook (section 1, round 10). A write of one row waits in
+    gateway/grouped.py instead: whoever has the turn writes the rows of all the process's
+    writes waiting for it, in one transaction (section 1, round 12)."""
 
     def __init__(self, turns: Turns | None):
         self.turns, self.had = turns, turns is None
         self.files: IntakeFiles | None = None  # the process's files, while this write waits or writes
         self.queued = False  # holds ``writing``: given back when the turn ends
+        self.group = None  # set for a write of one row (gateway/grouped.py): it takes its turn there
 
     def write(self) -> None:
         if self.had:
