@@ -21,13 +21,16 @@ from .intake import CHANNELS, Served, Target, gateway_env, measure, start_bare, 
 
 # --- CPU per webhook through gunicorn at a fixed rate (not part of `make bench`) --------------------
 
-def served_fixed_rate(rate: float = 200, seconds: int = 6, rounds: int = 3, base: Path | None = None) -> dict:
-    """Workers' CPU per stored SMS through `gateway serve` (1 worker, the production gunicorn
+def served_fixed_rate(rate: float = 200, seconds: int = 6, rounds: int = 3, base: Path | None = None,
+                      channel: str = "twilio_sms", workers: int = 1) -> dict:
+    """Workers' CPU per stored webhook through `gateway serve` (1 worker, the production gunicorn
     settings, SQLite FULL, RqQueue on a real redis-server) at a fixed offered rate, next to the
     bare endpoint under the same settings (and ``base``, another checkout, if given); targets
     alternated round by round, so the shared machine's load falls on all of them alike.
+    ``channel``: an SMS by default; ``workers``: gunicorn's, for the gateways and the bare endpoint.
 
-    ``python -m tests.bench.intake --served 3 [--rate 200] [--base var/base]``"""
+    ``python -m tests.bench.intake --served 3 [--rate 200] [--base var/base] [--channel telegram]
+    [--workers 2]``"""
     from tests.support.servers import RedisServer, free_port
 
     folder = fresh_dir("intake-served")
@@ -38,21 +41,21 @@ def served_fixed_rate(rate: float = 200, seconds: int = 6, rounds: int = 3, base
         for label, code in [("gateway", None)] + ([("base", base)] if base else []):
             url = f"sqlite:///{folder / f'{label}.db'}"
             (folder / label).mkdir()
-            served = start_gateway(url, redis.url, free_port(), folder / label, workers=1,
+            served = start_gateway(url, redis.url, free_port(), folder / label, workers=workers,
                                    code=code.resolve() if code else None)
             servers.append(served)
-            targets.append(Target(label, served, url, "inbound_messages", "WHERE channel = 'twilio_sms'",
-                                  CHANNELS["twilio_sms"].path, CHANNELS["twilio_sms"].header))
+            targets.append(Target(label, served, url, "inbound_messages", f"WHERE channel = '{channel}'",
+                                  CHANNELS[channel].path, CHANNELS[channel].header))
         path = folder / "bare.db"
-        bare = start_bare(f"sqlite-full:{path}", free_port(), folder, workers=1)
+        bare = start_bare(f"sqlite-full:{path}", free_port(), folder, workers=workers)
         servers.append(bare)
         targets.append(Target("bare", bare, f"sqlite:///{path}", "hits", "", "/hit", ""))
 
         def lines_for(target: Target, count: int, tag: str):
             if target.table == "hits":
                 return [("", f"MessageSid={tag}{i}&Body=x") for i in range(count)]
-            return CHANNELS["twilio_sms"].signed(f"http://127.0.0.1:{target.served.port}", count,
-                                                 f"{target.served.port}{tag}")
+            return CHANNELS[channel].signed(f"http://127.0.0.1:{target.served.port}", count,
+                                            f"{target.served.port}{tag}")
 
         results = _Quiet()
         for target in targets:  # warm-up: imports, lingua's models, pools
@@ -241,6 +244,7 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0, help="idle milliseconds between requests (as at a fixed rate)")
     parser.add_argument("--served", type=int, metavar="ROUNDS", help=served_fixed_rate.__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--workers", type=int, default=1, help="with --served: gunicorn's workers")
     parser.add_argument("--base", type=Path, help="with --served: another checkout to serve alternately")
     parser.add_argument("--database-part", type=int, metavar="ROUNDS", help=database_part.__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", metavar="MODULE",
@@ -254,7 +258,8 @@ def main() -> None:
     elif options.database_part:
         print(json.dumps(database_part(options.database_part)))
     elif options.served:
-        print(json.dumps(served_fixed_rate(options.rate, rounds=options.served, base=options.base)))
+        print(json.dumps(served_fixed_rate(options.rate, rounds=options.served, base=options.base,
+                                              channel=options.channel, workers=options.workers)))
     else:
         print(json.dumps(cpu_in_process(options.cpu, options.db, options.profile, options.channel, options.gap)))
 
