@@ -95,7 +95,7 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.turns = Turns.for_url(self.url)  # SQLite: webhooks' writes before the pipeline's next batch
         if self.turns.active:
-            self.turns.group = IntakeGroup(self.turns)
+            self.turns.group = IntakeGroup(self.turns, lambda: self.turns.checkpoint(self.engine))
         event.listen(self.engine, "engine_disposed", self._dispose_intake)
         app.extensions["database"] = self
 

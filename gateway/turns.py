@@ -28,8 +28,9 @@ A commit that makes the write-ahead log long also copies it into the database (S
 automatic checkpoint, at 1,000 pages not yet copied), which on a busy disk took up to 3 s,
 all of it inside the writer's turn of whoever committed: everyone waited. With turns, no
 connection does that in its commit (``wal_autocheckpoint=0``, gateway/db.py);
-``checkpoint`` does it (at ``CHECKPOINT_FRAMES``) after a pipeline batch and on each pass of
-the scheduler, holding no turn: SQLite's checkpoint lets writers go on meanwhile.
+``checkpoint`` does it (at ``CHECKPOINT_FRAMES``) after a pipeline batch, on each pass of
+the scheduler and after every 64th group of webhooks (gateway/grouped.py), holding no turn:
+SQLite's checkpoint lets writers go on meanwhile.
 
 A citizen's submission on the API, the web form or the counter is stored, then made into a
 request before the answer: it is arriving for both writes (``arriving``), so no batch begins

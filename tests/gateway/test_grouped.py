@@ -1,6 +1,7 @@
 """SQLite: the webhooks of one process waiting for the writer's turn are stored in one
 transaction, one durable commit, and none is answered before that commit (gateway/grouped.py).
-A row the database refuses fails alone; a provider's retry in the same group is stored once."""
+A row the database refuses fails alone; a provider's retry in the same group is stored once.
+The log these commits write is copied even when nothing but webhooks writes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from gateway import direct
+from gateway import direct, grouped, turns
 from gateway.intake import insert_inbound, write
 from gateway.models import InboundMessage
 
@@ -112,3 +113,18 @@ def test_a_providers_retry_in_the_same_group_as_its_first_delivery_is_stored_onc
     assert sorted([first.created, retry.created]) == [False, True]
     assert first.id == retry.id
     assert [held for _, held in commits] == [2]
+
+
+def test_the_log_is_copied_while_nothing_but_webhooks_writes(runtime, monkeypatch):
+    """No pipeline worker and no scheduler running (the storm's backlog waiting for them): the
+    webhooks' own commits copy the log once it is long, so it does not grow without end."""
+    monkeypatch.setattr(turns, "CHECKPOINT_FRAMES", 40)
+    monkeypatch.setattr(grouped, "CHECK_EVERY", 4)
+    most = 0
+    for i in range(200):
+        write(runtime, lambda connection, i=i: insert_inbound(connection, "telegram", str(i), _document(i),
+                                                              "application/json"))
+        most = max(most, turns._frames_not_copied(runtime.db.turns.index_path))
+
+    assert len(_stored(runtime)) == 200
+    assert most < 40 + 4 * 10  # long enough to be copied, plus the groups until the next look
