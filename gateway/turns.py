@@ -77,6 +77,22 @@ _FIRST_PAUSE, _LONGEST_PAUSE = 0.0001, 0.0002
 
 
 _WAL_INDEX_VERSION = 3007000
+_INDEX_DESCRIPTORS: dict[str, tuple[int, int]] = {}  # -shm path → (descriptor, inode): opened once, never closed
+_INDEX_DESCRIPTORS_LOCK = threading.Lock()
+
+
+def _index_descriptor(index_path: str) -> int:
+    """This process's read-only descriptor of the wal-index file, opened at the first look and
+    kept (a fork shares it: reads give the offset, so they do not move one another). A file
+    made again at the same path (a new database) is opened again; the descriptor of the old
+    one is left open, as closing it could drop locks still held there."""
+    inode = os.stat(index_path).st_ino
+    with _INDEX_DESCRIPTORS_LOCK:
+        kept = _INDEX_DESCRIPTORS.get(index_path)
+        if kept is None or kept[1] != inode:
+            descriptor = os.open(index_path, os.O_RDONLY | os.O_CLOEXEC)
+            kept = _INDEX_DESCRIPTORS[index_path] = (descriptor, os.fstat(descriptor).st_ino)
+        return kept[0]
 
 
 def _frames_not_copied(index_path: str) -> int | None:
@@ -87,10 +103,15 @@ def _frames_not_copied(index_path: str) -> int | None:
     The log file's length cannot say it: SQLite writes the log again from its start once it
     is copied, and never shortens the file, so once it had been long it looked long after
     every batch, and each batch paid for a checkpoint. Read without SQLite's locks, a value
-    may be a moment old: it only says when to copy, and a later batch looks again."""
+    may be a moment old: it only says when to copy, and a later batch looks again.
+
+    The file is read through a descriptor this process opens once and never closes
+    (``_index_descriptor``): SQLite's locks on it are POSIX locks, and closing any descriptor
+    of the file drops all of the process's locks on it, those its connections hold while they
+    read or write too. A look that opened and closed it let another process empty the log
+    under a reader, or write beside a writer, and corrupted a database."""
     try:
-        with open(index_path, "rb") as index:
-            header = index.read(100)
+        header = os.pread(_index_descriptor(index_path), 100, 0)
     except OSError:
         return None
     if len(header) < 100 or struct.unpack_from("=I", header, 0)[0] != _WAL_INDEX_VERSION:
@@ -139,13 +160,20 @@ class Turns:
 
     def close(self) -> None:
         """The intake writes' files closed (the database's engine disposed of), by the last of
-        the writes on their way if any; the next write opens them again."""
+        the writes on their way if any; the next write opens them again. The log index's
+        descriptor too: the engine's connections are closed, so none holds a lock there (the
+        gateway disposes of its engine only when it stops; the tests, after each test)."""
         with self._waiters_lock:
             files, self._intake = self._intake, None
             if files is not None and files.pid == os.getpid():
                 files.retired = True
                 if not files.waiters:
                     files.close()
+        if self.index_path is not None:
+            with _INDEX_DESCRIPTORS_LOCK:
+                kept = _INDEX_DESCRIPTORS.pop(self.index_path, None)
+            if kept is not None:
+                os.close(kept[0])
 
     @contextmanager
     def arriving(self):

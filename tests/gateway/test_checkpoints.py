@@ -5,6 +5,9 @@ would wait for the copy, and not after every batch."""
 from __future__ import annotations
 
 import os
+import sqlite3
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import event
@@ -77,3 +80,39 @@ def test_no_log_index_no_copy(tmp_path):
     assert turns._frames_not_copied(str(tmp_path / "absent-shm")) is None
     (tmp_path / "odd-shm").write_bytes(b"\x00" * 200)
     assert turns._frames_not_copied(str(tmp_path / "odd-shm")) is None
+
+
+_OTHER_PROCESS_TRUNCATES = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], timeout=0)
+print(connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+"""
+
+
+def test_looking_at_the_logs_length_keeps_this_processs_locks_on_it(tmp_path):
+    """SQLite's locks on the log's index are POSIX locks: closing any descriptor of that file
+    drops every lock the process holds on it, those of its other connections too (sqlite.org,
+    "How To Corrupt An SQLite Database File", 2.2). A web worker looks at the log's length
+    while its other threads read and write: the look must not open and close the file, or
+    another process writes over pages they are using (a benchmark's database was found
+    corrupted that way)."""
+    path = str(tmp_path / "gateway.db")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x)")
+    writer.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 100  # reading: a lock on the index
+
+    for _ in range(3):
+        assert turns._frames_not_copied(f"{path}-shm") > 0
+
+    busy = subprocess.run([sys.executable, "-c", _OTHER_PROCESS_TRUNCATES, path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert busy == "1"  # the reader still holds its lock: the log cannot be emptied under it
+    reader.execute("COMMIT")
+    busy = subprocess.run([sys.executable, "-c", _OTHER_PROCESS_TRUNCATES, path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert busy == "0"
