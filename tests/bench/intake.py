@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DatabaseError
 
 from .common import (
     BIN,
@@ -215,6 +216,22 @@ def count_rows(url: str, table: str, where: str = "") -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def intact(url: str) -> str | None:
+    """SQLite's ``quick_check`` of the database at ``url`` ('ok' when intact); None for
+    another database."""
+    if not url.startswith("sqlite"):
+        return None
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            found = [row[0] for row in connection.exec_driver_sql("PRAGMA quick_check")]
+    except DatabaseError as exc:  # too damaged to be checked
+        return str(exc.orig)
+    finally:
+        engine.dispose()
+    return "ok" if found == ["ok"] else "; ".join(found[:3])
+
+
 def checked(figures: dict, before: tuple[int, int], after: tuple[int, int], connections: int) -> str:
     """'ok' when every 200 is stored exactly once; else what is wrong."""
     stored, distinct = after[0] - before[0], after[1] - before[1]
@@ -353,6 +370,10 @@ def _report(results, targets, saturation, fixed) -> None:
                     f"{r['p50_us'] / 1000:.1f} / {r['p99_us'] / 1000:.1f}", "ms")
         results.add("intake", f"{target.label}: every 200 stored exactly once",
                     "yes" if all(x["check"] == "ok" for x in runs + [r]) else "NO")
+        found = intact(target.count_url)
+        if found is not None:
+            results.add("intake", f"{target.label}: database intact (SQLite quick_check)",
+                        "yes" if found == "ok" else f"NO: {found}")
         results.add("intake", f"{target.label}: peak RSS per web worker",
                     f"{max(target.served.worker_peak_mb() or [0]):.0f}", "MiB")
     for database in ("sqlite", "postgres"):

@@ -28,7 +28,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from .common import BIN, ROOT, fresh_dir, section
-from .intake import CHANNELS, Served, checked, count_rows, gateway_env, start_gateway, wrk
+from .intake import CHANNELS, Served, checked, count_rows, gateway_env, intact, start_gateway, wrk
 from .replay import insert_inbound
 
 BACKLOG = 8_000  # more than the pipeline gets through during a round, on this machine
@@ -110,10 +110,12 @@ def _round(folder: Path, label: str, served: Served, url: str, env: dict, count:
         for log in logs:
             log.close()
         engine.dispose()
+    health = intact(url)  # SQLite's quick_check, after the workers have stopped
     return {"target": label, "workers": count, "rate": rate, "ok_per_s": figures["ok_per_s"],
             "p50_ms": figures["p50_us"] / 1000, "p90_ms": figures["p90_us"] / 1000,
             "p99_ms": figures["p99_us"] / 1000, "processed_per_s": processed / elapsed,
-            "check": checked(figures, before, after, 64), "forms": submissions.summary(),
+            "check": checked(figures, before, after, 64) if health == "ok" else f"database not intact: {health}",
+            "forms": submissions.summary(),
             "forms_p50_ms": submissions.quantile(0.5), "forms_max_ms": submissions.quantile(1.0)}
 
 
