@@ -77,7 +77,7 @@ _FIRST_PAUSE, _LONGEST_PAUSE = 0.0001, 0.0002
 
 
 _WAL_INDEX_VERSION = 3007000
-_INDEX_DESCRIPTORS: dict[str, tuple[int, int]] = {}  # -shm path → (descriptor, inode): opened once, never closed
+_INDEX_DESCRIPTORS: dict[str, tuple[int, int]] = {}  # -shm path → (descriptor, inode): opened once, closed with the engine
 _INDEX_DESCRIPTORS_LOCK = threading.Lock()
 
 
