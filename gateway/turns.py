@@ -105,10 +105,10 @@ def _frames_not_copied(index_path: str) -> int | None:
     every batch, and each batch paid for a checkpoint. Read without SQLite's locks, a value
     may be a moment old: it only says when to copy, and a later batch looks again.
 
-    The file is read through a descriptor this process opens once and never closes
-    (``_index_descriptor``): SQLite's locks on it are POSIX locks, and closing any descriptor
-    of the file drops all of the process's locks on it, those its connections hold while they
-    read or write too. A look that opened and closed it let another process empty the log
+    The file is read through a descriptor this process opens once and keeps until its
+    engine is disposed of (``_index_descriptor``, ``Turns.close``): SQLite's locks on it are
+    POSIX locks, and closing any descriptor of the file drops all of the process's locks on
+    it, those its connections hold while they read or write too. A look that opened and closed it let another process empty the log
     under a reader, or write beside a writer, and corrupted a database."""
     try:
         header = os.pread(_index_descriptor(index_path), 100, 0)
