@@ -78,6 +78,7 @@ _FIRST_PAUSE, _LONGEST_PAUSE = 0.0001, 0.0002
 
 _WAL_INDEX_VERSION = 3007000
 _INDEX_DESCRIPTORS: dict[str, tuple[int, int]] = {}  # -shm path → (descriptor, inode): opened once, closed with the engine
+_INDEX_USERS: dict[str, int] = {}  # -shm path → this process's Turns that looked there and are not closed
 _INDEX_DESCRIPTORS_LOCK = threading.Lock()
 
 
@@ -108,8 +109,9 @@ def _frames_not_copied(index_path: str) -> int | None:
     The file is read through a descriptor this process opens once and keeps until its
     engine is disposed of (``_index_descriptor``, ``Turns.close``): SQLite's locks on it are
     POSIX locks, and closing any descriptor of the file drops all of the process's locks on
-    it, those its connections hold while they read or write too. A look that opened and closed it let another process empty the log
-    under a reader, or write beside a writer, and corrupted a database."""
+    it, those its connections hold while they read or write too. A look that opened and
+    closed it let another process empty the log under a reader, or write beside a writer,
+    and corrupted a database."""
     try:
         header = os.pread(_index_descriptor(index_path), 100, 0)
     except OSError:
@@ -133,6 +135,7 @@ class Turns:
         self._intake: IntakeFiles | None = None  # this process's intake writes' files (``waiting``)
         self.group = None  # SQLite: this process's single writes, committed together (gateway/grouped.py)
         self._waiters_lock = threading.Lock()
+        self._looked = False  # counted among the users of the log index's descriptor (``checkpoint``)
 
     @classmethod
     def for_url(cls, url: str) -> Turns:
@@ -161,7 +164,8 @@ class Turns:
     def close(self) -> None:
         """The intake writes' files closed (the database's engine disposed of), by the last of
         the writes on their way if any; the next write opens them again. The log index's
-        descriptor too: the engine's connections are closed, so none holds a lock there (the
+        descriptor too, once no other Turns of this process on that database is open: this
+        engine's connections are closed, but another engine's may hold locks there (the
         gateway disposes of its engine only when it stops; the tests, after each test)."""
         with self._waiters_lock:
             files, self._intake = self._intake, None
@@ -169,11 +173,18 @@ class Turns:
                 files.retired = True
                 if not files.waiters:
                     files.close()
-        if self.index_path is not None:
-            with _INDEX_DESCRIPTORS_LOCK:
-                kept = _INDEX_DESCRIPTORS.pop(self.index_path, None)
-            if kept is not None:
-                os.close(kept[0])
+        kept = None
+        with _INDEX_DESCRIPTORS_LOCK:
+            if self._looked:
+                self._looked = False
+                left = _INDEX_USERS.get(self.index_path, 1) - 1
+                if left:
+                    _INDEX_USERS[self.index_path] = left
+                else:
+                    _INDEX_USERS.pop(self.index_path, None)
+                    kept = _INDEX_DESCRIPTORS.pop(self.index_path, None)
+        if kept is not None:
+            os.close(kept[0])
 
     @contextmanager
     def arriving(self):
@@ -192,6 +203,11 @@ class Turns:
         no turn."""
         if self.index_path is None:
             return
+        if not self._looked:
+            with _INDEX_DESCRIPTORS_LOCK:
+                if not self._looked:
+                    _INDEX_USERS[self.index_path] = _INDEX_USERS.get(self.index_path, 0) + 1
+                    self._looked = True
         waiting = _frames_not_copied(self.index_path)
         if waiting is None:  # no log (yet), or an index this SQLite does not write
             return

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 
 from gateway import batch, turns
 from tests.support.backlog import store_web_forms as _store
@@ -89,6 +89,17 @@ print(connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
 """
 
 
+def _hundred_rows_in_the_log(path: str) -> sqlite3.Connection:
+    """A WAL database at ``path`` whose 100 rows are in the log, none copied yet; its writer's
+    connection, to be kept open (the last connection to close copies the log and removes it)."""
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x)")
+    writer.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    return writer
+
+
 def test_looking_at_the_logs_length_keeps_this_processs_locks_on_it(tmp_path):
     """SQLite's locks on the log's index are POSIX locks: closing any descriptor of that file
     drops every lock the process holds on it, those of its other connections too (sqlite.org,
@@ -97,11 +108,7 @@ def test_looking_at_the_logs_length_keeps_this_processs_locks_on_it(tmp_path):
     another process writes over pages they are using (a benchmark's database was found
     corrupted that way)."""
     path = str(tmp_path / "gateway.db")
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    writer.execute("CREATE TABLE t (x)")
-    writer.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    writer = _hundred_rows_in_the_log(path)
     reader = sqlite3.connect(path, isolation_level=None)
     reader.execute("BEGIN")
     assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 100  # reading: a lock on the index
@@ -116,3 +123,30 @@ def test_looking_at_the_logs_length_keeps_this_processs_locks_on_it(tmp_path):
     busy = subprocess.run([sys.executable, "-c", _OTHER_PROCESS_TRUNCATES, path], capture_output=True, text=True,
                           check=True).stdout.strip()
     assert busy == "0"
+    writer.close()
+
+
+def test_one_engine_disposed_of_keeps_the_locks_of_another_on_the_same_database(tmp_path):
+    """Two engines of one process on one database (two apps, or a tool beside the gateway):
+    disposing of one must not close the log index's descriptor the other still reads through,
+    which would drop the other's locks as a look that opened and closed the file did."""
+    path = str(tmp_path / "gateway.db")
+    writer = _hundred_rows_in_the_log(path)
+    first, second = turns.Turns(path), turns.Turns(path)
+    engine = create_engine(f"sqlite:///{path}")
+    first.checkpoint(engine)
+    second.checkpoint(engine)  # both look (the log is short: nothing copied)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 100
+
+    first.close()
+
+    busy = subprocess.run([sys.executable, "-c", _OTHER_PROCESS_TRUNCATES, path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert busy == "1"  # the reader's lock is still there
+    reader.execute("COMMIT")
+    second.close()
+    engine.dispose()
+    assert f"{path}-shm" not in turns._INDEX_DESCRIPTORS  # the last one closed it
+    writer.close()
